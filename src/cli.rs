@@ -1,0 +1,223 @@
+//! Command-line flags (clap) turned into a plain [`Config`] once, and the exit codes.
+
+use crate::codec::{DecodeOptions, OutputFormat};
+use crate::manifest::PlanOptions;
+use crate::progress::Mode;
+use crate::runner::RunOptions;
+use clap::Parser;
+use std::path::PathBuf;
+
+/// Process exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Every item succeeded (or was skipped on purpose).
+    Ok = 0,
+    /// Some items failed; the others were done.
+    ItemsFailed = 1,
+    /// Usage or manifest error; nothing was done.
+    Usage = 2,
+    /// A fatal runtime error (for example the report could not be written).
+    Fatal = 3,
+}
+
+const AFTER_HELP: &str = "\
+Examples:
+  imgproc --manifest jobs.json --report report.json
+  imgproc --op grayscale --op blur:sigma=2 -o out/ photos/*.jpg
+  imgproc --list-ops
+
+Exit codes: 0 all items ok; 1 some items failed (the rest were done);
+2 usage or manifest error (nothing done); 3 fatal runtime error.";
+
+/// imgproc: batch image processing on every core (and, under mpirun, every node).
+#[derive(Parser, Debug)]
+#[command(name = "imgproc", version, about, after_help = AFTER_HELP)]
+pub struct Args {
+    /// Manifest (JSON) describing the jobs; `-` reads it from stdin.
+    #[arg(long, short = 'm', value_name = "FILE")]
+    pub manifest: Option<String>,
+
+    /// Quick mode: an operation to apply, repeatable and applied in order
+    /// (e.g. `--op grayscale --op blur:sigma=2`). See --list-ops.
+    #[arg(long = "op", value_name = "OP")]
+    pub ops: Vec<String>,
+
+    /// Quick mode: input files or globs.
+    #[arg(value_name = "INPUT")]
+    pub inputs: Vec<String>,
+
+    /// Output folder (quick mode: required; with a manifest: overrides its output_dir).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub output_dir: Option<PathBuf>,
+
+    /// Output format where the manifest does not set one (jpeg, png, webp, tiff, bmp, gif, qoi).
+    #[arg(long, value_name = "FORMAT")]
+    pub format: Option<String>,
+
+    /// JPEG quality where the manifest does not set one.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    pub quality: u8,
+
+    /// Worker threads [default: all cores].
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub threads: Option<u32>,
+
+    /// Validate, read image headers and print the plan without processing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// List the operations with their parameters, defaults and ranges.
+    #[arg(long)]
+    pub list_ops: bool,
+
+    /// With --list-ops: print JSON.
+    #[arg(long, requires = "list_ops")]
+    pub json: bool,
+
+    /// Stop starting new items after the first failure.
+    #[arg(long)]
+    pub fail_fast: bool,
+
+    /// Skip items whose output file already exists (to resume an interrupted run).
+    #[arg(long)]
+    pub skip_existing: bool,
+
+    /// Largest image accepted, in pixels (checked from the header before decoding).
+    #[arg(long, value_name = "N", default_value_t = 1 << 28)]
+    pub max_pixels: u64,
+
+    /// Largest allocation a decoder may make, in MiB.
+    #[arg(long, value_name = "MIB", default_value_t = 4096)]
+    pub max_memory_mb: u64,
+
+    /// Keep pixels as stored instead of applying EXIF orientation.
+    #[arg(long)]
+    pub no_auto_orient: bool,
+
+    /// Write a JSON report to FILE (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<String>,
+
+    /// No progress output (failures are still reported).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+
+    /// Print progress as plain lines even on a terminal.
+    #[arg(long)]
+    pub progress_lines: bool,
+}
+
+/// Where the work comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// A manifest file, or `-`.
+    Manifest(String),
+    /// `--op` and input files.
+    Quick {
+        /// Op strings.
+        ops: Vec<String>,
+        /// Inputs or globs.
+        inputs: Vec<String>,
+        /// Output folder.
+        output_dir: PathBuf,
+    },
+}
+
+/// What the user asked for, after checking the flags fit together.
+#[derive(Clone, Debug)]
+pub enum Config {
+    /// Print the op catalog.
+    ListOps {
+        /// As JSON.
+        json: bool,
+    },
+    /// Plan (and unless `dry_run`, run) a batch.
+    Run {
+        /// Where the work comes from.
+        source: Source,
+        /// Plan settings.
+        plan: PlanOptions,
+        /// Run settings.
+        run: RunOptions,
+        /// Only print the plan.
+        dry_run: bool,
+        /// Report destination.
+        report: Option<String>,
+    },
+}
+
+impl Args {
+    /// Checks the flags and builds the [`Config`]; the error says what to type instead.
+    pub fn into_config(self) -> Result<Config, String> {
+        if self.list_ops {
+            return Ok(Config::ListOps { json: self.json });
+        }
+        let format = match &self.format {
+            Some(f) => Some(OutputFormat::from_name(f).ok_or_else(|| {
+                format!(
+                    "--format {f}: unknown format; use one of jpeg, png, webp, tiff, bmp, gif, qoi"
+                )
+            })?),
+            None => None,
+        };
+        let source = match (self.manifest, self.ops.is_empty()) {
+            (Some(_), false) => {
+                return Err("--manifest and --op cannot be combined: put the ops in the manifest, or drop --manifest".into())
+            }
+            (Some(m), true) => {
+                if !self.inputs.is_empty() {
+                    return Err(format!(
+                        "unexpected input {:?} with --manifest: inputs belong in the manifest's jobs",
+                        self.inputs[0]
+                    ));
+                }
+                Source::Manifest(m)
+            }
+            (None, false) => {
+                if self.inputs.is_empty() {
+                    return Err("--op needs input files: imgproc --op grayscale -o out/ photo.jpg".into());
+                }
+                let Some(output_dir) = self.output_dir.clone() else {
+                    return Err("quick mode needs an output folder: add -o DIR, e.g. imgproc --op grayscale -o out/ photo.jpg".into());
+                };
+                Source::Quick { ops: self.ops, inputs: self.inputs, output_dir }
+            }
+            (None, true) => {
+                return Err("nothing to do: give --manifest FILE, or --op OP -o DIR INPUT... (see imgproc --help)".into())
+            }
+        };
+        let threads = self.threads.map(|t| t as usize).unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        });
+        let progress = if self.quiet {
+            Mode::Quiet
+        } else if self.progress_lines {
+            Mode::Lines
+        } else {
+            Mode::Auto
+        };
+        Ok(Config::Run {
+            source,
+            plan: PlanOptions {
+                output_dir: self.output_dir,
+                decode: DecodeOptions {
+                    max_pixels: self.max_pixels,
+                    max_alloc: self.max_memory_mb.saturating_mul(1 << 20),
+                    auto_orient: !self.no_auto_orient,
+                },
+                quality: self.quality,
+                format,
+            },
+            run: RunOptions {
+                threads,
+                fail_fast: self.fail_fast,
+                skip_existing: self.skip_existing,
+                progress,
+            },
+            dry_run: self.dry_run,
+            report: self.report,
+        })
+    }
+}

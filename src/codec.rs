@@ -1,0 +1,491 @@
+//! Bytes to pixels and back.
+//!
+//! Decoding detects the format from the bytes (never the extension), checks the
+//! dimensions in the header against the limits before any pixel buffer exists, applies
+//! EXIF orientation, and keeps 16-bit samples and alpha. Animated GIFs decode to all
+//! their frames. JPEG is encoded with libjpeg-turbo (the `turbojpeg` crate, 4:2:0),
+//! every other format with the `image` crate.
+
+use crate::error::ItemError;
+use crate::image::{Image, Samples};
+use image::{AnimationDecoder, DynamicImage, ImageDecoder, ImageFormat, ImageReader};
+use std::io::Cursor;
+
+/// Limits and choices for decoding.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DecodeOptions {
+    /// Largest accepted `width * height`. Default 268,435,456 (2^28).
+    pub max_pixels: u64,
+    /// Largest allocation a decoder may make, in bytes. Default 4 GiB.
+    pub max_alloc: u64,
+    /// Apply EXIF orientation. Default true.
+    pub auto_orient: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        DecodeOptions {
+            max_pixels: 1 << 28,
+            max_alloc: 4 << 30,
+            auto_orient: true,
+        }
+    }
+}
+
+/// Output formats imgproc writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OutputFormat {
+    /// JPEG (8-bit, gray or 4:2:0 colour; alpha is dropped).
+    Jpeg,
+    /// PNG (8 or 16 bit, alpha kept).
+    Png,
+    /// WebP, lossless (8-bit, alpha kept).
+    WebP,
+    /// TIFF (8 or 16 bit, alpha kept).
+    Tiff,
+    /// BMP (8-bit).
+    Bmp,
+    /// GIF (8-bit, 256 colours per frame; animations keep every frame).
+    Gif,
+    /// QOI (8-bit RGB or RGBA).
+    Qoi,
+}
+
+impl OutputFormat {
+    /// All formats with their names, as accepted in manifests and `--format`.
+    pub const ALL: [(&'static str, OutputFormat); 7] = [
+        ("jpeg", OutputFormat::Jpeg),
+        ("png", OutputFormat::Png),
+        ("webp", OutputFormat::WebP),
+        ("tiff", OutputFormat::Tiff),
+        ("bmp", OutputFormat::Bmp),
+        ("gif", OutputFormat::Gif),
+        ("qoi", OutputFormat::Qoi),
+    ];
+
+    /// The format for a file extension (case-insensitive), if imgproc writes it.
+    pub fn from_extension(ext: &str) -> Option<OutputFormat> {
+        match ext.to_ascii_lowercase().as_str() {
+            "jpg" | "jpeg" => Some(OutputFormat::Jpeg),
+            "png" => Some(OutputFormat::Png),
+            "webp" => Some(OutputFormat::WebP),
+            "tif" | "tiff" => Some(OutputFormat::Tiff),
+            "bmp" => Some(OutputFormat::Bmp),
+            "gif" => Some(OutputFormat::Gif),
+            "qoi" => Some(OutputFormat::Qoi),
+            _ => None,
+        }
+    }
+
+    /// The format for a name as written in a manifest (`"jpeg"`, `"png"`, ...).
+    pub fn from_name(name: &str) -> Option<OutputFormat> {
+        Self::from_extension(name)
+    }
+
+    /// The usual file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Jpeg => "jpg",
+            OutputFormat::Png => "png",
+            OutputFormat::WebP => "webp",
+            OutputFormat::Tiff => "tiff",
+            OutputFormat::Bmp => "bmp",
+            OutputFormat::Gif => "gif",
+            OutputFormat::Qoi => "qoi",
+        }
+    }
+}
+
+/// One decoded frame; `delay_ms` is its display time in an animation.
+#[derive(Clone, Debug)]
+pub struct Frame {
+    /// The pixels.
+    pub image: Image,
+    /// Display time in milliseconds (0 for still images).
+    pub delay_ms: u32,
+}
+
+/// A decoded input: one frame, or several for an animated GIF.
+#[derive(Debug)]
+pub struct Decoded {
+    /// The frames, at least one.
+    pub frames: Vec<Frame>,
+    /// Width as stored in the file (before orientation).
+    pub width: u32,
+    /// Height as stored in the file (before orientation).
+    pub height: u32,
+}
+
+/// Format and dimensions from the header alone.
+pub fn probe(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), ItemError> {
+    let reader = reader(bytes)?;
+    let format = reader.format().ok_or_else(unknown_format)?;
+    let (w, h) = reader.into_dimensions().map_err(map_image_error)?;
+    Ok((format, w, h))
+}
+
+fn unknown_format() -> ItemError {
+    ItemError::Unsupported(
+        "not a recognised image format (JPEG, PNG, GIF, BMP, TIFF, WebP, PNM and QOI are read)"
+            .into(),
+    )
+}
+
+fn reader(bytes: &[u8]) -> Result<ImageReader<Cursor<&[u8]>>, ItemError> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ItemError::Io(e.to_string()))
+}
+
+fn map_image_error(e: image::ImageError) -> ItemError {
+    use image::ImageError as E;
+    match e {
+        E::Decoding(d) => ItemError::Decode(d.to_string()),
+        E::Unsupported(u) => ItemError::Unsupported(u.to_string()),
+        E::Limits(l) => ItemError::Limits(format!(
+            "{l}: raise --max-pixels or --max-memory-mb if this image is expected"
+        )),
+        E::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            ItemError::Decode("the file is truncated".into())
+        }
+        E::IoError(io) => ItemError::Decode(io.to_string()),
+        E::Encoding(e) => ItemError::Encode(e.to_string()),
+        E::Parameter(p) => ItemError::Decode(p.to_string()),
+    }
+}
+
+fn check_pixels(w: u32, h: u32, opts: &DecodeOptions) -> Result<(), ItemError> {
+    let px = w as u64 * h as u64;
+    if px > opts.max_pixels {
+        return Err(ItemError::Limits(format!(
+            "{w}x{h} is {:.1} megapixels, above --max-pixels {} ({:.1} MP): raise --max-pixels to process it",
+            px as f64 / 1e6,
+            opts.max_pixels,
+            opts.max_pixels as f64 / 1e6
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes an input, checking the header against `opts` before allocating pixels.
+pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, ItemError> {
+    let mut reader = reader(bytes)?;
+    let format = reader.format().ok_or_else(unknown_format)?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(opts.max_alloc);
+    reader.limits(limits.clone());
+    if format == ImageFormat::Gif {
+        return decode_gif(bytes, opts, limits);
+    }
+    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+    let (w, h) = decoder.dimensions();
+    check_pixels(w, h, opts)?;
+    let orientation = if opts.auto_orient {
+        decoder
+            .orientation()
+            .unwrap_or(image::metadata::Orientation::NoTransforms)
+    } else {
+        image::metadata::Orientation::NoTransforms
+    };
+    let mut img = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
+    img.apply_orientation(orientation);
+    Ok(Decoded {
+        frames: vec![Frame {
+            image: from_dynamic(img),
+            delay_ms: 0,
+        }],
+        width: w,
+        height: h,
+    })
+}
+
+fn decode_gif(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    limits: image::Limits,
+) -> Result<Decoded, ItemError> {
+    let mut decoder =
+        image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(map_image_error)?;
+    let (w, h) = decoder.dimensions();
+    check_pixels(w, h, opts)?;
+    decoder.set_limits(limits).map_err(map_image_error)?;
+    let frame_bytes = w as u64 * h as u64 * 4;
+    let mut frames = Vec::new();
+    for f in decoder.into_frames() {
+        let f = f.map_err(map_image_error)?;
+        if frame_bytes * (frames.len() as u64 + 1) > opts.max_alloc {
+            return Err(ItemError::Limits(format!(
+                "the animation's frames need more than {} MiB: raise --max-memory-mb to process it",
+                opts.max_alloc >> 20
+            )));
+        }
+        let (num, den) = f.delay().numer_denom_ms();
+        let delay_ms = if den == 0 { 0 } else { num / den };
+        let buf = f.into_buffer();
+        frames.push(Frame {
+            image: from_dynamic(DynamicImage::ImageRgba8(buf)),
+            delay_ms,
+        });
+    }
+    if frames.is_empty() {
+        return Err(ItemError::Decode("the GIF has no frames".into()));
+    }
+    Ok(Decoded {
+        frames,
+        width: w,
+        height: h,
+    })
+}
+
+/// Converts the `image` crate's representation into ours, keeping depth and alpha.
+pub fn from_dynamic(img: DynamicImage) -> Image {
+    let (w, h) = (img.width(), img.height());
+    match img {
+        DynamicImage::ImageLuma8(b) => Image::from_u8(w, h, 1, b.into_raw()),
+        DynamicImage::ImageLumaA8(b) => Image::from_u8(w, h, 2, b.into_raw()),
+        DynamicImage::ImageRgb8(b) => Image::from_u8(w, h, 3, b.into_raw()),
+        DynamicImage::ImageRgba8(b) => Image::from_u8(w, h, 4, b.into_raw()),
+        DynamicImage::ImageLuma16(b) => Image::from_u16(w, h, 1, b.into_raw()),
+        DynamicImage::ImageLumaA16(b) => Image::from_u16(w, h, 2, b.into_raw()),
+        DynamicImage::ImageRgb16(b) => Image::from_u16(w, h, 3, b.into_raw()),
+        DynamicImage::ImageRgba16(b) => Image::from_u16(w, h, 4, b.into_raw()),
+        other if other.color().has_alpha() => {
+            Image::from_u16(w, h, 4, other.into_rgba16().into_raw())
+        }
+        other => Image::from_u16(w, h, 3, other.into_rgb16().into_raw()),
+    }
+}
+
+/// Converts our image into the `image` crate's representation.
+pub fn to_dynamic(img: Image) -> DynamicImage {
+    use image::ImageBuffer as B;
+    let (w, h, c) = (img.width, img.height, img.channels);
+    // The buffer lengths match by construction of `Image`, so `from_raw` cannot fail.
+    let bad = || DynamicImage::new_rgb8(w, h);
+    match (img.samples, c) {
+        (Samples::U8(d), 1) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageLuma8)
+            .unwrap_or_else(bad),
+        (Samples::U8(d), 2) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageLumaA8)
+            .unwrap_or_else(bad),
+        (Samples::U8(d), 3) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageRgb8)
+            .unwrap_or_else(bad),
+        (Samples::U8(d), _) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageRgba8)
+            .unwrap_or_else(bad),
+        (Samples::U16(d), 1) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageLuma16)
+            .unwrap_or_else(bad),
+        (Samples::U16(d), 2) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageLumaA16)
+            .unwrap_or_else(bad),
+        (Samples::U16(d), 3) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageRgb16)
+            .unwrap_or_else(bad),
+        (Samples::U16(d), _) => B::from_raw(w, h, d)
+            .map(DynamicImage::ImageRgba16)
+            .unwrap_or_else(bad),
+    }
+}
+
+/// Encoding choices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Output format.
+    pub format: OutputFormat,
+    /// JPEG quality 1-100 (ignored by the lossless formats). Default 90.
+    pub quality: u8,
+}
+
+fn drop_alpha(img: Image) -> Image {
+    if !img.has_alpha() {
+        return img;
+    }
+    let img = img.into_u8();
+    let cn = img.channels as usize;
+    let data: Vec<u8> = img
+        .u8_data()
+        .chunks_exact(cn)
+        .flat_map(|p| p[..cn - 1].iter().copied())
+        .collect();
+    Image::from_u8(img.width, img.height, img.channels - 1, data)
+}
+
+fn encode_err(e: impl std::fmt::Display) -> ItemError {
+    ItemError::Encode(e.to_string())
+}
+
+/// Encodes frames; every format but GIF writes the first frame only.
+pub fn encode(frames: Vec<Frame>, opts: &EncodeOptions) -> Result<Vec<u8>, ItemError> {
+    let mut out = Vec::new();
+    if opts.format == OutputFormat::Gif {
+        let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
+        if frames.len() > 1 {
+            enc.set_repeat(image::codecs::gif::Repeat::Infinite)
+                .map_err(encode_err)?;
+        }
+        for f in frames {
+            let rgba = to_dynamic(f.image).into_rgba8();
+            let delay = image::Delay::from_numer_denom_ms(f.delay_ms, 1);
+            enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))
+                .map_err(encode_err)?;
+        }
+        drop(enc);
+        return Ok(out);
+    }
+    let Some(first) = frames.into_iter().next() else {
+        return Err(ItemError::Encode("nothing to encode".into()));
+    };
+    let img = first.image;
+    match opts.format {
+        OutputFormat::Jpeg => {
+            let img = drop_alpha(img.into_u8());
+            let (format, subsamp) = if img.channels == 1 {
+                (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray)
+            } else {
+                (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2)
+            };
+            let timg = turbojpeg::Image {
+                pixels: img.u8_data(),
+                width: img.width as usize,
+                pitch: img.stride(),
+                height: img.height as usize,
+                format,
+            };
+            let buf =
+                turbojpeg::compress(timg, opts.quality as i32, subsamp).map_err(encode_err)?;
+            return Ok(buf.to_vec());
+        }
+        OutputFormat::Png => {
+            use image::codecs::png::{CompressionType, FilterType, PngEncoder};
+            let enc = PngEncoder::new_with_quality(
+                &mut out,
+                CompressionType::Default,
+                FilterType::Adaptive,
+            );
+            to_dynamic(img)
+                .write_with_encoder(enc)
+                .map_err(encode_err)?;
+        }
+        OutputFormat::WebP => {
+            let dynimg = to_dynamic(img.into_u8());
+            let dynimg = if dynimg.color().has_alpha() {
+                DynamicImage::ImageRgba8(dynimg.into_rgba8())
+            } else {
+                DynamicImage::ImageRgb8(dynimg.into_rgb8())
+            };
+            let enc = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
+            dynimg.write_with_encoder(enc).map_err(encode_err)?;
+        }
+        OutputFormat::Tiff => {
+            to_dynamic(img)
+                .write_to(&mut Cursor::new(&mut out), ImageFormat::Tiff)
+                .map_err(encode_err)?;
+        }
+        OutputFormat::Bmp => {
+            to_dynamic(img.into_u8())
+                .write_to(&mut Cursor::new(&mut out), ImageFormat::Bmp)
+                .map_err(encode_err)?;
+        }
+        OutputFormat::Qoi => {
+            let d = to_dynamic(img.into_u8());
+            let d = if d.color().has_alpha() {
+                DynamicImage::ImageRgba8(d.into_rgba8())
+            } else {
+                DynamicImage::ImageRgb8(d.into_rgb8())
+            };
+            d.write_to(&mut Cursor::new(&mut out), ImageFormat::Qoi)
+                .map_err(encode_err)?;
+        }
+        OutputFormat::Gif => unreachable!("handled above"),
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(cn: u8) -> Image {
+        let data = (0..16 * 8 * cn as u32)
+            .map(|i| (i * 37 % 256) as u8)
+            .collect();
+        Image::from_u8(16, 8, cn, data)
+    }
+
+    #[test]
+    fn lossless_formats_round_trip() {
+        for (name, fmt) in OutputFormat::ALL {
+            if matches!(fmt, OutputFormat::Jpeg | OutputFormat::Gif) {
+                continue;
+            }
+            for cn in [3u8, 4] {
+                let img = sample(cn);
+                let bytes = encode(
+                    vec![Frame {
+                        image: img.clone(),
+                        delay_ms: 0,
+                    }],
+                    &EncodeOptions {
+                        format: fmt,
+                        quality: 90,
+                    },
+                )
+                .unwrap();
+                let back = decode(&bytes, &DecodeOptions::default()).unwrap();
+                assert_eq!(back.frames[0].image, img, "{name} with {cn} channels");
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_decoding() {
+        let bytes = encode(
+            vec![Frame {
+                image: sample(3),
+                delay_ms: 0,
+            }],
+            &EncodeOptions {
+                format: OutputFormat::Png,
+                quality: 90,
+            },
+        )
+        .unwrap();
+        let opts = DecodeOptions {
+            max_pixels: 100,
+            ..DecodeOptions::default()
+        };
+        let e = decode(&bytes, &opts).unwrap_err();
+        assert_eq!(e.kind(), "limits");
+        assert!(e.to_string().contains("--max-pixels"), "{e}");
+    }
+
+    #[test]
+    fn garbage_is_unsupported_and_truncation_is_a_decode_error() {
+        assert_eq!(
+            decode(b"hello world, not an image", &DecodeOptions::default())
+                .unwrap_err()
+                .kind(),
+            "unsupported"
+        );
+        let bytes = encode(
+            vec![Frame {
+                image: sample(3),
+                delay_ms: 0,
+            }],
+            &EncodeOptions {
+                format: OutputFormat::Jpeg,
+                quality: 90,
+            },
+        )
+        .unwrap();
+        let e = decode(&bytes[..bytes.len() / 2], &DecodeOptions::default());
+        // zune-jpeg may fill a truncated scan with gray; either an error or a full-size image is fine,
+        // but never a panic.
+        if let Ok(d) = e {
+            assert_eq!((d.frames[0].image.width, d.frames[0].image.height), (16, 8));
+        }
+    }
+}

@@ -1,0 +1,468 @@
+//! Neighbourhood filters: Gaussian and box blur, sharpen, median, Sobel, erode, dilate.
+//!
+//! The blurs share one separable engine with integer kernels, so that they reproduce
+//! OpenCV's 8-bit fixed-point arithmetic exactly (a horizontal pass into a wider
+//! integer type, a vertical pass, one rounding at the end). Work is split into bands
+//! of rows; each band filters the rows it needs into a small buffer that stays in cache.
+
+use super::par;
+use crate::image::Image;
+use std::ops::{Add, Mul};
+
+/// An integer accumulator type of the separable engine.
+pub trait Acc:
+    Copy + Send + Sync + Default + Add<Output = Self> + Mul<Output = Self> + From<u8>
+{
+}
+impl Acc for u16 {}
+impl Acc for u32 {}
+
+/// Rows per band of the separable engine (plus the kernel's margin).
+const BAND_ROWS: usize = 32;
+
+/// Filters every channel of an 8-bit image with the separable kernel `kh` (horizontal)
+/// and `kv` (vertical), border reflect-101, anchor at the centre (`k/2`), and maps each
+/// vertical sum to a sample with `finish`.
+pub fn separable<H: Acc, V: Acc + From<H>>(
+    img: &Image,
+    kh: &[H],
+    kv: &[V],
+    finish: impl Fn(V) -> u8 + Sync + Send,
+) -> Vec<u8> {
+    let (w, h, cn) = (
+        img.width as usize,
+        img.height as usize,
+        img.channels as usize,
+    );
+    let src = img.u8_data();
+    let stride = w * cn;
+    let mut out = vec![0u8; src.len()];
+    let rows_per_band = BAND_ROWS.max((1 << 16) / stride.max(1));
+    let (kx, ky) = (kh.len(), kv.len());
+    let (ax, ay) = (kx / 2, ky / 2);
+    use rayon::prelude::*;
+    out.par_chunks_mut(rows_per_band * stride)
+        .enumerate()
+        .for_each(|(band, out_band)| {
+            let y0 = band * rows_per_band;
+            let rows = out_band.len() / stride;
+            let mut hbuf = vec![H::default(); (rows + ky - 1) * stride];
+            for (i, hrow) in hbuf.chunks_exact_mut(stride).enumerate() {
+                let sy = par::reflect101(y0 as isize + i as isize - ay as isize, h);
+                hfilter(&src[sy * stride..(sy + 1) * stride], hrow, w, cn, kh, ax);
+            }
+            let mut acc = vec![V::default(); stride];
+            for (r, out_row) in out_band.chunks_exact_mut(stride).enumerate() {
+                acc.iter_mut().for_each(|a| *a = V::default());
+                for (j, &k) in kv.iter().enumerate() {
+                    let hrow = &hbuf[(r + j) * stride..(r + j + 1) * stride];
+                    for (a, &s) in acc.iter_mut().zip(hrow) {
+                        *a = *a + k * V::from(s);
+                    }
+                }
+                for (o, &a) in out_row.iter_mut().zip(&acc) {
+                    *o = finish(a);
+                }
+            }
+        });
+    out
+}
+
+/// One row of the horizontal pass, reflect-101 at both ends.
+fn hfilter<H: Acc>(src: &[u8], out: &mut [H], w: usize, cn: usize, k: &[H], anchor: usize) {
+    let kn = k.len();
+    let right = kn - 1 - anchor;
+    let border = |x: usize, out: &mut [H]| {
+        for c in 0..cn {
+            let mut s = H::default();
+            for (i, &kk) in k.iter().enumerate() {
+                let sx = par::reflect101(x as isize + i as isize - anchor as isize, w);
+                s = s + kk * H::from(src[sx * cn + c]);
+            }
+            out[x * cn + c] = s;
+        }
+    };
+    if w < kn {
+        (0..w).for_each(|x| border(x, out));
+        return;
+    }
+    let (lo, hi) = (anchor * cn, (w - right) * cn);
+    let inner = &mut out[lo..hi];
+    inner.iter_mut().for_each(|o| *o = H::default());
+    for (i, &kk) in k.iter().enumerate() {
+        let s = &src[i * cn..i * cn + (hi - lo)];
+        for (o, &v) in inner.iter_mut().zip(s) {
+            *o = *o + kk * H::from(v);
+        }
+    }
+    (0..anchor).chain(w - right..w).for_each(|x| border(x, out));
+}
+
+/// OpenCV's Gaussian kernel in double precision (getGaussianKernelBitExact).
+fn gaussian_kernel(n: usize, sigma: f64) -> Vec<f64> {
+    if sigma <= 0.0 {
+        match n {
+            1 => return vec![1.0],
+            3 => return vec![0.25, 0.5, 0.25],
+            5 => return vec![0.0625, 0.25, 0.375, 0.25, 0.0625],
+            7 => {
+                return vec![
+                    0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125,
+                ]
+            }
+            _ => {}
+        }
+    }
+    let sigma = if sigma > 0.0 {
+        sigma
+    } else {
+        (n as f64).mul_add(0.15, 0.35)
+    };
+    let scale2 = -0.125 / (sigma * sigma);
+    let half = (n - 1) / 2;
+    let vals: Vec<f64> = (0..half)
+        .map(|i| {
+            let x = 1 - n as i64 + 2 * i as i64;
+            ((x * x) as f64 * scale2).exp()
+        })
+        .collect();
+    let sum = vals.iter().sum::<f64>() * 2.0 + 1.0;
+    let mul = 1.0 / sum;
+    let mut k = vec![0.0; n];
+    for (i, v) in vals.iter().enumerate() {
+        k[i] = v * mul;
+        k[n - 1 - i] = v * mul;
+    }
+    k[half] = mul;
+    k
+}
+
+/// The kernel in 8 fractional bits with OpenCV's error diffusion, summing to exactly 256.
+fn gaussian_kernel_q8(n: usize, sigma: f64) -> Vec<u32> {
+    let k = gaussian_kernel(n, sigma);
+    let half = n / 2;
+    let mut out = vec![0i64; n];
+    let (mut err, mut sum) = (0.0f64, 0i64);
+    for i in 0..half {
+        let adj = k[i] * 256.0 + err;
+        let v = adj.round_ties_even() as i64;
+        err = adj - v as f64;
+        out[i] = v;
+        out[n - 1 - i] = v;
+        sum += v;
+    }
+    out[half] = 256 - 2 * sum;
+    out.into_iter().map(|v| v.max(0) as u32).collect()
+}
+
+/// Kernel size OpenCV derives from sigma for 8-bit images.
+pub fn ksize_for_sigma(sigma: f64) -> u32 {
+    ((sigma * 6.0 + 1.0).round_ties_even() as u32) | 1
+}
+
+/// Gaussian blur of every channel, bit-exact with OpenCV's 8-bit GaussianBlur.
+pub fn gaussian(img: &Image, ksize: u32, sigma: f64) -> Image {
+    let n = if ksize == 0 {
+        ksize_for_sigma(sigma)
+    } else {
+        ksize
+    } as usize;
+    let k = gaussian_kernel_q8(n, sigma);
+    // Horizontal sums fit 16 bits (255 * 256). When the kernel values share a factor
+    // 2^s, the vertical sum fits 16 bits too and the fast path is exact.
+    let tz = k
+        .iter()
+        .map(|v| v.trailing_zeros())
+        .min()
+        .unwrap_or(0)
+        .min(8);
+    let reduced: Vec<u16> = k.iter().map(|v| (v >> tz) as u16).collect();
+    let out = if 255u64 * (256 >> tz) * (256 >> tz) <= u16::MAX as u64 {
+        let shift = 16 - 2 * tz;
+        let round = 1u16 << (shift - 1);
+        separable::<u16, u16>(img, &reduced, &reduced, move |v| {
+            ((v as u32 + round as u32) >> shift) as u8
+        })
+    } else {
+        let kh: Vec<u16> = k.iter().map(|&v| v as u16).collect();
+        separable::<u16, u32>(img, &kh, &k, |v| ((v + (1 << 15)) >> 16).min(255) as u8)
+    };
+    Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+/// Normalised box filter, bit-exact with OpenCV's 8-bit `blur`.
+pub fn box_blur(img: &Image, ksize: u32) -> Image {
+    let k = ksize as usize;
+    let ones16 = vec![1u16; k];
+    let area = (k * k) as u32;
+    let out = if area <= 256 {
+        // OpenCV's 16-bit column sums divide by multiplying with a 16-bit fixed-point reciprocal.
+        let scalef = 65536.0 / area as f64;
+        let mut div_scale = scalef.floor() as u32;
+        let mut div_delta = area / 2;
+        if scalef - (div_scale as f64) < 0.5 {
+            div_delta += 1;
+        } else {
+            div_scale += 1;
+        }
+        if area == 1 {
+            div_scale = 65536;
+            div_delta = 0;
+        }
+        separable::<u16, u16>(img, &ones16, &ones16, move |s| {
+            (((s as u32 + div_delta) * div_scale) >> 16) as u8
+        })
+    } else {
+        let ones32 = vec![1u32; k];
+        let scale = 1.0 / area as f64;
+        separable::<u16, u32>(img, &ones16, &ones32, move |s| {
+            (s as f64 * scale).round_ties_even().min(255.0) as u8
+        })
+    };
+    Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+/// Unsharp mask on colour channels: v*(1+amount) - gaussian(v)*amount, in single
+/// precision as OpenCV's addWeighted; alpha kept.
+pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
+    let blurred = gaussian(img, 0, sigma);
+    let (a, b) = ((1.0 + amount) as f32, (-amount) as f32);
+    let cn = img.channels as usize;
+    let colors = img.color_channels();
+    let mut out = img.u8_data().to_vec();
+    let bl = blurred.u8_data();
+    use rayon::prelude::*;
+    let chunk = (1 << 16) * cn;
+    out.par_chunks_mut(chunk)
+        .zip(bl.par_chunks(chunk))
+        .for_each(|(o, b2)| {
+            for (i, (o, &bv)) in o.iter_mut().zip(b2).enumerate() {
+                if i % cn < colors {
+                    let t = *o as f32 * a + bv as f32 * b;
+                    *o = t.round_ties_even().clamp(0.0, 255.0) as u8;
+                }
+            }
+        });
+    Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+/// Median of each channel over a `ksize` square, border replicate, as `cv2.medianBlur`.
+pub fn median(img: &Image, ksize: u32) -> Image {
+    let (w, h, cn) = (
+        img.width as usize,
+        img.height as usize,
+        img.channels as usize,
+    );
+    let k = ksize as usize;
+    let a = (k / 2) as isize;
+    let src = img.u8_data();
+    let stride = w * cn;
+    let mut out = vec![0u8; src.len()];
+    let cols: Vec<Vec<usize>> = (0..w)
+        .map(|x| {
+            (0..k)
+                .map(|i| par::replicate(x as isize + i as isize - a, w) * cn)
+                .collect()
+        })
+        .collect();
+    par::bands(&mut out, stride, |y0, band| {
+        let mut win = vec![0u8; k * k];
+        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+            let y = y0 + r;
+            let rows: Vec<&[u8]> = (0..k)
+                .map(|j| {
+                    let sy = par::replicate(y as isize + j as isize - a, h);
+                    &src[sy * stride..(sy + 1) * stride]
+                })
+                .collect();
+            for (x, xs) in cols.iter().enumerate() {
+                for c in 0..cn {
+                    let mut n = 0;
+                    for srow in &rows {
+                        for &sx in xs {
+                            win[n] = srow[sx + c];
+                            n += 1;
+                        }
+                    }
+                    let (_, m, _) = win.select_nth_unstable(k * k / 2);
+                    row[x * cn + c] = *m;
+                }
+            }
+        }
+    });
+    Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+/// 3x3 Sobel derivatives of one row: `dx` and `dy` for all `w * cn` samples.
+pub fn sobel_row(
+    src: &[u8],
+    w: usize,
+    h: usize,
+    cn: usize,
+    y: usize,
+    border: fn(isize, usize) -> usize,
+    dx: &mut [i16],
+    dy: &mut [i16],
+) {
+    let stride = w * cn;
+    let row = |yy: isize| {
+        let sy = border(yy, h);
+        &src[sy * stride..(sy + 1) * stride]
+    };
+    let (up, mid, down) = (row(y as isize - 1), row(y as isize), row(y as isize + 1));
+    for x in 0..w {
+        let xl = border(x as isize - 1, w) * cn;
+        let xr = border(x as isize + 1, w) * cn;
+        let xc = x * cn;
+        for c in 0..cn {
+            let p = |r: &[u8], i: usize| r[i + c] as i16;
+            dx[xc + c] = (p(up, xr) - p(up, xl))
+                + 2 * (p(mid, xr) - p(mid, xl))
+                + (p(down, xr) - p(down, xl));
+            dy[xc + c] = (p(down, xl) + 2 * p(down, xc) + p(down, xr))
+                - (p(up, xl) + 2 * p(up, xc) + p(up, xr));
+        }
+    }
+}
+
+/// Sobel gradient magnitude per colour channel, saturated to 8 bits; alpha kept.
+pub fn sobel(img: &Image, dir: super::SobelDir) -> Image {
+    use super::SobelDir;
+    let (w, h, cn) = (
+        img.width as usize,
+        img.height as usize,
+        img.channels as usize,
+    );
+    let colors = img.color_channels();
+    let src = img.u8_data();
+    let stride = w * cn;
+    let mut out = vec![0u8; src.len()];
+    par::bands(&mut out, stride, |y0, band| {
+        let (mut dx, mut dy) = (vec![0i16; stride], vec![0i16; stride]);
+        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+            sobel_row(src, w, h, cn, y0 + r, par::reflect101, &mut dx, &mut dy);
+            for i in 0..stride {
+                let (ax, ay) = (
+                    dx[i].unsigned_abs().min(255) as u8,
+                    dy[i].unsigned_abs().min(255) as u8,
+                );
+                row[i] = if i % cn >= colors {
+                    src[(y0 + r) * stride + i]
+                } else {
+                    match dir {
+                        SobelDir::X => ax,
+                        SobelDir::Y => ay,
+                        SobelDir::Xy => ax.saturating_add(ay),
+                    }
+                };
+            }
+        }
+    });
+    Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+/// Erosion (minimum) or dilation (maximum) over a `ksize` square, every channel;
+/// pixels outside the image are ignored, as OpenCV's default border value does.
+pub fn morph(img: Image, ksize: u32, iterations: u32, dilate: bool) -> Image {
+    let mut img = img;
+    for _ in 0..iterations {
+        img = morph_once(&img, ksize as usize, dilate);
+    }
+    img
+}
+
+fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
+    let (w, h, cn) = (
+        img.width as usize,
+        img.height as usize,
+        img.channels as usize,
+    );
+    let a = k / 2;
+    let src = img.u8_data();
+    let stride = w * cn;
+    let pick = move |x: u8, y: u8| if dilate { x.max(y) } else { x.min(y) };
+    let init = if dilate { 0u8 } else { 255u8 };
+    // Horizontal pass.
+    let mut tmp = vec![0u8; src.len()];
+    par::bands(&mut tmp, stride, |y0, band| {
+        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+            let s = &src[(y0 + r) * stride..(y0 + r + 1) * stride];
+            for x in 0..w {
+                let lo = x.saturating_sub(a);
+                let hi = (x + k - a).min(w);
+                for c in 0..cn {
+                    let mut m = init;
+                    for sx in lo..hi {
+                        m = pick(m, s[sx * cn + c]);
+                    }
+                    row[x * cn + c] = m;
+                }
+            }
+        }
+    });
+    // Vertical pass.
+    let mut out = vec![0u8; src.len()];
+    par::bands(&mut out, stride, |y0, band| {
+        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+            let y = y0 + r;
+            let lo = y.saturating_sub(a);
+            let hi = (y + k - a).min(h);
+            row.fill(init);
+            for sy in lo..hi {
+                for (o, &v) in row.iter_mut().zip(&tmp[sy * stride..(sy + 1) * stride]) {
+                    *o = pick(*o, v);
+                }
+            }
+        }
+    });
+    Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_gaussian_kernel_is_binomial() {
+        assert_eq!(gaussian_kernel_q8(5, 0.0), vec![16, 64, 96, 64, 16]);
+        for (n, s) in [(7usize, 1.0), (9, 2.0), (5, 0.8), (3, 5.0)] {
+            assert_eq!(
+                gaussian_kernel_q8(n, s).iter().sum::<u32>(),
+                256,
+                "n={n} sigma={s}"
+            );
+        }
+    }
+
+    #[test]
+    fn blur_of_a_flat_image_is_flat() {
+        let img = Image::from_u8(9, 7, 3, vec![77; 9 * 7 * 3]);
+        for (k, s) in [(5, 0.0), (0, 2.0), (3, 0.0), (11, 0.0)] {
+            assert!(gaussian(&img, k, s).u8_data().iter().all(|&v| v == 77));
+        }
+        assert!(box_blur(&img, 17).u8_data().iter().all(|&v| v == 77));
+        assert!(box_blur(&img, 4).u8_data().iter().all(|&v| v == 77));
+    }
+
+    #[test]
+    fn parallel_bands_equal_one_band() {
+        // A tall image spans many bands; compare against the same image filtered in a 1-thread pool.
+        let (w, h) = (37usize, 400usize);
+        let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
+        let img = Image::from_u8(w as u32, h as u32, 3, data);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let many = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let a = one.install(|| gaussian(&img, 5, 0.0));
+        let b = many.install(|| gaussian(&img, 5, 0.0));
+        assert_eq!(a, b);
+        let a = one.install(|| median(&img, 5));
+        let b = many.install(|| median(&img, 5));
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,52 @@
+//! Splitting work on one image across the rayon pool.
+//!
+//! Ops call these helpers instead of rayon directly so that the band size (and with it
+//! the balance between scheduling overhead and parallelism) is decided in one place.
+//! They run on whatever pool the caller installed, so `--threads` is never exceeded.
+
+use rayon::prelude::*;
+
+/// Samples per parallel task: large enough that rayon's overhead is negligible,
+/// small enough that a big image spreads over every thread.
+const TASK_SAMPLES: usize = 1 << 18;
+
+/// Runs `f(first_row, rows)` over bands of whole rows of `out` in parallel.
+pub fn bands<T: Send>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if row_len == 0 || out.is_empty() {
+        return;
+    }
+    let rows_per_band = (TASK_SAMPLES / row_len).max(1);
+    out.par_chunks_mut(rows_per_band * row_len)
+        .enumerate()
+        .for_each(|(i, band)| f(i * rows_per_band, band));
+}
+
+/// Runs `f` over chunks of a flat buffer whose length is a multiple of `unit`.
+pub fn chunks<T: Send>(data: &mut [T], unit: usize, f: impl Fn(&mut [T]) + Sync + Send) {
+    let unit = unit.max(1);
+    let size = (TASK_SAMPLES / unit).max(1) * unit;
+    data.par_chunks_mut(size).for_each(f);
+}
+
+/// Reflect-101 border index (`gfedcb|abcdefgh|gfedcba`), as OpenCV's BORDER_DEFAULT.
+pub fn reflect101(p: isize, len: usize) -> usize {
+    let len = len as isize;
+    if len == 1 {
+        return 0;
+    }
+    let mut p = p;
+    loop {
+        if p < 0 {
+            p = -p;
+        } else if p >= len {
+            p = 2 * len - p - 2;
+        } else {
+            return p as usize;
+        }
+    }
+}
+
+/// Replicate border index (`aaaaaa|abcdefgh|hhhhhhh`).
+pub fn replicate(p: isize, len: usize) -> usize {
+    p.clamp(0, len as isize - 1) as usize
+}

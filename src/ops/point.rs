@@ -1,0 +1,378 @@
+//! Point operations: each output sample depends on one input pixel.
+//!
+//! These are memory-bound, so the loops are written to auto-vectorise (flat slices,
+//! no per-sample branches), and the alpha channel, when present, is left untouched.
+
+use super::par;
+use crate::image::{Image, Samples};
+
+/// Applies `f` to every colour sample, leaving alpha as it is.
+fn map_color<T: Copy + Send + Sync>(
+    data: &mut [T],
+    channels: usize,
+    f: impl Fn(T) -> T + Sync + Send,
+) {
+    if channels == 1 || channels == 3 {
+        par::chunks(data, channels, |c| c.iter_mut().for_each(|v| *v = f(*v)));
+    } else {
+        par::chunks(data, channels, |c| {
+            for px in c.chunks_exact_mut(channels) {
+                for v in &mut px[..channels - 1] {
+                    *v = f(*v);
+                }
+            }
+        });
+    }
+}
+
+/// Applies a 256-entry table to every colour sample of an 8-bit image.
+fn apply_lut(mut img: Image, lut: &[u8; 256]) -> Image {
+    let ch = img.channels as usize;
+    if let Samples::U8(d) = &mut img.samples {
+        map_color(d, ch, |v| lut[v as usize]);
+    }
+    img
+}
+
+/// 255 - v (65535 - v on 16-bit).
+pub fn invert(mut img: Image) -> Image {
+    let ch = img.channels as usize;
+    match &mut img.samples {
+        Samples::U8(d) => map_color(d, ch, |v: u8| !v),
+        Samples::U16(d) => map_color(d, ch, |v: u16| !v),
+    }
+    img
+}
+
+/// Saturating add of `amount` (negative subtracts); scaled by 257 on 16-bit.
+pub fn add(mut img: Image, amount: i32) -> Image {
+    let ch = img.channels as usize;
+    let a = amount.unsigned_abs();
+    match &mut img.samples {
+        Samples::U8(d) => {
+            let a = a as u8;
+            if amount >= 0 {
+                map_color(d, ch, |v: u8| v.saturating_add(a));
+            } else {
+                map_color(d, ch, |v: u8| v.saturating_sub(a));
+            }
+        }
+        Samples::U16(d) => {
+            let a = (a * 257) as u16;
+            if amount >= 0 {
+                map_color(d, ch, |v: u16| v.saturating_add(a));
+            } else {
+                map_color(d, ch, |v: u16| v.saturating_sub(a));
+            }
+        }
+    }
+    img
+}
+
+/// 255 where v > value, else 0 (65535 and value*257 on 16-bit).
+pub fn threshold(mut img: Image, value: f64) -> Image {
+    let ch = img.channels as usize;
+    match &mut img.samples {
+        Samples::U8(d) => {
+            // v > value  <=>  v > floor(value) for integer v and value >= 0.
+            let t = value.floor() as u8;
+            map_color(d, ch, |v: u8| if v > t { 255 } else { 0 });
+        }
+        Samples::U16(d) => {
+            let t = (value * 257.0).floor().min(65535.0) as u16;
+            map_color(d, ch, |v: u16| if v > t { 65535 } else { 0 });
+        }
+    }
+    img
+}
+
+// OpenCV's RGB2Gray coefficients for 8-bit data: round(0.299 * 2^15) and so on.
+const GRAY_R: u32 = 9798;
+const GRAY_G: u32 = 19235;
+const GRAY_B: u32 = 3735;
+
+/// BT.601 luma; RGB(A) becomes gray(+alpha), gray stays as it is.
+pub fn grayscale(img: Image) -> Image {
+    let ch = img.channels as usize;
+    if ch < 3 {
+        return img;
+    }
+    let out_ch = ch - 2; // 3 -> 1, 4 -> 2
+    let (w, h) = (img.width, img.height);
+    match img.samples {
+        Samples::U8(src) => {
+            let mut out = vec![0u8; w as usize * h as usize * out_ch];
+            gray_rows(&src, &mut out, ch, out_ch, |r, g, b| {
+                ((r as u32 * GRAY_R + g as u32 * GRAY_G + b as u32 * GRAY_B + (1 << 14)) >> 15)
+                    as u8
+            });
+            Image::from_u8(w, h, out_ch as u8, out)
+        }
+        Samples::U16(src) => {
+            let mut out = vec![0u16; w as usize * h as usize * out_ch];
+            gray_rows(&src, &mut out, ch, out_ch, |r, g, b| {
+                ((r as u64 * GRAY_R as u64
+                    + g as u64 * GRAY_G as u64
+                    + b as u64 * GRAY_B as u64
+                    + (1 << 14))
+                    >> 15) as u16
+            });
+            Image::from_u16(w, h, out_ch as u8, out)
+        }
+    }
+}
+
+fn gray_rows<T: Copy + Send + Sync>(
+    src: &[T],
+    out: &mut [T],
+    ch: usize,
+    out_ch: usize,
+    f: impl Fn(T, T, T) -> T + Sync + Send,
+) {
+    let px_per_task = 1 << 16;
+    use rayon::prelude::*;
+    out.par_chunks_mut(px_per_task * out_ch)
+        .zip(src.par_chunks(px_per_task * ch))
+        .for_each(|(o, s)| {
+            if out_ch == 1 {
+                for (o, p) in o.iter_mut().zip(s.chunks_exact(3)) {
+                    *o = f(p[0], p[1], p[2]);
+                }
+            } else {
+                for (o, p) in o.chunks_exact_mut(2).zip(s.chunks_exact(4)) {
+                    o[0] = f(p[0], p[1], p[2]);
+                    o[1] = p[3];
+                }
+            }
+        });
+}
+
+/// A 256-entry table built from `f(i)`, rounded half to even and saturated, as
+/// OpenCV's `saturate_cast<uchar>` does.
+fn lut_from(f: impl Fn(f64) -> f64) -> [u8; 256] {
+    let mut lut = [0u8; 256];
+    for (i, v) in lut.iter_mut().enumerate() {
+        *v = f(i as f64).round_ties_even().clamp(0.0, 255.0) as u8;
+    }
+    lut
+}
+
+/// v' = 255 * (v/255)^(1/gamma).
+pub fn gamma(img: Image, gamma: f64) -> Image {
+    let inv = 1.0 / gamma;
+    apply_lut(img, &lut_from(|i| 255.0 * (i / 255.0).powf(inv)))
+}
+
+/// v' = (v - 128) * factor + 128.
+pub fn contrast(img: Image, factor: f64) -> Image {
+    apply_lut(img, &lut_from(|i| (i - 128.0) * factor + 128.0))
+}
+
+/// Histogram equalization of each colour channel on its own, as `cv2.equalizeHist`.
+pub fn equalize(mut img: Image) -> Image {
+    let ch = img.channels as usize;
+    let colors = img.color_channels();
+    let Samples::U8(d) = &mut img.samples else {
+        return img;
+    };
+    for c in 0..colors {
+        let mut hist = [0u32; 256];
+        for px in d.chunks_exact(ch) {
+            hist[px[c] as usize] += 1;
+        }
+        let total = (d.len() / ch) as u32;
+        let mut i = 0;
+        while i < 255 && hist[i] == 0 {
+            i += 1;
+        }
+        let mut lut = [0u8; 256];
+        if hist[i] == total {
+            lut = [i as u8; 256];
+        } else {
+            // Single-precision arithmetic, as OpenCV's equalizeHist.
+            let scale = 255.0f32 / (total - hist[i]) as f32;
+            let mut sum = 0u32;
+            lut[i] = 0;
+            for j in i + 1..256 {
+                sum += hist[j];
+                lut[j] = (sum as f32 * scale).round_ties_even().clamp(0.0, 255.0) as u8;
+            }
+        }
+        par::chunks(d, ch, |chunk| {
+            for px in chunk.chunks_exact_mut(ch) {
+                px[c] = lut[px[c] as usize];
+            }
+        });
+    }
+    img
+}
+
+const HSV_SHIFT: u32 = 12;
+
+struct HsvTables {
+    sdiv: [i32; 256],
+    hdiv: [i32; 256],
+}
+
+fn hsv_tables() -> &'static HsvTables {
+    static T: std::sync::OnceLock<HsvTables> = std::sync::OnceLock::new();
+    T.get_or_init(|| {
+        let mut t = HsvTables {
+            sdiv: [0; 256],
+            hdiv: [0; 256],
+        };
+        for i in 1..256 {
+            t.sdiv[i] = ((255u32 << HSV_SHIFT) as f64 / i as f64).round_ties_even() as i32;
+            t.hdiv[i] = ((180u32 << HSV_SHIFT) as f64 / (6.0 * i as f64)).round_ties_even() as i32;
+        }
+        t
+    })
+}
+
+/// OpenCV's 8-bit RGB to HSV (H in 0..180), integer arithmetic as in RGB2HSV_b.
+#[inline]
+fn rgb_to_hsv(t: &HsvTables, r: i32, g: i32, b: i32) -> (i32, i32, i32) {
+    let v = r.max(g).max(b);
+    let vmin = r.min(g).min(b);
+    let diff = v - vmin;
+    let round = 1 << (HSV_SHIFT - 1);
+    let s = (diff * t.sdiv[v as usize] + round) >> HSV_SHIFT;
+    let h = if v == r {
+        g - b
+    } else if v == g {
+        b - r + 2 * diff
+    } else {
+        r - g + 4 * diff
+    };
+    let mut h = (h * t.hdiv[diff as usize] + round) >> HSV_SHIFT;
+    if h < 0 {
+        h += 180;
+    }
+    (h, s, v)
+}
+
+/// OpenCV's 8-bit HSV to RGB, single-precision as in HSV2RGB_b.
+#[inline]
+fn hsv_to_rgb(h: i32, s: i32, v: i32) -> (u8, u8, u8) {
+    let sat = |x: f32| (x * 255.0).round_ties_even().clamp(0.0, 255.0) as u8;
+    let (hf, sf, vf) = (h as f32, s as f32 * (1.0 / 255.0), v as f32 * (1.0 / 255.0));
+    if sf == 0.0 {
+        let x = sat(vf);
+        return (x, x, x);
+    }
+    let mut hh = hf * (6.0f32 / 180.0);
+    hh %= 6.0;
+    let mut sector = hh.floor() as i32;
+    hh -= sector as f32;
+    if !(0..6).contains(&sector) {
+        sector = 0;
+        hh = 0.0;
+    }
+    let tab = [
+        vf,
+        vf * (1.0 - sf),
+        vf * (1.0 - sf * hh),
+        vf * (1.0 - sf * (1.0 - hh)),
+    ];
+    const SECTOR: [[usize; 3]; 6] = [
+        [1, 3, 0],
+        [1, 0, 2],
+        [3, 0, 1],
+        [0, 2, 1],
+        [0, 1, 3],
+        [2, 1, 0],
+    ];
+    let [bi, gi, ri] = SECTOR[sector as usize];
+    (sat(tab[ri]), sat(tab[gi]), sat(tab[bi]))
+}
+
+/// Shifts hue (modulo 180), saturation and value (saturating) in OpenCV's 8-bit HSV.
+/// Gray images are treated as RGB with three equal channels and stay gray only when
+/// no hue or saturation change can colour them.
+pub fn hsv_shift(img: Image, dh: i32, ds: i32, dv: i32) -> Image {
+    let img = if img.channels < 3 { to_rgb(img) } else { img };
+    let mut img = img;
+    let ch = img.channels as usize;
+    let t = hsv_tables();
+    if let Samples::U8(d) = &mut img.samples {
+        par::chunks(d, ch, |chunk| {
+            for px in chunk.chunks_exact_mut(ch) {
+                let (h, s, v) = rgb_to_hsv(t, px[0] as i32, px[1] as i32, px[2] as i32);
+                let h = (h + dh).rem_euclid(180);
+                let s = (s + ds).clamp(0, 255);
+                let v = (v + dv).clamp(0, 255);
+                let (r, g, b) = hsv_to_rgb(h, s, v);
+                px[0] = r;
+                px[1] = g;
+                px[2] = b;
+            }
+        });
+    }
+    img
+}
+
+/// Gray(+alpha) to RGB(+alpha) by repeating the gray channel.
+fn to_rgb(img: Image) -> Image {
+    let img = img.into_u8();
+    let alpha = img.has_alpha();
+    let out_ch = if alpha { 4 } else { 3 };
+    let src = img.u8_data();
+    let mut out = Vec::with_capacity(img.width as usize * img.height as usize * out_ch);
+    for px in src.chunks_exact(img.channels as usize) {
+        out.extend_from_slice(&[px[0], px[0], px[0]]);
+        if alpha {
+            out.push(px[1]);
+        }
+    }
+    Image::from_u8(img.width, img.height, out_ch as u8, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rgba(px: &[[u8; 4]]) -> Image {
+        Image::from_u8(px.len() as u32, 1, 4, px.concat())
+    }
+
+    #[test]
+    fn point_ops_keep_alpha() {
+        let img = rgba(&[[10, 200, 255, 77]]);
+        assert_eq!(invert(img.clone()).u8_data(), &[245, 55, 0, 77]);
+        assert_eq!(add(img.clone(), 60).u8_data(), &[70, 255, 255, 77]);
+        assert_eq!(add(img.clone(), -60).u8_data(), &[0, 140, 195, 77]);
+        assert_eq!(threshold(img.clone(), 127.0).u8_data(), &[0, 255, 255, 77]);
+        let g = grayscale(img);
+        assert_eq!(g.channels, 2);
+        assert_eq!(g.u8_data()[1], 77);
+    }
+
+    #[test]
+    fn sixteen_bit_stays_sixteen_bit() {
+        let img = Image::from_u16(1, 1, 3, vec![0, 1000, 65535]);
+        let out = invert(img.clone());
+        assert_eq!(out.samples, Samples::U16(vec![65535, 64535, 0]));
+        let g = grayscale(img);
+        assert!(g.is_16bit());
+    }
+
+    #[test]
+    fn hsv_round_trip_without_shift_is_near_identity() {
+        let t = hsv_tables();
+        let mut worst = 0;
+        for r in (0..256).step_by(5) {
+            for g in (0..256).step_by(7) {
+                for b in (0..256).step_by(11) {
+                    let (h, s, v) = rgb_to_hsv(t, r, g, b);
+                    let (r2, g2, b2) = hsv_to_rgb(h, s, v);
+                    worst = worst
+                        .max((r - r2 as i32).abs())
+                        .max((g - g2 as i32).abs())
+                        .max((b - b2 as i32).abs());
+                }
+            }
+        }
+        // 8-bit HSV quantises hue to 2 degrees; OpenCV's own round trip is this lossy too.
+        assert!(worst <= 8, "worst round-trip error {worst}");
+    }
+}

@@ -1,0 +1,126 @@
+//! The JSON report (`--report FILE` or `-`): one record per item and the totals.
+
+use serde::Serialize;
+
+/// Outcome of one item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Output written.
+    Ok,
+    /// Failed; see `error`.
+    Failed,
+    /// Not processed: output existed with `--skip-existing`, or `--fail-fast` stopped the batch.
+    Skipped,
+}
+
+/// One item of the report.
+#[derive(Clone, Debug, Serialize)]
+pub struct ItemRecord {
+    /// Input file.
+    pub input: String,
+    /// Output file.
+    pub output: String,
+    /// Ops as written in the manifest.
+    pub ops: Vec<String>,
+    /// Outcome.
+    pub status: Status,
+    /// Why it failed or was skipped.
+    pub error: Option<String>,
+    /// Failure kind: io, decode, unsupported, limits, operation, encode, panic.
+    pub error_kind: Option<String>,
+    /// Input width (from the header), if known.
+    pub width: Option<u32>,
+    /// Input height, if known.
+    pub height: Option<u32>,
+    /// Input megapixels, if known.
+    pub megapixels: Option<f64>,
+    /// Input file size.
+    pub bytes_in: u64,
+    /// Output file size.
+    pub bytes_out: u64,
+    /// Decode time.
+    pub decode_ms: f64,
+    /// Processing time.
+    pub process_ms: f64,
+    /// Encode time.
+    pub encode_ms: f64,
+    /// Rank that processed it (0 in a single process).
+    pub rank: usize,
+    /// What ran the ops: "cpu".
+    pub backend: String,
+}
+
+/// Totals over all items.
+#[derive(Clone, Debug, Serialize)]
+pub struct Totals {
+    /// Items in the plan.
+    pub items: usize,
+    /// Items written.
+    pub ok: usize,
+    /// Items failed.
+    pub failed: usize,
+    /// Items skipped.
+    pub skipped: usize,
+    /// Megapixels of the items written.
+    pub megapixels: f64,
+    /// `megapixels / wall_seconds`.
+    pub megapixels_per_second: f64,
+}
+
+/// The whole report.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// imgproc's version.
+    pub imgproc_version: &'static str,
+    /// Wall-clock time of the run.
+    pub wall_seconds: f64,
+    /// Threads used.
+    pub threads: usize,
+    /// Per item, in plan order.
+    pub items: Vec<ItemRecord>,
+    /// Totals.
+    pub totals: Totals,
+}
+
+impl Report {
+    /// Builds the report from item records.
+    pub fn new(items: Vec<ItemRecord>, wall_seconds: f64, threads: usize) -> Report {
+        let count = |s| items.iter().filter(|i| i.status == s).count();
+        let megapixels: f64 = items
+            .iter()
+            .filter(|i| i.status == Status::Ok)
+            .filter_map(|i| i.megapixels)
+            .sum();
+        let totals = Totals {
+            items: items.len(),
+            ok: count(Status::Ok),
+            failed: count(Status::Failed),
+            skipped: count(Status::Skipped),
+            megapixels,
+            megapixels_per_second: if wall_seconds > 0.0 {
+                megapixels / wall_seconds
+            } else {
+                0.0
+            },
+        };
+        Report {
+            imgproc_version: env!("CARGO_PKG_VERSION"),
+            wall_seconds,
+            threads,
+            items,
+            totals,
+        }
+    }
+
+    /// Writes the report as pretty JSON to `path`, or stdout for `-`.
+    pub fn write(&self, path: &str) -> std::io::Result<()> {
+        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)? + "\n";
+        if path == "-" {
+            use std::io::Write;
+            std::io::stdout().write_all(text.as_bytes())
+        } else {
+            crate::output::write_atomic(std::path::Path::new(path), text.as_bytes())
+        }
+    }
+}
