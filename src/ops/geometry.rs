@@ -306,7 +306,18 @@ fn axis(slen: usize, dlen: usize, scale: f64, inv_scale: f64, cubic: bool, area:
         } else {
             vec![1.0 - fx, fx]
         };
-        alpha.extend(c.iter().map(|v| (v * COEF_SCALE).round_ties_even() as i32));
+        let mut a: Vec<i32> = c
+            .iter()
+            .map(|v| (v * COEF_SCALE).round_ties_even() as i32)
+            .collect();
+        if cubic {
+            // OpenCV 5 makes the fixed-point weights sum to exactly 1: the rounding
+            // residual goes to the largest weight (measured against cv2.resize).
+            let residual = COEF_SCALE as i32 - a.iter().sum::<i32>();
+            let largest = (0..a.len()).fold(0, |m, i| if a[i] > a[m] { i } else { m });
+            a[largest] += residual;
+        }
+        alpha.extend(a);
     }
     Axis {
         ofs,
