@@ -133,11 +133,8 @@ impl Progress {
         )
     }
 
-    /// Prints a line (an item failure, say) without tearing the bar.
+    /// Prints a line (an item failure, say) without tearing the bar; shown even when quiet.
     pub fn println(&self, line: &str) {
-        if self.quiet {
-            return;
-        }
         match &self.bar {
             Some(bar) => bar.suspend(|| eprintln!("{line}")),
             None => eprintln!("{line}"),

@@ -1,1 +1,799 @@
+//! The real `imgproc` executable: manifests, errors and exit codes, quick mode,
+//! atomic outputs, reports, formats, orientation and determinism.
 
+use assert_cmd::Command;
+use imgproc::codec::{decode, encode, DecodeOptions, EncodeOptions, Frame, OutputFormat};
+use imgproc::image::Image;
+use predicates::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// A scratch folder with helpers to write inputs and run the binary in it.
+struct TestEnv {
+    dir: tempfile::TempDir,
+}
+
+impl TestEnv {
+    fn new() -> TestEnv {
+        TestEnv {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+    fn image(&self, rel: &str, img: Image, format: OutputFormat) -> PathBuf {
+        let bytes = encode(
+            vec![Frame {
+                image: img,
+                delay_ms: 0,
+            }],
+            &EncodeOptions {
+                format,
+                quality: 92,
+            },
+        )
+        .unwrap();
+        self.write(rel, &bytes)
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("imgproc").unwrap();
+        c.current_dir(self.dir.path())
+            .env("IMGPROC_PROGRESS_INTERVAL", "0");
+        c
+    }
+    fn read_image(&self, rel: &str) -> Image {
+        read_image(&self.path(rel))
+    }
+    fn files_under(&self, rel: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        fn walk(p: &Path, base: &Path, out: &mut Vec<String>) {
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    let path = e.path();
+                    if path.is_dir() {
+                        walk(&path, base, out);
+                    } else {
+                        out.push(path.strip_prefix(base).unwrap().display().to_string());
+                    }
+                }
+            }
+        }
+        walk(&self.path(rel), &self.path(rel), &mut out);
+        out.sort();
+        out
+    }
+}
+
+fn read_image(p: &Path) -> Image {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    decode(
+        &bytes,
+        &DecodeOptions {
+            auto_orient: false,
+            ..DecodeOptions::default()
+        },
+    )
+    .unwrap()
+    .frames
+    .remove(0)
+    .image
+}
+
+fn gradient(w: u32, h: u32, cn: u8) -> Image {
+    let mut data = Vec::with_capacity((w * h * cn as u32) as usize);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..cn as u32 {
+                data.push(((x * 7 + y * 3 + c * 50) % 256) as u8);
+            }
+        }
+    }
+    Image::from_u8(w, h, cn, data)
+}
+
+fn corpus() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus")
+}
+
+fn report_of(stdout: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(stdout).unwrap_or_else(|e| {
+        panic!(
+            "report is not JSON: {e}: {}",
+            String::from_utf8_lossy(stdout)
+        )
+    })
+}
+
+#[test]
+fn manifest_run_writes_outputs_and_a_full_report() {
+    let env = TestEnv::new();
+    env.image("in/a.png", gradient(64, 48, 3), OutputFormat::Png);
+    env.image("in/b.png", gradient(40, 30, 4), OutputFormat::Png);
+    env.write(
+        "jobs.json",
+        br#"{"version": 1, "output_dir": "out", "defaults": {"quality": 80},
+             "jobs": [
+               {"input": "in/a.png", "ops": ["edge_detection"], "output": "a_edges.png"},
+               {"input": "in/*.png", "ops": [{"op": "blur", "sigma": 2.0, "ksize": 0}, "grayscale"], "output": "small/{stem}.jpg"},
+               {"input": "in/a.png", "ops": ["color_inversion", "blur"]}
+             ]}"#,
+    );
+    let out = env
+        .cmd()
+        .args(["--manifest", "jobs.json", "--report", "-", "-q"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(
+        env.files_under("out"),
+        vec!["a_edges.png", "job2/in/a.png", "small/a.jpg", "small/b.jpg"]
+    );
+    let edges = env.read_image("out/a_edges.png");
+    assert_eq!((edges.width, edges.height, edges.channels), (64, 48, 1));
+    let inverted = env.read_image("out/job2/in/a.png");
+    assert_eq!(inverted.channels, 3);
+
+    let r = report_of(&out);
+    assert_eq!(r["totals"]["items"], 4);
+    assert_eq!(r["totals"]["ok"], 4);
+    assert_eq!(r["totals"]["failed"], 0);
+    assert!(r["wall_seconds"].as_f64().unwrap() > 0.0);
+    assert!(r["imgproc_version"].is_string());
+    let item = &r["items"][0];
+    for key in [
+        "input",
+        "output",
+        "ops",
+        "status",
+        "error",
+        "width",
+        "height",
+        "megapixels",
+        "bytes_in",
+        "bytes_out",
+        "decode_ms",
+        "process_ms",
+        "encode_ms",
+        "rank",
+        "backend",
+    ] {
+        assert!(item.get(key).is_some(), "report item lacks {key}: {item}");
+    }
+    assert_eq!(item["status"], "ok");
+    assert_eq!(item["width"], 64);
+    assert_eq!(item["backend"], "cpu");
+    assert!(item["bytes_out"].as_u64().unwrap() > 0);
+    assert!(r["totals"]["megapixels_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn an_invalid_manifest_lists_every_problem_exits_2_and_writes_nothing() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(8, 8, 3), OutputFormat::Png);
+    env.write(
+        "jobs.json",
+        br#"{"version": 1, "jobs": [
+              {"input": "a.png", "ops": ["grayscal", "blur:sigma=-2"]},
+              {"input": "nothing/*.jpg", "ops": ["invert"]},
+              {"input": "a.png", "ops": [{"op": "resize", "width": 10, "filter": "cubic"}], "outptu": "x.png"}
+            ]}"#,
+    );
+    env.cmd()
+        .args(["--manifest", "jobs.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "jobs[0].ops[0]: unknown operation \"grayscal\": did you mean \"grayscale\"?",
+        ))
+        .stderr(predicate::str::contains("jobs[0].ops[1].sigma"))
+        .stderr(predicate::str::contains(
+            "jobs[1].input: \"nothing/*.jpg\" matches no file",
+        ))
+        .stderr(predicate::str::contains("jobs[2].ops[0].filter"))
+        .stderr(predicate::str::contains(
+            "jobs[2].outptu: unknown field: did you mean \"output\"?",
+        ))
+        .stderr(predicate::str::contains("5 problems"));
+    assert!(!env.path("out").exists());
+}
+
+#[test]
+fn invalid_json_names_line_and_column() {
+    let env = TestEnv::new();
+    env.write(
+        "jobs.json",
+        b"{\n  \"version\": 1,\n  \"jobs\": [\n    {\"input\": \"a.png\" \"ops\": []}\n  ]\n}\n",
+    );
+    env.cmd()
+        .args(["--manifest", "jobs.json"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("jobs.json").and(predicate::str::contains("line 4, column")),
+        );
+}
+
+#[test]
+fn duplicate_outputs_and_outputs_over_inputs_are_refused() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(8, 8, 3), OutputFormat::Png);
+    env.image("b.png", gradient(8, 8, 3), OutputFormat::Png);
+    env.write(
+        "jobs.json",
+        br#"{"version": 1, "output_dir": ".", "jobs": [
+              {"input": "*.png", "ops": ["invert"], "output": "same.png"},
+              {"input": "a.png", "ops": ["invert"], "output": "b.png"}
+            ]}"#,
+    );
+    env.cmd()
+        .args(["--manifest", "jobs.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("add {stem} or {index}"))
+        .stderr(predicate::str::contains("is also an input"));
+    assert!(!env.path("same.png").exists());
+}
+
+#[test]
+fn manifest_from_stdin_resolves_against_the_current_folder() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(16, 16, 3), OutputFormat::Png);
+    env.cmd()
+        .args(["--manifest", "-", "-q"])
+        .write_stdin(r#"{"version": 1, "jobs": [{"input": "a.png", "ops": ["threshold"], "output": "t.png"}]}"#)
+        .assert()
+        .success();
+    assert!(env.path("out/t.png").is_file());
+}
+
+#[test]
+fn output_dir_flag_overrides_the_manifest() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(16, 16, 3), OutputFormat::Png);
+    env.write("m.json", br#"{"version": 1, "output_dir": "ignored", "jobs": [{"input": "a.png", "ops": [], "output": "a.bmp"}]}"#);
+    env.cmd()
+        .args(["-m", "m.json", "-o", "elsewhere", "-q"])
+        .assert()
+        .success();
+    assert!(env.path("elsewhere/a.bmp").is_file());
+    assert!(!env.path("ignored").exists());
+}
+
+#[test]
+fn quick_mode_runs_the_ops_over_the_given_files() {
+    let env = TestEnv::new();
+    env.image("p/a.png", gradient(30, 20, 3), OutputFormat::Png);
+    env.image("p/b.png", gradient(30, 20, 3), OutputFormat::Png);
+    env.cmd()
+        .args([
+            "--op",
+            "grayscale",
+            "--op",
+            "blur:sigma=2,ksize=0",
+            "-o",
+            "q",
+            "--format",
+            "webp",
+            "-q",
+            "p/*.png",
+        ])
+        .assert()
+        .success();
+    assert_eq!(env.files_under("q"), vec!["a.webp", "b.webp"]);
+    assert_eq!(
+        env.read_image("q/a.webp").channels,
+        3,
+        "lossless WebP stores gray as RGB"
+    );
+    env.cmd()
+        .args(["--op", "grayscale", "p/a.png"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("-o DIR"));
+    env.cmd()
+        .args(["--op", "bluur", "-o", "q", "p/a.png"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("did you mean \"blur\""));
+}
+
+#[test]
+fn a_bad_input_fails_alone_with_exit_1_and_fail_fast_stops_the_rest() {
+    let env = TestEnv::new();
+    for i in 0..4 {
+        env.image(
+            &format!("in/ok{i}.png"),
+            gradient(32, 32, 3),
+            OutputFormat::Png,
+        );
+    }
+    let good = std::fs::read(env.path("in/ok0.png")).unwrap();
+    env.write("in/truncated.png", &good[..good.len() / 2]);
+    env.write("in/garbage.png", b"this is not an image at all");
+    let out = env
+        .cmd()
+        .args([
+            "--op",
+            "invert",
+            "-o",
+            "out",
+            "--report",
+            "-",
+            "--threads",
+            "1",
+            "in/*.png",
+        ])
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains(
+            "garbage.png: unsupported: not a recognised image format",
+        ))
+        .get_output()
+        .stdout
+        .clone();
+    let r = report_of(&out);
+    assert_eq!(r["totals"]["ok"], 4);
+    assert_eq!(r["totals"]["failed"], 2);
+    let kinds: Vec<&str> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["error_kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"unsupported") && kinds.contains(&"decode"),
+        "{kinds:?}"
+    );
+    assert_eq!(env.files_under("out").len(), 4);
+
+    // With --fail-fast and one thread, the largest-first order puts the unreadable
+    // (cost unknown, weighted as 1 MP) items first: the batch stops at the first failure.
+    let out = env
+        .cmd()
+        .args([
+            "--op",
+            "invert",
+            "-o",
+            "ff",
+            "--report",
+            "-",
+            "--threads",
+            "1",
+            "--fail-fast",
+            "-q",
+            "in/*.png",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r = report_of(&out);
+    assert_eq!(r["totals"]["failed"], 1);
+    assert_eq!(r["totals"]["skipped"], 5);
+    assert!(env.files_under("ff").is_empty());
+}
+
+#[test]
+fn oversized_images_are_refused_from_the_header() {
+    let env = TestEnv::new();
+    env.image("big.png", gradient(100, 100, 3), OutputFormat::Png);
+    env.cmd()
+        .args([
+            "--op",
+            "invert",
+            "-o",
+            "out",
+            "--max-pixels",
+            "5000",
+            "big.png",
+        ])
+        .assert()
+        .code(1)
+        .stderr(
+            predicate::str::contains("too large").and(predicate::str::contains("--max-pixels")),
+        );
+}
+
+#[test]
+fn outputs_are_replaced_atomically_and_no_temporary_files_remain() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(50, 50, 3), OutputFormat::Png);
+    env.write("out/a.png", b"old content");
+    env.cmd()
+        .args(["--op", "invert", "-o", "out", "-q", "a.png"])
+        .assert()
+        .success();
+    assert_eq!(env.files_under("out"), vec!["a.png"]);
+    assert_eq!(env.read_image("out/a.png").width, 50);
+}
+
+#[test]
+fn skip_existing_resumes_without_redoing_work() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(20, 20, 3), OutputFormat::Png);
+    env.image("b.png", gradient(20, 20, 3), OutputFormat::Png);
+    env.write("out/a.png", b"kept");
+    let out = env
+        .cmd()
+        .args([
+            "--op",
+            "invert",
+            "-o",
+            "out",
+            "--skip-existing",
+            "--report",
+            "-",
+            "-q",
+            "a.png",
+            "b.png",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert_eq!(std::fs::read(env.path("out/a.png")).unwrap(), b"kept");
+    let r = report_of(&out);
+    assert_eq!(r["totals"]["skipped"], 1);
+    assert_eq!(r["totals"]["ok"], 1);
+}
+
+#[test]
+fn dry_run_prints_the_plan_and_writes_nothing() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(200, 100, 3), OutputFormat::Png);
+    env.write(
+        "m.json",
+        br#"{"version": 1, "jobs": [{"input": "a.png", "ops": ["blur"], "output": "x.jpg"}]}"#,
+    );
+    env.cmd()
+        .args(["-m", "m.json", "--dry-run"])
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("200x100 0.02 MP")
+                .and(predicate::str::contains("1 items, 0.02 megapixels")),
+        );
+    assert!(!env.path("out").exists());
+}
+
+#[test]
+fn list_ops_names_every_op_and_its_parameters() {
+    let env = TestEnv::new();
+    env.cmd().arg("--list-ops").assert().success().stdout(
+        predicate::str::contains("custom_processing (= hsv:value=50)")
+            .and(predicate::str::contains("sigma")),
+    );
+    let out = env
+        .cmd()
+        .args(["--list-ops", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "grayscale",
+        "invert",
+        "blur",
+        "canny",
+        "brighten",
+        "darken",
+        "threshold",
+        "hsv",
+        "sharpen",
+        "median",
+        "box_blur",
+        "sobel",
+        "resize",
+        "rotate",
+        "flip",
+        "crop",
+        "equalize",
+        "gamma",
+        "contrast",
+        "erode",
+        "dilate",
+    ] {
+        assert!(names.contains(&n), "{n} missing from --list-ops --json");
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let env = TestEnv::new();
+    env.cmd()
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("nothing to do"));
+    env.cmd()
+        .args(["--threads", "0", "-m", "x.json"])
+        .assert()
+        .code(2);
+    env.cmd()
+        .args(["-m", "missing.json"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("cannot read the manifest"));
+}
+
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let env = TestEnv::new();
+    for i in 0..3 {
+        env.image(
+            &format!("in/{i}.png"),
+            gradient(300 + i * 50, 200, 3),
+            OutputFormat::Png,
+        );
+    }
+    for t in ["1", "2", "3"] {
+        env.cmd()
+            .args([
+                "--op",
+                "blur",
+                "--op",
+                "canny",
+                "--op",
+                "dilate",
+                "-o",
+                &format!("t{t}"),
+                "--threads",
+                t,
+                "-q",
+                "in/*.png",
+            ])
+            .assert()
+            .success();
+    }
+    for i in 0..3 {
+        let a = std::fs::read(env.path(&format!("t1/{i}.png"))).unwrap();
+        for t in ["t2", "t3"] {
+            assert_eq!(
+                a,
+                std::fs::read(env.path(&format!("{t}/{i}.png"))).unwrap(),
+                "{t}/{i}.png"
+            );
+        }
+    }
+}
+
+/// Puts an EXIF APP1 segment with the given orientation right after a JPEG's SOI marker.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"II*\0\x08\0\0\0".to_vec();
+    tiff.extend_from_slice(&1u16.to_le_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_le_bytes());
+    tiff.extend_from_slice(&3u16.to_le_bytes());
+    tiff.extend_from_slice(&1u32.to_le_bytes());
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_le_bytes());
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+#[test]
+fn exif_orientation_is_applied_unless_told_not_to() {
+    let env = TestEnv::new();
+    let plain = encode(
+        vec![Frame {
+            image: gradient(40, 20, 3),
+            delay_ms: 0,
+        }],
+        &EncodeOptions {
+            format: OutputFormat::Jpeg,
+            quality: 90,
+        },
+    )
+    .unwrap();
+    env.write("rot.jpg", &with_exif_orientation(&plain, 6));
+    env.cmd()
+        .args([
+            "--op", "invert", "-o", "a", "--format", "png", "-q", "rot.jpg",
+        ])
+        .assert()
+        .success();
+    let img = env.read_image("a/rot.png");
+    assert_eq!((img.width, img.height), (20, 40));
+    env.cmd()
+        .args([
+            "--op",
+            "invert",
+            "-o",
+            "b",
+            "--format",
+            "png",
+            "--no-auto-orient",
+            "-q",
+            "rot.jpg",
+        ])
+        .assert()
+        .success();
+    let img = env.read_image("b/rot.png");
+    assert_eq!((img.width, img.height), (40, 20));
+}
+
+#[test]
+fn animated_gifs_keep_every_frame() {
+    let env = TestEnv::new();
+    let frames: Vec<Frame> = (0..3)
+        .map(|i| Frame {
+            image: gradient(24 + i, 16, 4).clone(),
+            delay_ms: 100,
+        })
+        .collect();
+    // All frames of a GIF share the canvas size: use the first frame's.
+    let frames: Vec<Frame> = frames
+        .into_iter()
+        .map(|f| Frame {
+            image: imgproc::ops::apply(
+                &imgproc::ops::parse_op_str("crop:width=24,height=16").unwrap(),
+                f.image,
+            )
+            .unwrap(),
+            delay_ms: 100,
+        })
+        .collect();
+    let bytes = encode(
+        frames,
+        &EncodeOptions {
+            format: OutputFormat::Gif,
+            quality: 90,
+        },
+    )
+    .unwrap();
+    env.write("anim.gif", &bytes);
+    env.cmd()
+        .args(["--op", "invert", "-o", "out", "-q", "anim.gif"])
+        .assert()
+        .success();
+    let back = decode(
+        &std::fs::read(env.path("out/anim.gif")).unwrap(),
+        &DecodeOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(back.frames.len(), 3);
+    assert_eq!(back.frames[1].delay_ms, 100);
+}
+
+#[test]
+fn sixteen_bit_png_stays_sixteen_bit_through_ops_that_keep_it() {
+    let env = TestEnv::new();
+    let data: Vec<u16> = (0..20 * 10 * 3).map(|i| (i * 211 % 65536) as u16).collect();
+    env.image(
+        "deep.png",
+        Image::from_u16(20, 10, 3, data.clone()),
+        OutputFormat::Png,
+    );
+    env.cmd()
+        .args([
+            "--op", "invert", "--op", "flip", "-o", "out", "-q", "deep.png",
+        ])
+        .assert()
+        .success();
+    let img = env.read_image("out/deep.png");
+    assert!(img.is_16bit());
+    env.cmd()
+        .args(["--op", "blur", "-o", "out8", "-q", "deep.png"])
+        .assert()
+        .success();
+    assert!(!env.read_image("out8/deep.png").is_16bit());
+}
+
+#[test]
+fn every_valid_pngsuite_file_converts_and_every_corrupt_one_fails_alone() {
+    let env = TestEnv::new();
+    let suite = corpus().join("pngsuite");
+    let names: Vec<String> = std::fs::read_dir(&suite)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(".png"))
+        .collect();
+    let corrupt = names.iter().filter(|n| n.starts_with('x')).count();
+    assert!(
+        names.len() > 100 && corrupt > 10,
+        "PngSuite looks incomplete: {} files",
+        names.len()
+    );
+    let suite_glob = format!("{}/*.png", suite.display());
+    let webp_glob = format!("{}/graphics/*.webp", corpus().display());
+    let out = env
+        .cmd()
+        .args([
+            "--op",
+            "invert",
+            "-o",
+            "out",
+            "--format",
+            "png",
+            "--report",
+            "-",
+            "-q",
+            &suite_glob,
+            &webp_glob,
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let r = report_of(&out);
+    for item in r["items"].as_array().unwrap() {
+        let name = Path::new(item["input"].as_str().unwrap())
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        let expected = if name.starts_with('x') {
+            "failed"
+        } else {
+            "ok"
+        };
+        assert_eq!(item["status"], expected, "{name}: {}", item["error"]);
+    }
+    assert_eq!(r["totals"]["failed"].as_u64().unwrap() as usize, corrupt);
+    // Gray 16-bit and RGBA 16-bit PngSuite files keep their depth.
+    assert!(env.read_image("out/basn0g16.png").is_16bit());
+    assert!(env.read_image("out/basn6a16.png").has_alpha());
+}
+
+#[test]
+fn a_batch_of_real_photos_runs_end_to_end() {
+    let env = TestEnv::new();
+    let photos = corpus().join("photos");
+    let manifest = format!(
+        r#"{{"version": 1, "output_dir": "{}", "jobs": [
+            {{"input": "{p}/Aqua.jpg", "ops": ["edge_detection"], "output": "edges/{{stem}}.png"}},
+            {{"input": "{p}/FreshFlower.jpg", "ops": ["custom_processing", "resize:width=320"], "output": "{{stem}}.jpg"}},
+            {{"input": "{p}/GreenMeadow.jpg", "ops": ["grayscale", "threshold"], "output": "{{stem}}.tiff"}}
+        ]}}"#,
+        env.path("out").display(),
+        p = photos.display()
+    );
+    env.write("m.json", manifest.as_bytes());
+    env.cmd().args(["-m", "m.json", "-q"]).assert().success();
+    assert_eq!(
+        env.files_under("out"),
+        vec!["FreshFlower.jpg", "GreenMeadow.tiff", "edges/Aqua.png"]
+    );
+    assert_eq!(env.read_image("out/FreshFlower.jpg").width, 320);
+}
+
+#[test]
+fn progress_lines_report_items_and_throughput_when_not_a_terminal() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(64, 64, 3), OutputFormat::Png);
+    env.image("b.png", gradient(64, 64, 3), OutputFormat::Png);
+    env.cmd()
+        .args(["--op", "invert", "-o", "out", "a.png", "b.png"])
+        .assert()
+        .success()
+        .stderr(
+            predicate::str::contains("items")
+                .and(predicate::str::contains("MP/s"))
+                .and(predicate::str::contains("done: 2/2 items")),
+        );
+}
