@@ -1,1 +1,163 @@
-fn main() {}
+//! Per-op throughput on one image, one thread, printed as JSON lines: the Rust half of
+//! scripts/bench_vs_opencv.py, which runs the same ops with OpenCV on the same pixels.
+//!
+//!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg [--iters 7] [--threads 1]
+
+use imgproc::codec::{self, DecodeOptions, EncodeOptions, Frame, OutputFormat};
+use imgproc::ops::{apply, apply_ref, parse_op_str};
+use std::time::Instant;
+
+/// The ops of the comparison, as op strings (the OpenCV side uses the same names).
+const OPS: &[&str] = &[
+    "grayscale",
+    "invert",
+    "blur",
+    "canny",
+    "brighten",
+    "darken",
+    "threshold",
+    "custom_processing",
+    "sharpen",
+    "median",
+    "box_blur",
+    "sobel",
+    "resize:scale=0.5,filter=bilinear",
+    "resize:scale=0.37,filter=bilinear",
+    "resize:scale=0.37,filter=bicubic",
+    "resize:scale=0.37,filter=area",
+    "resize:scale=0.37,filter=lanczos3",
+    "rotate",
+    "flip",
+    "equalize",
+    "gamma",
+    "contrast",
+    "erode",
+    "dilate",
+];
+
+/// Ops that imgproc runs in place, and that the OpenCV side runs with `dst=` its input.
+const IN_PLACE: &[&str] = &[
+    "invert",
+    "brighten",
+    "darken",
+    "threshold",
+    "gamma",
+    "contrast",
+    "custom_processing",
+    "equalize",
+];
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(image) = arg(&args, "--image") else {
+        eprintln!("usage: cargo bench --bench optable -- --image FILE [--jpeg FILE] [--iters N] [--threads N] [--only OP]");
+        return;
+    };
+    let iters: usize = arg(&args, "--iters")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let threads: usize = arg(&args, "--threads")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let only = arg(&args, "--only");
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool");
+    let bytes = std::fs::read(&image).expect("read --image");
+    let img = codec::decode(&bytes, &DecodeOptions::default())
+        .expect("decode --image")
+        .frames
+        .remove(0)
+        .image;
+    let mp = img.megapixels();
+    let time = |f: &mut dyn FnMut() -> f64| median((0..iters).map(|_| f()).collect());
+    pool.install(|| {
+        for op_text in OPS
+            .iter()
+            .filter(|o| only.as_deref().is_none_or(|x| o.starts_with(x)))
+        {
+            let op = parse_op_str(op_text).expect("op");
+            // Like the OpenCV side: point ops work in place on one buffer; the others
+            // read the input and allocate their output (the input is not freed in the timing).
+            let in_place = IN_PLACE.iter().any(|p| op_text.starts_with(p));
+            let mut work = Some(img.clone());
+            let secs = time(&mut || {
+                let t = Instant::now();
+                if in_place {
+                    work = Some(apply(&op, work.take().expect("buffer")).expect("apply"));
+                } else {
+                    std::hint::black_box(apply_ref(&op, &img).expect("apply"));
+                }
+                t.elapsed().as_secs_f64()
+            });
+            println!("{{\"name\": \"{op_text}\", \"mp_s\": {:.1}}}", mp / secs);
+        }
+        if only.is_some() {
+            return;
+        }
+        if let Some(jpeg) = arg(&args, "--jpeg") {
+            let jb = std::fs::read(&jpeg).expect("read --jpeg");
+            let secs = time(&mut || {
+                let t = Instant::now();
+                std::hint::black_box(
+                    codec::decode(&jb, &DecodeOptions::default()).expect("decode"),
+                );
+                t.elapsed().as_secs_f64()
+            });
+            println!("{{\"name\": \"jpeg decode\", \"mp_s\": {:.1}}}", mp / secs);
+        }
+        for (name, format) in [
+            ("jpeg encode q90 4:2:0", OutputFormat::Jpeg),
+            ("png encode", OutputFormat::Png),
+        ] {
+            let opts = EncodeOptions {
+                format,
+                quality: 90,
+            };
+            let secs = time(&mut || {
+                let f = vec![Frame {
+                    image: img.clone(),
+                    delay_ms: 0,
+                }];
+                let t = Instant::now();
+                std::hint::black_box(codec::encode(f, &opts).expect("encode"));
+                t.elapsed().as_secs_f64()
+            });
+            println!("{{\"name\": \"{name}\", \"mp_s\": {:.1}}}", mp / secs);
+        }
+        let png = codec::encode(
+            vec![Frame {
+                image: img.clone(),
+                delay_ms: 0,
+            }],
+            &EncodeOptions {
+                format: OutputFormat::Png,
+                quality: 90,
+            },
+        )
+        .expect("encode png");
+        let secs = time(&mut || {
+            let t = Instant::now();
+            std::hint::black_box(codec::decode(&png, &DecodeOptions::default()).expect("decode"));
+            t.elapsed().as_secs_f64()
+        });
+        println!("{{\"name\": \"png decode\", \"mp_s\": {:.1}}}", mp / secs);
+    });
+}
+
+/// mimalloc keeps freed pages for reuse: without it every multi-megabyte buffer is
+/// mmapped, faulted in page by page and unmapped again (measured: 2-5x slower ops).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

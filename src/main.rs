@@ -148,3 +148,8 @@ fn list_ops(json: bool) {
         );
     }
 }
+
+/// mimalloc keeps freed pages for reuse: without it every multi-megabyte buffer is
+/// mmapped, faulted in page by page and unmapped again (measured: 2-5x slower ops).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

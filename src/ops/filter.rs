@@ -236,17 +236,85 @@ pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
     out.par_chunks_mut(chunk)
         .zip(bl.par_chunks(chunk))
         .for_each(|(o, b2)| {
-            for (i, (o, &bv)) in o.iter_mut().zip(b2).enumerate() {
-                if i % cn < colors {
-                    let t = *o as f32 * a + bv as f32 * b;
-                    *o = t.round_ties_even().clamp(0.0, 255.0) as u8;
+            let mix = |o: &mut u8, bv: u8| {
+                let t = *o as f32 * a + bv as f32 * b;
+                *o = t.round_ties_even().clamp(0.0, 255.0) as u8;
+            };
+            if colors == cn {
+                o.iter_mut().zip(b2).for_each(|(o, &bv)| mix(o, bv));
+            } else {
+                for (o, b2) in o.chunks_exact_mut(cn).zip(b2.chunks_exact(cn)) {
+                    o[..colors]
+                        .iter_mut()
+                        .zip(b2)
+                        .for_each(|(o, &bv)| mix(o, bv));
                 }
             }
         });
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
+/// Comparators of Batcher's odd-even merge sort for `n` (a power of two) elements.
+fn batcher(n: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut p = 1;
+    while p < n {
+        let mut k = p;
+        while k >= 1 {
+            for j in (k % p..n - k).step_by(2 * k) {
+                for i in 0..k.min(n - j - k) {
+                    if (i + j) / (p * 2) == (i + j + k) / (p * 2) {
+                        out.push((i + j, i + j + k));
+                    }
+                }
+            }
+            k /= 2;
+        }
+        p *= 2;
+    }
+    out
+}
+
+/// A selection network: the comparators of a sorting network for `n` values that can
+/// influence position `n / 2` (the median), in order. Positions `n..` hold padding that
+/// sorts above everything, so the median of the `n` real values stays at `n / 2`.
+fn median_network(n: usize) -> (usize, Vec<(usize, usize)>) {
+    let size = n.next_power_of_two();
+    let all = batcher(size);
+    let mut needed = vec![false; size];
+    needed[n / 2] = true;
+    let mut kept = Vec::new();
+    for &(a, b) in all.iter().rev() {
+        if needed[a] || needed[b] {
+            needed[a] = true;
+            needed[b] = true;
+            kept.push((a, b));
+        }
+    }
+    kept.reverse();
+    (size, kept)
+}
+
+par::avx2_dispatch! {
+    /// Runs `net` over `lanes` (each `len` samples, laid end to end) with element-wise
+    /// min/max: every sample position is an independent selection, so this vectorises.
+    fn run_network(lanes: &mut [u8], len: usize, net: &[(usize, usize)]) {
+        for &(a, b) in net {
+            let (lo, hi) = lanes.split_at_mut(b * len);
+            let x = &mut lo[a * len..(a + 1) * len];
+            let y = &mut hi[..len];
+            for (x, y) in x.iter_mut().zip(y.iter_mut()) {
+                let (mn, mx) = ((*x).min(*y), (*x).max(*y));
+                *x = mn;
+                *y = mx;
+            }
+        }
+    }
+}
+
 /// Median of each channel over a `ksize` square, border replicate, as `cv2.medianBlur`.
+/// Each output row is cut into tiles small enough for the L1 cache; a tile gathers its
+/// `ksize^2` shifted source segments and runs a selection network across them.
 pub fn median(img: &Image, ksize: u32) -> Image {
     let (w, h, cn) = (
         img.width as usize,
@@ -257,16 +325,14 @@ pub fn median(img: &Image, ksize: u32) -> Image {
     let a = (k / 2) as isize;
     let src = img.u8_data();
     let stride = w * cn;
+    let (size, net) = median_network(k * k);
+    // A multiple of 32 samples and of the pixel size, about 16 KiB of lanes in all.
+    let unit = 32 * cn;
+    let tile = ((16 * 1024 / size) / unit).max(1) * unit;
+    let tile = tile.min(stride);
     let mut out = vec![0u8; src.len()];
-    let cols: Vec<Vec<usize>> = (0..w)
-        .map(|x| {
-            (0..k)
-                .map(|i| par::replicate(x as isize + i as isize - a, w) * cn)
-                .collect()
-        })
-        .collect();
     par::bands(&mut out, stride, |y0, band| {
-        let mut win = vec![0u8; k * k];
+        let mut lanes = vec![255u8; size * tile];
         for (r, row) in band.chunks_exact_mut(stride).enumerate() {
             let y = y0 + r;
             let rows: Vec<&[u8]> = (0..k)
@@ -275,18 +341,28 @@ pub fn median(img: &Image, ksize: u32) -> Image {
                     &src[sy * stride..(sy + 1) * stride]
                 })
                 .collect();
-            for (x, xs) in cols.iter().enumerate() {
-                for c in 0..cn {
-                    let mut n = 0;
-                    for srow in &rows {
-                        for &sx in xs {
-                            win[n] = srow[sx + c];
-                            n += 1;
+            for t0 in (0..stride).step_by(tile) {
+                let len = tile.min(stride - t0);
+                for (j, srow) in rows.iter().enumerate() {
+                    for i in 0..k {
+                        let off = (i as isize - a) * cn as isize;
+                        let lane = &mut lanes[(j * k + i) * len..(j * k + i + 1) * len];
+                        let (lo, hi) = (t0 as isize + off, (t0 + len) as isize + off);
+                        if lo >= 0 && hi <= stride as isize {
+                            lane.copy_from_slice(&srow[lo as usize..hi as usize]);
+                        } else {
+                            for (n, v) in lane.iter_mut().enumerate() {
+                                let s = t0 + n;
+                                let sx = par::replicate((s / cn) as isize + i as isize - a, w);
+                                *v = srow[sx * cn + s % cn];
+                            }
                         }
                     }
-                    let (_, m, _) = win.select_nth_unstable(k * k / 2);
-                    row[x * cn + c] = *m;
                 }
+                lanes[k * k * len..size * len].fill(255);
+                run_network(&mut lanes[..size * len], len, &net);
+                let m = k * k / 2;
+                row[t0..t0 + len].copy_from_slice(&lanes[m * len..(m + 1) * len]);
             }
         }
     });
@@ -294,6 +370,7 @@ pub fn median(img: &Image, ksize: u32) -> Image {
 }
 
 /// 3x3 Sobel derivatives of one row: `dx` and `dy` for all `w * cn` samples.
+#[allow(clippy::too_many_arguments)]
 pub fn sobel_row(
     src: &[u8],
     w: usize,
@@ -310,7 +387,7 @@ pub fn sobel_row(
         &src[sy * stride..(sy + 1) * stride]
     };
     let (up, mid, down) = (row(y as isize - 1), row(y as isize), row(y as isize + 1));
-    for x in 0..w {
+    let edge = |x: usize, dx: &mut [i16], dy: &mut [i16]| {
         let xl = border(x as isize - 1, w) * cn;
         let xr = border(x as isize + 1, w) * cn;
         let xc = x * cn;
@@ -321,6 +398,37 @@ pub fn sobel_row(
                 + (p(down, xr) - p(down, xl));
             dy[xc + c] = (p(down, xl) + 2 * p(down, xc) + p(down, xr))
                 - (p(up, xl) + 2 * p(up, xc) + p(up, xr));
+        }
+    };
+    if w < 3 {
+        (0..w).for_each(|x| edge(x, dx, dy));
+        return;
+    }
+    sobel_interior(
+        up,
+        mid,
+        down,
+        cn,
+        &mut dx[cn..stride - cn],
+        &mut dy[cn..stride - cn],
+    );
+    edge(0, dx, dy);
+    edge(w - 1, dx, dy);
+}
+
+par::avx2_dispatch! {
+    /// The Sobel sums for samples 1..w-1 of a row, as straight slice arithmetic.
+    fn sobel_interior(up: &[u8], mid: &[u8], down: &[u8], cn: usize, dx: &mut [i16], dy: &mut [i16]) {
+        let n = dx.len().min(dy.len());
+        let (ul, ur, uc) = (&up[..n], &up[2 * cn..2 * cn + n], &up[cn..cn + n]);
+        let (ml, mr) = (&mid[..n], &mid[2 * cn..2 * cn + n]);
+        let (dl, dr, dc) = (&down[..n], &down[2 * cn..2 * cn + n], &down[cn..cn + n]);
+        let (dx, dy) = (&mut dx[..n], &mut dy[..n]);
+        for i in 0..n {
+            let (ul, ur, uc) = (ul[i] as i16, ur[i] as i16, uc[i] as i16);
+            let (dl, dr, dc) = (dl[i] as i16, dr[i] as i16, dc[i] as i16);
+            dx[i] = (ur - ul) + 2 * (mr[i] as i16 - ml[i] as i16) + (dr - dl);
+            dy[i] = (dl + 2 * dc + dr) - (ul + 2 * uc + ur);
         }
     }
 }
@@ -341,20 +449,25 @@ pub fn sobel(img: &Image, dir: super::SobelDir) -> Image {
         let (mut dx, mut dy) = (vec![0i16; stride], vec![0i16; stride]);
         for (r, row) in band.chunks_exact_mut(stride).enumerate() {
             sobel_row(src, w, h, cn, y0 + r, par::reflect101, &mut dx, &mut dy);
-            for i in 0..stride {
+            let mag = |ax: i16, ay: i16| {
                 let (ax, ay) = (
-                    dx[i].unsigned_abs().min(255) as u8,
-                    dy[i].unsigned_abs().min(255) as u8,
+                    ax.unsigned_abs().min(255) as u8,
+                    ay.unsigned_abs().min(255) as u8,
                 );
-                row[i] = if i % cn >= colors {
-                    src[(y0 + r) * stride + i]
-                } else {
-                    match dir {
-                        SobelDir::X => ax,
-                        SobelDir::Y => ay,
-                        SobelDir::Xy => ax.saturating_add(ay),
-                    }
-                };
+                match dir {
+                    SobelDir::X => ax,
+                    SobelDir::Y => ay,
+                    SobelDir::Xy => ax.saturating_add(ay),
+                }
+            };
+            for (o, (&x, &y)) in row.iter_mut().zip(dx.iter().zip(&dy)) {
+                *o = mag(x, y);
+            }
+            if colors < cn {
+                let srow = &src[(y0 + r) * stride..(y0 + r + 1) * stride];
+                for (o, s) in row.chunks_exact_mut(cn).zip(srow.chunks_exact(cn)) {
+                    o[cn - 1] = s[cn - 1];
+                }
             }
         }
     });
@@ -363,12 +476,12 @@ pub fn sobel(img: &Image, dir: super::SobelDir) -> Image {
 
 /// Erosion (minimum) or dilation (maximum) over a `ksize` square, every channel;
 /// pixels outside the image are ignored, as OpenCV's default border value does.
-pub fn morph(img: Image, ksize: u32, iterations: u32, dilate: bool) -> Image {
-    let mut img = img;
-    for _ in 0..iterations {
-        img = morph_once(&img, ksize as usize, dilate);
+pub fn morph(img: &Image, ksize: u32, iterations: u32, dilate: bool) -> Image {
+    let mut out = morph_once(img, ksize as usize, dilate);
+    for _ in 1..iterations {
+        out = morph_once(&out, ksize as usize, dilate);
     }
-    img
+    out
 }
 
 fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
@@ -380,37 +493,40 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
     let a = k / 2;
     let src = img.u8_data();
     let stride = w * cn;
-    let pick = move |x: u8, y: u8| if dilate { x.max(y) } else { x.min(y) };
-    let init = if dilate { 0u8 } else { 255u8 };
-    // Horizontal pass.
+    // Horizontal pass: each output row folds the k shifted copies of its source row.
     let mut tmp = vec![0u8; src.len()];
     par::bands(&mut tmp, stride, |y0, band| {
         for (r, row) in band.chunks_exact_mut(stride).enumerate() {
             let s = &src[(y0 + r) * stride..(y0 + r + 1) * stride];
-            for x in 0..w {
-                let lo = x.saturating_sub(a);
-                let hi = (x + k - a).min(w);
-                for c in 0..cn {
-                    let mut m = init;
-                    for sx in lo..hi {
-                        m = pick(m, s[sx * cn + c]);
-                    }
-                    row[x * cn + c] = m;
+            row.copy_from_slice(s);
+            for i in 0..k {
+                if i == a {
+                    continue;
                 }
+                // Window column i reads x + i - a; pixels outside the image are ignored.
+                let off = i as isize - a as isize;
+                let (lo, hi) = (
+                    (-off).max(0) as usize,
+                    (w as isize - off).min(w as isize).max(0) as usize,
+                );
+                if lo >= hi {
+                    continue;
+                }
+                let dst = &mut row[lo * cn..hi * cn];
+                let from = &s[(lo as isize + off) as usize * cn..(hi as isize + off) as usize * cn];
+                fold(dst, from, dilate);
             }
         }
     });
-    // Vertical pass.
+    // Vertical pass: fold the rows of the window, clipped to the image.
     let mut out = vec![0u8; src.len()];
     par::bands(&mut out, stride, |y0, band| {
         for (r, row) in band.chunks_exact_mut(stride).enumerate() {
             let y = y0 + r;
-            let lo = y.saturating_sub(a);
-            let hi = (y + k - a).min(h);
-            row.fill(init);
-            for sy in lo..hi {
-                for (o, &v) in row.iter_mut().zip(&tmp[sy * stride..(sy + 1) * stride]) {
-                    *o = pick(*o, v);
+            row.copy_from_slice(&tmp[y * stride..(y + 1) * stride]);
+            for sy in y.saturating_sub(a)..(y + k - a).min(h) {
+                if sy != y {
+                    fold(row, &tmp[sy * stride..(sy + 1) * stride], dilate);
                 }
             }
         }
@@ -418,9 +534,44 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
+par::avx2_dispatch! {
+    /// `dst = max(dst, src)` (dilate) or `min` (erode), element-wise.
+    fn fold(dst: &mut [u8], src: &[u8], dilate: bool) {
+        if dilate {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = (*d).max(s));
+        } else {
+            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = (*d).min(s));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn median_network_selects_the_median_of_every_permutation_sample() {
+        for k in [3usize, 5, 7] {
+            let n = k * k;
+            let (size, net) = median_network(n);
+            let mut seed = 12345u64;
+            for _ in 0..2000 {
+                let mut v: Vec<u8> = (0..n)
+                    .map(|_| {
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        (seed >> 56) as u8
+                    })
+                    .collect();
+                let mut lanes = v.clone();
+                lanes.resize(size, 255);
+                run_network(&mut lanes, 1, &net);
+                v.sort_unstable();
+                assert_eq!(lanes[n / 2], v[n / 2], "k={k}");
+            }
+        }
+    }
 
     #[test]
     fn default_gaussian_kernel_is_binomial() {

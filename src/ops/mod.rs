@@ -947,7 +947,7 @@ impl Op {
 }
 
 /// Runs one op on an image; 16-bit images are reduced to 8 bits first for ops that
-/// do not keep 16 bits (see [`OpSpec::keeps_16bit`]).
+/// do not keep 16 bits (see [`OpSpec::keeps_16bit`]). Point ops work in place.
 pub fn apply(op: &Op, img: Image) -> Result<Image, OpError> {
     let img = if img.is_16bit() && !op.keeps_16bit() {
         img.into_u8()
@@ -955,7 +955,6 @@ pub fn apply(op: &Op, img: Image) -> Result<Image, OpError> {
         img
     };
     Ok(match *op {
-        Op::Grayscale => point::grayscale(img),
         Op::Invert => point::invert(img),
         Op::Brighten { amount } => point::add(img, amount as i32),
         Op::Darken { amount } => point::add(img, -(amount as i32)),
@@ -968,14 +967,26 @@ pub fn apply(op: &Op, img: Image) -> Result<Image, OpError> {
         Op::Equalize => point::equalize(img),
         Op::Gamma { gamma } => point::gamma(img, gamma),
         Op::Contrast { factor } => point::contrast(img, factor),
-        Op::Blur { ksize, sigma } => filter::gaussian(&img, ksize, sigma),
-        Op::Sharpen { sigma, amount } => filter::sharpen(&img, sigma, amount),
-        Op::BoxBlur { ksize } => filter::box_blur(&img, ksize),
-        Op::Median { ksize } => filter::median(&img, ksize),
-        Op::Sobel { direction } => filter::sobel(&img, direction),
+        _ => return apply_ref(op, &img),
+    })
+}
+
+/// [`apply`] on a borrowed image: ops that make a new buffer read the input in place,
+/// point ops work on a copy.
+pub fn apply_ref(op: &Op, img: &Image) -> Result<Image, OpError> {
+    if img.is_16bit() && !op.keeps_16bit() {
+        return apply(op, img.clone());
+    }
+    Ok(match *op {
+        Op::Grayscale => point::grayscale(img),
+        Op::Blur { ksize, sigma } => filter::gaussian(img, ksize, sigma),
+        Op::Sharpen { sigma, amount } => filter::sharpen(img, sigma, amount),
+        Op::BoxBlur { ksize } => filter::box_blur(img, ksize),
+        Op::Median { ksize } => filter::median(img, ksize),
+        Op::Sobel { direction } => filter::sobel(img, direction),
         Op::Erode { ksize, iterations } => filter::morph(img, ksize, iterations, false),
         Op::Dilate { ksize, iterations } => filter::morph(img, ksize, iterations, true),
-        Op::Canny { low, high } => canny::canny(&img, low, high),
+        Op::Canny { low, high } => canny::canny(img, low, high),
         Op::Flip { horizontal } => geometry::flip(img, horizontal),
         Op::Rotate { angle } => geometry::rotate(img, angle),
         Op::Crop {
@@ -991,8 +1002,9 @@ pub fn apply(op: &Op, img: Image) -> Result<Image, OpError> {
             filter,
         } => {
             let (w, h) = geometry::target_size(img.width, img.height, width, height, scale)?;
-            geometry::resize(&img, w, h, filter)
+            geometry::resize(img, w, h, filter)
         }
+        _ => return apply(op, img.clone()),
     })
 }
 

@@ -50,3 +50,29 @@ pub fn reflect101(p: isize, len: usize) -> usize {
 pub fn replicate(p: isize, len: usize) -> usize {
     p.clamp(0, len as isize - 1) as usize
 }
+
+/// Defines `$name(args)`, which runs `$body` compiled for AVX2 (and FMA-free, so
+/// results are identical) when the CPU has it, and for the baseline target otherwise.
+/// The body must be plain Rust; the point is to let the compiler vectorise it wider.
+macro_rules! avx2_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
+}
+pub(crate) use avx2_dispatch;
