@@ -76,7 +76,11 @@ pub fn threshold(mut img: Image, value: f64) -> Image {
         Samples::U8(d) => {
             // v > value  <=>  v > floor(value) for integer v and value >= 0.
             let t = value.floor() as u8;
-            map_color(d, ch, |v: u8| if v > t { 255 } else { 0 });
+            if ch == 1 || ch == 3 {
+                par::chunks(d, ch, |c| threshold_u8(c, t));
+            } else {
+                map_color(d, ch, |v: u8| if v > t { 255 } else { 0 });
+            }
         }
         Samples::U16(d) => {
             let t = (value * 257.0).floor().min(65535.0) as u16;
@@ -84,6 +88,12 @@ pub fn threshold(mut img: Image, value: f64) -> Image {
         }
     }
     img
+}
+
+par::avx2_dispatch! {
+    fn threshold_u8(d: &mut [u8], t: u8) {
+        d.iter_mut().for_each(|v| *v = if *v > t { 255 } else { 0 });
+    }
 }
 
 // OpenCV's RGB2Gray coefficients for 8-bit data: round(0.299 * 2^15) and so on.
