@@ -105,6 +105,15 @@ pub struct Args {
     /// Print progress as plain lines even on a terminal.
     #[arg(long)]
     pub progress_lines: bool,
+
+    /// Items in flight per worker, so that none waits for its next item.
+    #[arg(long, value_name = "K", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub prefetch: u32,
+
+    /// Under MPI: workers read inputs and write outputs themselves (every host sees the
+    /// same paths), so rank 0 stops being the I/O path.
+    #[arg(long)]
+    pub shared_fs: bool,
 }
 
 /// Where the work comes from.
@@ -212,9 +221,12 @@ impl Args {
             },
             run: RunOptions {
                 threads,
+                threads_given: self.threads.is_some(),
                 fail_fast: self.fail_fast,
                 skip_existing: self.skip_existing,
                 progress,
+                prefetch: self.prefetch as usize,
+                shared_fs: self.shared_fs,
             },
             dry_run: self.dry_run,
             report: self.report,

@@ -13,6 +13,7 @@
 pub mod cli;
 pub mod codec;
 pub mod error;
+pub mod guard;
 pub mod image;
 pub mod manifest;
 pub mod ops;
@@ -21,3 +22,5 @@ pub mod pipeline;
 pub mod progress;
 pub mod report;
 pub mod runner;
+pub mod sched;
+pub mod transport;

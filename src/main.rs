@@ -1,17 +1,37 @@
-//! The `imgproc` binary: parse flags, run, map the outcome to an exit code.
+//! The `imgproc` binary: parse flags, run (locally, or as one rank of an MPI job), map
+//! the outcome to an exit code.
 
 use clap::Parser;
 use imgproc::cli::{Args, Config, Exit, Source};
-use imgproc::manifest::{self, Plan};
+use imgproc::manifest::{self, Plan, PlanOptions};
 use imgproc::ops::{ParamKind, CATALOG};
-use imgproc::runner;
+use imgproc::report::Report;
+use imgproc::runner::{self, RunOptions};
+use imgproc::sched;
+use imgproc::transport::mpi as mpi_transport;
 use std::process::ExitCode;
+
+/// mimalloc keeps freed pages for reuse: without it every multi-megabyte buffer is
+/// mmapped, faulted in page by page and unmapped again (measured: 2-5x slower ops).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// This process's rank as the MPI launcher exported it (0 without MPI), read before
+/// MPI is initialised so that only rank 0 prints usage errors and listings.
+fn launcher_rank() -> usize {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
 
 fn main() -> ExitCode {
     let code = match Args::parse().into_config() {
         Ok(config) => run(config),
         Err(msg) => {
-            eprintln!("imgproc: {msg}");
+            if launcher_rank() == 0 {
+                eprintln!("imgproc: {msg}");
+            }
             Exit::Usage
         }
     };
@@ -21,7 +41,9 @@ fn main() -> ExitCode {
 fn run(config: Config) -> Exit {
     match config {
         Config::ListOps { json } => {
-            list_ops(json);
+            if launcher_rank() == 0 {
+                list_ops(json);
+            }
             Exit::Ok
         }
         Config::Run {
@@ -31,46 +53,129 @@ fn run(config: Config) -> Exit {
             dry_run,
             report,
         } => {
-            let planned = match &source {
-                Source::Manifest(path) => manifest::load(path, &plan),
-                Source::Quick {
-                    ops,
-                    inputs,
-                    output_dir,
-                } => manifest::quick(ops, inputs, output_dir, &plan),
-            };
-            let plan = match planned {
-                Ok(p) => p,
-                Err(e) => {
-                    eprint!("imgproc: {e}");
-                    return Exit::Usage;
-                }
-            };
-            if dry_run {
-                print_plan(&plan);
-                return Exit::Ok;
-            }
-            let report_data = match runner::run_local(&plan, &run) {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("imgproc: {e}");
-                    return Exit::Fatal;
-                }
-            };
-            if let Some(path) = report {
-                if let Err(e) = report_data.write(&path) {
-                    eprintln!("imgproc: cannot write the report to {path}: {e}");
-                    return Exit::Fatal;
-                }
-            }
-            if report_data.totals.failed > 0
-                || (run.fail_fast && report_data.totals.skipped > 0 && !run.skip_existing)
-            {
-                Exit::ItemsFailed
+            if mpi_transport::launched_by_mpi() {
+                run_mpi(&source, &plan, &run, dry_run, report.as_deref())
             } else {
-                Exit::Ok
+                match make_plan(&source, &plan) {
+                    Ok(p) if dry_run => {
+                        print_plan(&p);
+                        Exit::Ok
+                    }
+                    Ok(p) => finish(runner::run_local(&p, &run), &run, report.as_deref()),
+                    Err(code) => code,
+                }
             }
         }
+    }
+}
+
+fn make_plan(source: &Source, opts: &PlanOptions) -> Result<Plan, Exit> {
+    let planned = match source {
+        Source::Manifest(path) => manifest::load(path, opts),
+        Source::Quick {
+            ops,
+            inputs,
+            output_dir,
+        } => manifest::quick(ops, inputs, output_dir, opts),
+    };
+    planned.map_err(|e| {
+        eprint!("imgproc: {e}");
+        Exit::Usage
+    })
+}
+
+/// One rank of an MPI job. Rank 0 validates and deals; every other rank works. With one
+/// rank, the job runs as a single process would.
+fn run_mpi(
+    source: &Source,
+    opts: &PlanOptions,
+    run: &RunOptions,
+    dry_run: bool,
+    report: Option<&str>,
+) -> Exit {
+    let session = match mpi_transport::Session::init() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("imgproc: {e}");
+            return Exit::Fatal;
+        }
+    };
+    mpi_transport::abort_job_on_panic();
+    let (rank, size) = (session.rank(), session.size());
+    // Fault injection for the tests: IMGPROC_FAULT=panic-rank:N makes rank N panic
+    // outside item processing, which must end the whole job promptly.
+    if std::env::var("IMGPROC_FAULT").ok().as_deref() == Some(&format!("panic-rank:{rank}")) {
+        panic!("injected fault (IMGPROC_FAULT) on rank {rank}");
+    }
+    if rank != 0 {
+        let mut link = session.worker();
+        return match runner::run_mpi_worker(&mut link, session.host(), mpi_transport::local_size())
+        {
+            Ok(0) => Exit::Ok,
+            Ok(1) => Exit::ItemsFailed,
+            Ok(2) => Exit::Usage,
+            Ok(_) => Exit::Fatal,
+            Err(e) => {
+                eprintln!("imgproc: rank {rank}: {e}");
+                Exit::Fatal
+            }
+        };
+    }
+    if size == 1 {
+        return match make_plan(source, opts) {
+            Ok(p) if dry_run => {
+                print_plan(&p);
+                Exit::Ok
+            }
+            Ok(p) => finish(runner::run_local(&p, run), run, report),
+            Err(code) => code,
+        };
+    }
+    let mut link = session.master();
+    let plan = match make_plan(source, opts) {
+        Ok(p) => p,
+        Err(code) => {
+            // Every rank ends with the same code; none is left waiting.
+            let _ = sched::stop_all(&mut link, code as i32);
+            return code;
+        }
+    };
+    if dry_run {
+        print_plan(&plan);
+        let _ = sched::stop_all(&mut link, 0);
+        return Exit::Ok;
+    }
+    let result = runner::run_mpi_master(&plan, run, &mut link, session.host(), size);
+    if result.is_err() {
+        let _ = sched::stop_all(&mut link, Exit::Fatal as i32);
+    }
+    finish(result, run, report)
+}
+
+fn finish(result: Result<Report, String>, run: &RunOptions, report: Option<&str>) -> Exit {
+    let report_data = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("imgproc: {e}");
+            return Exit::Fatal;
+        }
+    };
+    if let Some(path) = report {
+        if let Err(e) = report_data.write(path) {
+            eprintln!("imgproc: cannot write the report to {path}: {e}");
+            return Exit::Fatal;
+        }
+    }
+    let stopped = run.fail_fast
+        && report_data.items.iter().any(|i| {
+            i.error
+                .as_deref()
+                .is_some_and(|e| e.contains("--fail-fast"))
+        });
+    if report_data.totals.failed > 0 || stopped {
+        Exit::ItemsFailed
+    } else {
+        Exit::Ok
     }
 }
 
@@ -148,8 +253,3 @@ fn list_ops(json: bool) {
         );
     }
 }
-
-/// mimalloc keeps freed pages for reuse: without it every multi-megabyte buffer is
-/// mmapped, faulted in page by page and unmapped again (measured: 2-5x slower ops).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -51,6 +51,25 @@ pub struct ItemRecord {
     pub backend: String,
 }
 
+/// What one rank did. Rank 0 deals items and does the file I/O; the others process.
+#[derive(Clone, Debug, Serialize)]
+pub struct RankRecord {
+    /// The rank (0 is the master).
+    pub rank: usize,
+    /// Items it processed.
+    pub items: usize,
+    /// Seconds spent on items (rank 0: reading inputs and writing outputs).
+    pub busy_seconds: f64,
+    /// Wall time minus busy time.
+    pub idle_seconds: f64,
+    /// Bytes it received (rank 0: encoded outputs; workers: inputs).
+    pub bytes_received: u64,
+    /// Bytes it sent (rank 0: inputs; workers: encoded outputs).
+    pub bytes_sent: u64,
+    /// CPU seconds the rank's process used (rank 0 always; workers under MPI).
+    pub cpu_seconds: Option<f64>,
+}
+
 /// Totals over all items.
 #[derive(Clone, Debug, Serialize)]
 pub struct Totals {
@@ -66,6 +85,8 @@ pub struct Totals {
     pub megapixels: f64,
     /// `megapixels / wall_seconds`.
     pub megapixels_per_second: f64,
+    /// Workers' busy time / (workers x wall time): 1 is perfect balance.
+    pub load_balance: f64,
 }
 
 /// The whole report.
@@ -75,8 +96,13 @@ pub struct Report {
     pub imgproc_version: &'static str,
     /// Wall-clock time of the run.
     pub wall_seconds: f64,
-    /// Threads used.
+    /// Threads used (per worker rank under MPI).
     pub threads: usize,
+    /// Ranks in the job (1 without MPI).
+    pub ranks: usize,
+    /// Per rank: rank 0 first, then the workers (without MPI, one entry per worker thread,
+    /// numbered from 1, all within rank 0's process).
+    pub ranks_detail: Vec<RankRecord>,
     /// Per item, in plan order.
     pub items: Vec<ItemRecord>,
     /// Totals.
@@ -103,14 +129,26 @@ impl Report {
             } else {
                 0.0
             },
+            load_balance: 0.0,
         };
         Report {
             imgproc_version: env!("CARGO_PKG_VERSION"),
             wall_seconds,
             threads,
+            ranks: 1,
+            ranks_detail: Vec::new(),
             items,
             totals,
         }
+    }
+
+    /// Adds the per-rank records and the load balance over the workers.
+    pub fn set_ranks(&mut self, ranks: usize, master: RankRecord, workers: Vec<RankRecord>) {
+        let busy: f64 = workers.iter().map(|w| w.busy_seconds).sum();
+        let denom = workers.len() as f64 * self.wall_seconds;
+        self.totals.load_balance = if denom > 0.0 { busy / denom } else { 0.0 };
+        self.ranks = ranks;
+        self.ranks_detail = std::iter::once(master).chain(workers).collect();
     }
 
     /// Writes the report as pretty JSON to `path`, or stdout for `-`.

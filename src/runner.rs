@@ -1,33 +1,42 @@
-//! Runs a plan on the cores of one machine.
+//! Runs a plan: single-process over in-process workers, or as rank 0 / a worker under MPI.
 //!
-//! Items are weighed from their headers (pixels times the pipeline's cost), dealt
-//! largest first to `threads` workers that each pull the next item when free (dynamic
-//! balancing), and each output is written atomically as soon as it is ready, so a late
-//! failure or a kill loses nothing already done. All work, including the parallel
-//! loops inside one op, runs on one rayon pool of `threads` threads: the machine is
-//! never oversubscribed. The runner handles bytes and paths, never pixels.
+//! This is where files meet the scheduler. Rank 0 reads headers to weigh items
+//! (pixels times the pipeline's cost), hands the scheduler its jobs, and through the
+//! [`Sink`] reads inputs, writes each output atomically as it arrives, records it and
+//! updates progress, so a late failure or a kill loses nothing already done. Workers
+//! run each task through [`PipelineExecutor`] on a rayon pool of their own. Without
+//! MPI the workers are `threads` threads sharing one pool of `threads` threads, so the
+//! machine is never oversubscribed.
 
 use crate::error::ItemError;
 use crate::manifest::{Plan, WorkItem};
-use crate::pipeline;
+use crate::pipeline::{self, ItemSpec};
 use crate::progress::{Mode, Progress};
-use crate::report::{ItemRecord, Report, Status};
+use crate::report::{ItemRecord, RankRecord, Report, Status};
+use crate::sched::{self, Done, Executor, Job, MasterOptions, Setup, Sink, Task};
+use crate::transport::{local, MasterLink, WorkerLink};
 use rayon::prelude::*;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// How to run.
 #[derive(Clone, Debug)]
 pub struct RunOptions {
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores); under MPI, threads per worker rank if given.
     pub threads: usize,
+    /// Whether `threads` was given explicitly.
+    pub threads_given: bool,
     /// Stop starting items after the first failure.
     pub fail_fast: bool,
     /// Leave items whose output already exists (status "skipped").
     pub skip_existing: bool,
     /// Progress display.
     pub progress: Mode,
+    /// Items in flight per worker.
+    pub prefetch: usize,
+    /// Under MPI: workers read inputs and write outputs themselves.
+    pub shared_fs: bool,
 }
 
 /// Header facts of one input, read before processing.
@@ -72,7 +81,7 @@ pub fn cost(item: &WorkItem, header: &Header) -> f64 {
     header.megapixels().unwrap_or(1.0) * (1.0 + ops)
 }
 
-/// The record of an item before it runs (status ok, no timings).
+/// The record of an item before it runs.
 pub fn base_record(item: &WorkItem, header: &Header) -> ItemRecord {
     ItemRecord {
         input: item.input.display().to_string(),
@@ -94,112 +103,364 @@ pub fn base_record(item: &WorkItem, header: &Header) -> ItemRecord {
     }
 }
 
-/// Processes one item from its input file to its written output.
-pub fn run_item(item: &WorkItem, header: &Header, skip_existing: bool) -> ItemRecord {
-    let mut rec = base_record(item, header);
-    if skip_existing && item.output.exists() {
-        rec.status = Status::Skipped;
-        rec.error = Some("output exists (--skip-existing)".into());
-        return rec;
-    }
-    let result = std::fs::read(&item.input)
-        .map_err(|e| ItemError::Io(format!("cannot read the input: {e}")))
-        .and_then(|bytes| {
-            rec.bytes_in = bytes.len() as u64;
-            pipeline::process_item_guarded(&item.spec, &bytes)
-        })
-        .and_then(|out| {
-            crate::output::write_atomic(&item.output, &out.bytes).map_err(|e| {
-                ItemError::Io(format!(
-                    "cannot write {}: {e}; check that the folder is writable",
-                    item.output.display()
-                ))
-            })?;
-            Ok(out)
-        });
-    match result {
-        Ok(out) => {
-            rec.width = Some(out.width);
-            rec.height = Some(out.height);
-            rec.megapixels = Some(out.width as f64 * out.height as f64 / 1e6);
-            rec.bytes_out = out.bytes.len() as u64;
-            rec.decode_ms = out.timings.decode_ms;
-            rec.process_ms = out.timings.process_ms;
-            rec.encode_ms = out.timings.encode_ms;
-            rec.backend = out.backend.into();
-        }
-        Err(e) => {
-            rec.status = Status::Failed;
-            rec.error_kind = Some(e.kind().into());
-            rec.error = Some(e.to_string());
-        }
-    }
-    rec
+/// Runs tasks through the item pipeline on a rayon pool; reads and writes files itself
+/// when the task says so (a shared filesystem, or in-process workers).
+pub struct PipelineExecutor {
+    pool: Arc<rayon::ThreadPool>,
+    specs: Mutex<HashMap<String, Arc<ItemSpec>>>,
 }
 
-/// Runs every item of `plan` and returns the report.
-pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
-    let start = Instant::now();
-    let threads = opts.threads.max(1);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+impl PipelineExecutor {
+    /// An executor running items on `pool`.
+    pub fn new(pool: Arc<rayon::ThreadPool>) -> PipelineExecutor {
+        PipelineExecutor {
+            pool,
+            specs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn spec(&self, text: &str) -> Result<Arc<ItemSpec>, ItemError> {
+        let mut cache = self.specs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = cache.get(text) {
+            return Ok(s.clone());
+        }
+        let spec = Arc::new(ItemSpec::from_wire(text).map_err(ItemError::Panic)?);
+        cache.insert(text.to_string(), spec.clone());
+        Ok(spec)
+    }
+}
+
+/// Builds a worker pool whose threads count as item threads for the panic guard.
+pub fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, String> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
         .thread_name(|i| format!("imgproc-{i}"))
+        .start_handler(|_| crate::guard::mark_item_thread())
         .build()
-        .map_err(|e| format!("cannot start {threads} threads: {e}"))?;
-    let headers = pool.install(|| probe_all(plan));
-    let mut order: Vec<usize> = (0..plan.items.len()).collect();
-    let costs: Vec<f64> = plan
-        .items
-        .iter()
-        .zip(&headers)
-        .map(|(i, h)| cost(i, h))
-        .collect();
-    order.sort_by(|&a, &b| costs[b].total_cmp(&costs[a]).then(a.cmp(&b)));
+        .map_err(|e| format!("cannot start {threads} threads: {e}"))
+}
+
+impl Executor for PipelineExecutor {
+    fn execute(&self, task: &Task, input: Option<Vec<u8>>) -> (Done, Option<Vec<u8>>) {
+        let mut done = Done {
+            id: task.id,
+            backend: "cpu".into(),
+            ..Done::default()
+        };
+        let result = (|| {
+            let spec = self.spec(&task.spec)?;
+            let bytes = match input {
+                Some(b) => b,
+                None => std::fs::read(&task.input)
+                    .map_err(|e| ItemError::Io(format!("cannot read the input: {e}")))?,
+            };
+            done.bytes_in = bytes.len() as u64;
+            let out = self
+                .pool
+                .install(|| pipeline::process_item_guarded(&spec, &bytes))?;
+            if task.write_output {
+                crate::output::write_atomic(&task.output, &out.bytes)
+                    .map_err(|e| write_error(&task.output, e))?;
+            }
+            Ok::<_, ItemError>(out)
+        })();
+        match result {
+            Ok(out) => {
+                done.width = Some(out.width);
+                done.height = Some(out.height);
+                done.bytes_out = out.bytes.len() as u64;
+                done.decode_ms = out.timings.decode_ms;
+                done.process_ms = out.timings.process_ms;
+                done.encode_ms = out.timings.encode_ms;
+                done.backend = out.backend.into();
+                let bytes = (!task.write_output).then_some(out.bytes);
+                (done, bytes)
+            }
+            Err(e) => {
+                done.error = Some((e.kind().into(), e.to_string()));
+                (done, None)
+            }
+        }
+    }
+}
+
+fn write_error(path: &std::path::Path, e: std::io::Error) -> ItemError {
+    ItemError::Io(format!(
+        "cannot write {}: {e}; check that the folder is writable",
+        path.display()
+    ))
+}
+
+/// Rank 0's side: inputs out, outputs in, records and progress.
+struct RunnerSink<'a> {
+    plan: &'a Plan,
+    headers: &'a [Header],
+    records: Vec<Option<ItemRecord>>,
+    progress: &'a Progress,
+    io_seconds: f64,
+}
+
+impl RunnerSink<'_> {
+    fn finish(&mut self, id: usize, rec: ItemRecord) {
+        if rec.status == Status::Failed {
+            self.progress.println(&format!(
+                "imgproc: {}: {}",
+                rec.input,
+                rec.error.as_deref().unwrap_or("failed")
+            ));
+        }
+        self.progress.item_done(
+            self.headers[id].megapixels().unwrap_or(0.0),
+            rec.status != Status::Failed,
+        );
+        self.records[id] = Some(rec);
+    }
+}
+
+impl Sink for RunnerSink<'_> {
+    fn read_input(&mut self, job: &Job) -> std::io::Result<Vec<u8>> {
+        let t = Instant::now();
+        let r = std::fs::read(&job.input);
+        self.io_seconds += t.elapsed().as_secs_f64();
+        r
+    }
+
+    fn result(&mut self, job: &Job, worker: usize, done: Done, output: Option<Vec<u8>>) {
+        let item = &self.plan.items[job.id];
+        let mut rec = base_record(item, &self.headers[job.id]);
+        rec.rank = worker;
+        rec.backend = done.backend.clone();
+        rec.bytes_in = done.bytes_in;
+        let mut error = done.error.clone();
+        if error.is_none() {
+            if let Some(bytes) = output {
+                let t = Instant::now();
+                if let Err(e) = crate::output::write_atomic(&item.output, &bytes) {
+                    let e = write_error(&item.output, e);
+                    error = Some((e.kind().into(), e.to_string()));
+                }
+                self.io_seconds += t.elapsed().as_secs_f64();
+            }
+        }
+        match error {
+            None => {
+                rec.width = done.width;
+                rec.height = done.height;
+                rec.megapixels = done
+                    .width
+                    .zip(done.height)
+                    .map(|(w, h)| w as f64 * h as f64 / 1e6);
+                rec.bytes_out = done.bytes_out;
+                rec.decode_ms = done.decode_ms;
+                rec.process_ms = done.process_ms;
+                rec.encode_ms = done.encode_ms;
+            }
+            Some((kind, message)) => {
+                rec.status = Status::Failed;
+                rec.error_kind = Some(kind);
+                rec.error = Some(message);
+            }
+        }
+        self.finish(job.id, rec);
+    }
+
+    fn input_failed(&mut self, job: &Job, error: std::io::Error) {
+        let mut rec = base_record(&self.plan.items[job.id], &self.headers[job.id]);
+        let e = ItemError::Io(format!("cannot read the input: {error}"));
+        rec.status = Status::Failed;
+        rec.error_kind = Some(e.kind().into());
+        rec.error = Some(e.to_string());
+        self.finish(job.id, rec);
+    }
+
+    fn skipped(&mut self, job: &Job) {
+        let mut rec = base_record(&self.plan.items[job.id], &self.headers[job.id]);
+        rec.status = Status::Skipped;
+        rec.error = Some("not started: --fail-fast stopped the batch after a failure".into());
+        self.records[job.id] = Some(rec);
+    }
+}
+
+/// CPU seconds this process has used (user + system).
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    unsafe {
+        let mut u: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
+            return 0.0;
+        }
+        let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+        t(u.ru_utime) + t(u.ru_stime)
+    }
+}
+
+/// Everything rank 0 does around the scheduler: headers, skip-existing, progress,
+/// the master loop over `link`, and the report.
+fn run_as_master(
+    plan: &Plan,
+    headers: Vec<Header>,
+    opts: &RunOptions,
+    link: &mut dyn MasterLink,
+    setup: Setup,
+    ranks: usize,
+) -> Result<Report, String> {
+    let start = Instant::now();
     let total_mp: f64 = headers.iter().map(|h| h.megapixels().unwrap_or(0.0)).sum();
     let progress = Progress::new(opts.progress, plan.items.len(), total_mp);
-
-    let records: Mutex<Vec<Option<ItemRecord>>> = Mutex::new(vec![None; plan.items.len()]);
-    let next = AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    pool.scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|_| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&i) = order.get(k) else { break };
-                let item = &plan.items[i];
-                let rec = if stop.load(Ordering::Relaxed) {
-                    let mut r = base_record(item, &headers[i]);
-                    r.status = Status::Skipped;
-                    r.error =
-                        Some("not started: --fail-fast stopped the batch after a failure".into());
-                    r
-                } else {
-                    run_item(item, &headers[i], opts.skip_existing)
-                };
-                if rec.status == Status::Failed {
-                    progress.println(&format!(
-                        "imgproc: {}: {}",
-                        rec.input,
-                        rec.error.as_deref().unwrap_or("failed")
-                    ));
-                    if opts.fail_fast {
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                }
-                progress.item_done(
-                    headers[i].megapixels().unwrap_or(0.0),
-                    rec.status != Status::Failed,
-                );
-                records.lock().unwrap_or_else(|e| e.into_inner())[i] = Some(rec);
-            });
+    let mut sink = RunnerSink {
+        plan,
+        headers: &headers,
+        records: vec![None; plan.items.len()],
+        progress: &progress,
+        io_seconds: 0.0,
+    };
+    let mut jobs = Vec::new();
+    for (i, item) in plan.items.iter().enumerate() {
+        if opts.skip_existing && item.output.exists() {
+            let mut rec = base_record(item, &headers[i]);
+            rec.status = Status::Skipped;
+            rec.error = Some("output exists (--skip-existing)".into());
+            sink.records[i] = Some(rec);
+            progress.item_done(headers[i].megapixels().unwrap_or(0.0), true);
+            continue;
         }
-    });
+        jobs.push(Job {
+            id: i,
+            cost: cost(item, &headers[i]),
+            spec: Arc::from(item.spec.to_wire()),
+            input: item.input.clone(),
+            output: item.output.clone(),
+        });
+    }
+    let mopts = MasterOptions {
+        prefetch: opts.prefetch,
+        fail_fast: opts.fail_fast,
+        setup,
+    };
+    let stats = sched::run_master(link, &jobs, &mopts, &mut sink).map_err(|e| e.to_string())?;
     progress.finish();
-    let records: Vec<ItemRecord> = records
-        .into_inner()
-        .unwrap_or_else(|e| e.into_inner())
-        .into_iter()
-        .flatten()
+    let wall = start.elapsed().as_secs_f64();
+    let records: Vec<ItemRecord> = sink.records.into_iter().flatten().collect();
+    let mut report = Report::new(records, wall, opts.threads);
+    let master = RankRecord {
+        rank: 0,
+        items: 0,
+        busy_seconds: sink.io_seconds,
+        idle_seconds: (wall - sink.io_seconds).max(0.0),
+        bytes_received: stats.iter().map(|s| s.bytes_from).sum(),
+        bytes_sent: stats.iter().map(|s| s.bytes_to).sum(),
+        cpu_seconds: Some(process_cpu_seconds()),
+    };
+    let workers: Vec<RankRecord> = stats
+        .iter()
+        .enumerate()
+        .map(|(i, s)| RankRecord {
+            rank: i + 1,
+            items: s.items,
+            busy_seconds: s.busy_seconds,
+            idle_seconds: (wall - s.busy_seconds).max(0.0),
+            bytes_received: s.bytes_to,
+            bytes_sent: s.bytes_from,
+            cpu_seconds: (ranks > 1).then_some(s.cpu_seconds),
+        })
         .collect();
-    Ok(Report::new(records, start.elapsed().as_secs_f64(), threads))
+    report.set_ranks(ranks, master, workers);
+    Ok(report)
+}
+
+/// Runs every item of `plan` in this process: the scheduler over `threads` in-process
+/// workers sharing one pool of `threads` threads.
+pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
+    let threads = opts.threads.max(1);
+    let pool = Arc::new(worker_pool(threads)?);
+    let (mut master, workers) = local::links(threads);
+    let handles: Vec<_> = workers
+        .into_iter()
+        .map(|mut w| {
+            let pool = pool.clone();
+            std::thread::spawn(move || {
+                sched::run_worker(&mut w, |_| PipelineExecutor::new(pool), || 0.0)
+            })
+        })
+        .collect();
+    let setup = Setup {
+        master_host: String::new(),
+        threads: Some(threads),
+        shared_fs: true,
+    };
+    let headers = pool.install(|| probe_all(plan));
+    let result = run_as_master(plan, headers, opts, &mut master, setup, 1);
+    if result.is_err() {
+        let _ = sched::stop_all(&mut master, 3);
+    }
+    drop(master);
+    for h in handles {
+        let _ = h.join();
+    }
+    result
+}
+
+/// Rank 0 under MPI: runs the plan on the worker ranks behind `link`.
+pub fn run_mpi_master(
+    plan: &Plan,
+    opts: &RunOptions,
+    link: &mut dyn MasterLink,
+    host: String,
+    ranks: usize,
+) -> Result<Report, String> {
+    let setup = Setup {
+        master_host: host,
+        threads: opts.threads_given.then_some(opts.threads),
+        shared_fs: opts.shared_fs,
+    };
+    run_as_master(plan, probe_all(plan), opts, link, setup, ranks)
+}
+
+/// Threads for a worker rank: `--threads` if given, else the host's cores divided by the
+/// worker ranks on it (a host that also runs rank 0 counts one rank fewer), at least 1.
+pub fn worker_threads(setup: &Setup, my_host: &str, local_size: Option<usize>) -> usize {
+    if let Some(t) = setup.threads {
+        return t.max(1);
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let ranks_here = local_size.unwrap_or(1).max(1);
+    let workers_here = if my_host == setup.master_host && ranks_here > 1 {
+        ranks_here - 1
+    } else {
+        ranks_here
+    };
+    (cores / workers_here).max(1)
+}
+
+/// A worker rank under MPI: runs tasks until the master says stop; returns the exit code.
+pub fn run_mpi_worker(
+    link: &mut dyn WorkerLink,
+    my_host: String,
+    local_size: Option<usize>,
+) -> Result<i32, String> {
+    let mut pool_error = None;
+    let end = sched::run_worker(
+        link,
+        |setup| {
+            let threads = worker_threads(setup, &my_host, local_size);
+            let pool = worker_pool(threads).unwrap_or_else(|e| {
+                pool_error = Some(e);
+                // A pool of one thread is the fallback; building it does not fail in practice.
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .expect("a one-thread pool")
+            });
+            PipelineExecutor::new(Arc::new(pool))
+        },
+        process_cpu_seconds,
+    )
+    .map_err(|e| e.to_string())?;
+    if let Some(e) = pool_error {
+        eprintln!("imgproc: rank {}: {e}; ran with one thread", link.id());
+    }
+    let sched::WorkerEnd::Stopped(code) = end;
+    Ok(code)
 }

@@ -919,6 +919,92 @@ impl Op {
         }
     }
 
+    /// The canonical `name:key=value,...` text of this op, which [`parse_op_str`] reads
+    /// back to an equal op (used to send pipelines to other ranks).
+    pub fn to_text(&self) -> String {
+        let params: Vec<String> = match *self {
+            Op::Grayscale | Op::Invert | Op::Equalize => vec![],
+            Op::Blur { ksize, sigma } => vec![format!("ksize={ksize}"), format!("sigma={sigma}")],
+            Op::Canny { low, high } => vec![format!("low={low}"), format!("high={high}")],
+            Op::Brighten { amount } | Op::Darken { amount } => vec![format!("amount={amount}")],
+            Op::Threshold { value } => vec![format!("value={value}")],
+            Op::Hsv {
+                hue,
+                saturation,
+                value,
+            } => {
+                vec![
+                    format!("hue={hue}"),
+                    format!("saturation={saturation}"),
+                    format!("value={value}"),
+                ]
+            }
+            Op::Sharpen { sigma, amount } => {
+                vec![format!("sigma={sigma}"), format!("amount={amount}")]
+            }
+            Op::Median { ksize } | Op::BoxBlur { ksize } => vec![format!("ksize={ksize}")],
+            Op::Sobel { direction } => vec![format!(
+                "direction={}",
+                match direction {
+                    SobelDir::X => "x",
+                    SobelDir::Y => "y",
+                    SobelDir::Xy => "xy",
+                }
+            )],
+            Op::Resize {
+                width,
+                height,
+                scale,
+                filter,
+            } => {
+                let mut v = Vec::new();
+                if let Some(w) = width {
+                    v.push(format!("width={w}"));
+                }
+                if let Some(h) = height {
+                    v.push(format!("height={h}"));
+                }
+                if let Some(s) = scale {
+                    v.push(format!("scale={s}"));
+                }
+                let f = match filter {
+                    Filter::Nearest => "nearest",
+                    Filter::Bilinear => "bilinear",
+                    Filter::Bicubic => "bicubic",
+                    Filter::Lanczos3 => "lanczos3",
+                    Filter::Area => "area",
+                };
+                v.push(format!("filter={f}"));
+                v
+            }
+            Op::Rotate { angle } => vec![format!("angle={angle}")],
+            Op::Flip { horizontal } => vec![format!("axis={}", if horizontal { "h" } else { "v" })],
+            Op::Crop {
+                x,
+                y,
+                width,
+                height,
+            } => {
+                vec![
+                    format!("x={x}"),
+                    format!("y={y}"),
+                    format!("width={width}"),
+                    format!("height={height}"),
+                ]
+            }
+            Op::Gamma { gamma } => vec![format!("gamma={gamma}")],
+            Op::Contrast { factor } => vec![format!("factor={factor}")],
+            Op::Erode { ksize, iterations } | Op::Dilate { ksize, iterations } => {
+                vec![format!("ksize={ksize}"), format!("iterations={iterations}")]
+            }
+        };
+        if params.is_empty() {
+            self.name().to_string()
+        } else {
+            format!("{}:{}", self.name(), params.join(","))
+        }
+    }
+
     /// Relative cost per pixel, used to weigh items for scheduling and ETA.
     pub fn cost_weight(&self) -> f64 {
         match self {
@@ -1086,6 +1172,36 @@ mod tests {
         assert!(e[0].message.contains("h, v"));
         let e = parse_op_str("invert:amount=3").unwrap_err();
         assert!(e[0].message.contains("takes no parameters"));
+    }
+
+    #[test]
+    fn canonical_text_parses_back_to_the_same_op() {
+        for text in [
+            "grayscale",
+            "blur:sigma=1.37,ksize=0",
+            "canny:low=30.5,high=90",
+            "custom_processing",
+            "hsv:hue=-30,saturation=12",
+            "sharpen:sigma=2.5,amount=0.25",
+            "sobel:direction=y",
+            "resize:scale=0.37,filter=lanczos3",
+            "resize:width=100,height=50,filter=area",
+            "flip:axis=v",
+            "crop:x=1,y=2,width=3,height=4",
+            "gamma:gamma=0.45",
+            "contrast:factor=0.8",
+            "erode:ksize=5,iterations=2",
+            "threshold:value=200.5",
+            "darken:amount=7",
+        ] {
+            let op = parse_op_str(text).unwrap();
+            assert_eq!(
+                parse_op_str(&op.to_text()).unwrap(),
+                op,
+                "{text} -> {}",
+                op.to_text()
+            );
+        }
     }
 
     #[test]

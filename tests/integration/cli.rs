@@ -354,8 +354,9 @@ fn a_bad_input_fails_alone_with_exit_1_and_fail_fast_stops_the_rest() {
     );
     assert_eq!(env.files_under("out").len(), 4);
 
-    // With --fail-fast and one thread, the largest-first order puts the unreadable
-    // (cost unknown, weighted as 1 MP) items first: the batch stops at the first failure.
+    // With --fail-fast, one thread and one item in flight, the largest-first order puts
+    // the unreadable (cost unknown, weighted as 1 MP) items first: the batch stops at the
+    // first failure. (Items already in flight when a failure arrives still complete.)
     let out = env
         .cmd()
         .args([
@@ -368,6 +369,8 @@ fn a_bad_input_fails_alone_with_exit_1_and_fail_fast_stops_the_rest() {
             "--threads",
             "1",
             "--fail-fast",
+            "--prefetch",
+            "1",
             "-q",
             "in/*.png",
         ])

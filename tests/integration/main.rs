@@ -1,5 +1,6 @@
 //! The one integration-test binary: golden comparisons against OpenCV references,
-//! and the real `imgproc` executable driven through its command line.
+//! the real `imgproc` executable driven through its command line, and under mpirun.
 
 mod cli;
 mod golden;
+mod mpi;

@@ -1,0 +1,37 @@
+//! Moving opaque frames between rank 0 (the master) and the workers.
+//!
+//! The scheduler talks to workers only through these two traits, so the same master
+//! and worker loops run over MPI ([`mpi`], the only module that imports the `mpi`
+//! crate) and over threads and channels ([`local`], for single-process runs and for
+//! deterministic tests). A frame is a byte vector; the transport knows nothing of what
+//! is inside.
+
+pub mod local;
+pub mod mpi;
+
+/// A transport failure (a peer vanished, an MPI error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("transport: {0}")]
+pub struct TransportError(pub String);
+
+/// The master's end: one link to every worker, numbered `1..=workers()`.
+pub trait MasterLink {
+    /// Number of workers.
+    fn workers(&self) -> usize;
+    /// Queues `frame` for worker `to`; never waits for the worker to receive it.
+    fn send(&mut self, to: usize, frame: Vec<u8>) -> Result<(), TransportError>;
+    /// Waits, without spinning a core, for the next frame from any worker.
+    fn recv(&mut self) -> Result<(usize, Vec<u8>), TransportError>;
+    /// Waits until every queued frame has been delivered.
+    fn flush(&mut self) -> Result<(), TransportError>;
+}
+
+/// A worker's end: its link to the master.
+pub trait WorkerLink {
+    /// This worker's number (its rank under MPI).
+    fn id(&self) -> usize;
+    /// Sends `frame` to the master.
+    fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError>;
+    /// Waits, without spinning a core, for the next frame from the master.
+    fn recv(&mut self) -> Result<Vec<u8>, TransportError>;
+}
