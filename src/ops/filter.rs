@@ -138,7 +138,7 @@ fn gaussian_kernel(n: usize, sigma: f64) -> Vec<f64> {
 }
 
 /// The kernel in 8 fractional bits with OpenCV's error diffusion, summing to exactly 256.
-fn gaussian_kernel_q8(n: usize, sigma: f64) -> Vec<u32> {
+pub(crate) fn gaussian_kernel_q8(n: usize, sigma: f64) -> Vec<u32> {
     let k = gaussian_kernel(n, sigma);
     let half = n / 2;
     let mut out = vec![0i64; n];
@@ -190,25 +190,30 @@ pub fn gaussian(img: &Image, ksize: u32, sigma: f64) -> Image {
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
+/// OpenCV's 16-bit column sums divide by `area` (at most 256) through a 16-bit
+/// fixed-point reciprocal: `((s + delta) * scale) >> 16`. Returns `(delta, scale)`.
+pub(crate) fn box_fixed_point(area: u32) -> (u32, u32) {
+    if area == 1 {
+        return (0, 65536);
+    }
+    let scalef = 65536.0 / area as f64;
+    let mut div_scale = scalef.floor() as u32;
+    let mut div_delta = area / 2;
+    if scalef - (div_scale as f64) < 0.5 {
+        div_delta += 1;
+    } else {
+        div_scale += 1;
+    }
+    (div_delta, div_scale)
+}
+
 /// Normalised box filter, bit-exact with OpenCV's 8-bit `blur`.
 pub fn box_blur(img: &Image, ksize: u32) -> Image {
     let k = ksize as usize;
     let ones16 = vec![1u16; k];
     let area = (k * k) as u32;
     let out = if area <= 256 {
-        // OpenCV's 16-bit column sums divide by multiplying with a 16-bit fixed-point reciprocal.
-        let scalef = 65536.0 / area as f64;
-        let mut div_scale = scalef.floor() as u32;
-        let mut div_delta = area / 2;
-        if scalef - (div_scale as f64) < 0.5 {
-            div_delta += 1;
-        } else {
-            div_scale += 1;
-        }
-        if area == 1 {
-            div_scale = 65536;
-            div_delta = 0;
-        }
+        let (div_delta, div_scale) = box_fixed_point(area);
         separable::<u16, u16>(img, &ones16, &ones16, move |s| {
             (((s as u32 + div_delta) * div_scale) >> 16) as u8
         })

@@ -274,6 +274,109 @@ pub fn resize(img: &Image, dw: u32, dh: u32, filter: Filter) -> Image {
     Image::from_u8(dw, dh, img.channels, out)
 }
 
+/// How a resize runs, decided exactly as [`resize`] decides, with the tables the
+/// OpenCL kernels need: (source x, weight) taps per output x and (source row, weight)
+/// per output row, already clamped.
+pub(crate) enum ResizePlan {
+    /// Source pixel of each output column and row.
+    Nearest { xs: Vec<i32>, ys: Vec<i32> },
+    /// Separable fixed-point taps; `cubic` selects the vertical arithmetic.
+    Separable {
+        taps: Vec<i32>,
+        alpha: Vec<i32>,
+        rows: Vec<i32>,
+        beta: Vec<i32>,
+        ks: usize,
+        cubic: bool,
+    },
+    /// Averaging by integer factors.
+    AreaInt { fx: usize, fy: usize },
+    /// Only the CPU implements it (fractional area, lanczos3).
+    CpuOnly,
+}
+
+pub(crate) fn resize_plan(
+    sw: usize,
+    sh: usize,
+    dw: usize,
+    dh: usize,
+    filter: Filter,
+) -> ResizePlan {
+    let inv_x = dw as f64 / sw as f64;
+    let inv_y = dh as f64 / sh as f64;
+    let (scale_x, scale_y) = (1.0 / inv_x, 1.0 / inv_y);
+    match filter {
+        Filter::Nearest => ResizePlan::Nearest {
+            xs: (0..dw)
+                .map(|x| ((x as f64 * scale_x).floor() as usize).min(sw - 1) as i32)
+                .collect(),
+            ys: (0..dh)
+                .map(|y| ((y as f64 * scale_y).floor() as usize).min(sh - 1) as i32)
+                .collect(),
+        },
+        Filter::Lanczos3 => ResizePlan::CpuOnly,
+        _ => {
+            let ix = scale_x.round_ties_even() as i64;
+            let iy = scale_y.round_ties_even() as i64;
+            let area_fast = (scale_x - ix as f64).abs() < f64::EPSILON
+                && (scale_y - iy as f64).abs() < f64::EPSILON;
+            let filter = if filter == Filter::Bilinear && area_fast && ix == 2 && iy == 2 {
+                Filter::Area
+            } else {
+                filter
+            };
+            if filter == Filter::Area && scale_x >= 1.0 && scale_y >= 1.0 {
+                return if area_fast {
+                    ResizePlan::AreaInt {
+                        fx: ix as usize,
+                        fy: iy as usize,
+                    }
+                } else {
+                    ResizePlan::CpuOnly
+                };
+            }
+            let cubic = filter == Filter::Bicubic;
+            let area = filter == Filter::Area;
+            let ax = axis(sw, dw, scale_x, inv_x, cubic, area);
+            let ay = axis(sh, dh, scale_y, inv_y, cubic, area);
+            let k = ax.ksize;
+            let mut taps = Vec::with_capacity(dw * k);
+            let mut alpha = Vec::with_capacity(dw * k);
+            for dx in 0..dw {
+                let sx = ax.ofs[dx];
+                let a = &ax.alpha[dx * k..dx * k + k];
+                if !cubic && dx >= ax.max {
+                    // The CPU multiplies the last pixel by one whole weight.
+                    taps.extend([sx as i32, sx as i32]);
+                    alpha.extend([COEF_SCALE as i32, 0]);
+                } else {
+                    let first = if cubic { sx - 1 } else { sx };
+                    for j in 0..k {
+                        taps.push(par::replicate(first + j as isize, sw) as i32);
+                        alpha.push(a[j]);
+                    }
+                }
+            }
+            let mut rows = Vec::with_capacity(dh * k);
+            for dy in 0..dh {
+                for j in 0..k {
+                    rows.push(
+                        par::replicate(ay.ofs[dy] + j as isize - (k as isize / 2 - 1), sh) as i32,
+                    );
+                }
+            }
+            ResizePlan::Separable {
+                taps,
+                alpha,
+                rows,
+                beta: ay.alpha,
+                ks: k,
+                cubic,
+            }
+        }
+    }
+}
+
 fn nearest(src: &[u8], sw: usize, cn: usize, dw: usize, dh: usize, ifx: f64, ify: f64) -> Vec<u8> {
     let sh = src.len() / (sw * cn);
     let xs: Vec<usize> = (0..dw)

@@ -9,6 +9,7 @@
 mod canny;
 mod filter;
 mod geometry;
+pub mod opencl;
 mod par;
 mod point;
 

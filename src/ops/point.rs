@@ -273,15 +273,25 @@ fn lut_from(f: impl Fn(f64) -> f64) -> [u8; 256] {
     lut
 }
 
+/// The table of [`gamma`].
+pub(crate) fn gamma_lut(gamma: f64) -> [u8; 256] {
+    let inv = 1.0 / gamma;
+    lut_from(|i| 255.0 * (i / 255.0).powf(inv))
+}
+
+/// The table of [`contrast`].
+pub(crate) fn contrast_lut(factor: f64) -> [u8; 256] {
+    lut_from(|i| (i - 128.0) * factor + 128.0)
+}
+
 /// v' = 255 * (v/255)^(1/gamma).
 pub fn gamma(img: Image, gamma: f64) -> Image {
-    let inv = 1.0 / gamma;
-    apply_lut(img, &lut_from(|i| 255.0 * (i / 255.0).powf(inv)))
+    apply_lut(img, &gamma_lut(gamma))
 }
 
 /// v' = (v - 128) * factor + 128.
 pub fn contrast(img: Image, factor: f64) -> Image {
-    apply_lut(img, &lut_from(|i| (i - 128.0) * factor + 128.0))
+    apply_lut(img, &contrast_lut(factor))
 }
 
 /// Histogram equalization of each colour channel on its own, as `cv2.equalizeHist`.
@@ -416,7 +426,13 @@ fn hsv_to_rgb(h: i32, s: i32, v: i32, vector: bool) -> (u8, u8, u8) {
 }
 
 /// Pixels per vector block of OpenCV's HSV-to-RGB conversion (its AVX2 build).
-const HSV_BLOCK: usize = 32;
+pub(crate) const HSV_BLOCK: usize = 32;
+
+/// OpenCV's two HSV division tables (`sdiv`, `hdiv`), for the OpenCL kernel.
+pub(crate) fn hsv_table_values() -> ([i32; 256], [i32; 256]) {
+    let t = hsv_tables();
+    (t.sdiv, t.hdiv)
+}
 
 /// Shifts hue (modulo 180), saturation and value (saturating) in OpenCV's 8-bit HSV.
 /// Gray images are treated as RGB with three equal channels and stay gray only when

@@ -4,3 +4,4 @@
 mod cli;
 mod golden;
 mod mpi;
+mod opencl;

@@ -1,0 +1,91 @@
+// Geometry on interleaved 8-bit images, bit-exact with src/ops/geometry.rs. Resize reads
+// coordinate and weight tables computed on the host by the CPU code.
+#pragma OPENCL FP_CONTRACT OFF
+
+__kernel void k_flip(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int horizontal) {
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= w || y >= h) return;
+    int sx = horizontal ? w - 1 - x : x, sy = horizontal ? y : h - 1 - y;
+    for (int c = 0; c < cn; c++) dst[(y * w + x) * cn + c] = src[(sy * w + sx) * cn + c];
+}
+
+// Output is ow x oh; angle 90, 180 or 270 clockwise.
+__kernel void k_rotate(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int angle) {
+    int ow = angle == 180 ? w : h, oh = angle == 180 ? h : w;
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= ow || y >= oh) return;
+    int sx, sy;
+    if (angle == 90) { sx = y; sy = h - 1 - x; }
+    else if (angle == 180) { sx = w - 1 - x; sy = h - 1 - y; }
+    else { sx = w - 1 - y; sy = x; }
+    for (int c = 0; c < cn; c++) dst[(y * ow + x) * cn + c] = src[(sy * w + sx) * cn + c];
+}
+
+__kernel void k_crop(__global const uchar* src, __global uchar* dst, int w, int cn, int x0, int y0, int cw, int ch) {
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= cw || y >= ch) return;
+    for (int c = 0; c < cn; c++) dst[(y * cw + x) * cn + c] = src[((y + y0) * w + x + x0) * cn + c];
+}
+
+// Nearest neighbour through index tables (source pixel of each output x and y).
+__kernel void k_resize_nearest(__global const uchar* src, __global uchar* dst, int sw, int cn, int dw, int dh,
+                             __global const int* xs, __global const int* ys) {
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= dw || y >= dh) return;
+    for (int c = 0; c < cn; c++) dst[(y * dw + x) * cn + c] = src[(ys[y] * sw + xs[x]) * cn + c];
+}
+
+// Horizontal pass of linear/cubic resize for every source row: fixed-point sums.
+// For each output x: taps[x*ks + j] is the source x (already clamped) and alpha the weight.
+__kernel void k_resize_h(__global const uchar* src, __global int* tmp, int sw, int sh, int cn, int dw,
+                       __global const int* taps, __global const int* alpha, int ks) {
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= dw || y >= sh) return;
+    for (int c = 0; c < cn; c++) {
+        int s = 0;
+        for (int j = 0; j < ks; j++) s += (int)src[(y * sw + taps[x * ks + j]) * cn + c] * alpha[x * ks + j];
+        tmp[(y * dw + x) * cn + c] = s;
+    }
+}
+
+// Vertical pass. Linear: OpenCV's 16-bit multiply-high arithmetic; cubic: fused
+// multiply-adds in single precision, rounded half to even.
+__kernel void k_resize_v(__global const int* tmp, __global uchar* dst, int dw, int dh, int cn,
+                       __global const int* rows, __global const int* beta, int ks, int cubic) {
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= dw || y >= dh) return;
+    for (int c = 0; c < cn; c++) {
+        int i = x * cn + c;
+        int v;
+        if (!cubic) {
+            int s0 = tmp[rows[y * ks] * dw * cn + i], s1 = tmp[rows[y * ks + 1] * dw * cn + i];
+            int t = (((s0 >> 4) * beta[y * ks]) >> 16) + (((s1 >> 4) * beta[y * ks + 1]) >> 16);
+            v = (t + 2) >> 2;
+        } else {
+            float scale = 1.0f / (2048.0f * 2048.0f);
+            float b[4];
+            for (int j = 0; j < 4; j++) b[j] = (float)beta[y * ks + j] * scale;
+            float t = (float)tmp[rows[y * ks + 3] * dw * cn + i] * b[3];
+            t = fma((float)tmp[rows[y * ks + 2] * dw * cn + i], b[2], t);
+            t = fma((float)tmp[rows[y * ks + 1] * dw * cn + i], b[1], t);
+            t = fma((float)tmp[rows[y * ks] * dw * cn + i], b[0], t);
+            v = (int)clamp(rint(t), 0.0f, 255.0f);
+        }
+        dst[(y * dw + x) * cn + c] = (uchar)clamp(v, 0, 255);
+    }
+}
+
+// Area averaging by an integer factor (fx x fy source pixels per output pixel).
+__kernel void k_resize_area_int(__global const uchar* src, __global uchar* dst, int sw, int cn, int dw, int dh,
+                              int fx, int fy) {
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= dw || y >= dh) return;
+    float scale = 1.0f / (float)(fx * fy);
+    for (int c = 0; c < cn; c++) {
+        uint s = 0;
+        for (int j = 0; j < fy; j++)
+            for (int i = 0; i < fx; i++) s += src[((y * fy + j) * sw + x * fx + i) * cn + c];
+        uint v = (fx == 2 && fy == 2) ? (s + 2) >> 2 : (uint)min(rint((float)s * scale), 255.0f);
+        dst[(y * dw + x) * cn + c] = (uchar)v;
+    }
+}

@@ -1,0 +1,1018 @@
+//! The OpenCL backend: a whole pipeline on a device, with the CPU's exact results.
+//!
+//! The OpenCL library is loaded at run time (opencl3's `dynamic` feature), so the same
+//! binary runs where no OpenCL exists: listing devices then reports that. Kernel sources
+//! (kernels/*.cl) are embedded at build time and compiled once per device per process;
+//! the compiled program is cached on disk (keyed by source, device and driver) where the
+//! platform returns binaries. A pipeline uploads the image once, keeps consecutive ops
+//! in device memory, and downloads once; an op without a kernel (or a variant the device
+//! cannot reproduce exactly) runs on the CPU at that step. Every kernel is bit-exact with
+//! the CPU implementation, which the tests check on PoCL.
+
+use super::{apply, filter, geometry, point, Op, OpError, SobelDir};
+use crate::image::Image;
+use opencl3::command_queue::CommandQueue;
+use opencl3::context::Context;
+use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_GPU};
+use opencl3::kernel::{ExecuteKernel, Kernel};
+use opencl3::memory::{Buffer, CL_MEM_READ_WRITE};
+use opencl3::platform::get_platforms;
+use opencl3::program::Program;
+use opencl3::types::{cl_int, cl_uint, CL_BLOCKING};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// The kernel sources, one file per op family.
+const SOURCES: &[(&str, &str)] = &[
+    ("point.cl", include_str!("../../../kernels/point.cl")),
+    ("filter.cl", include_str!("../../../kernels/filter.cl")),
+    ("geometry.cl", include_str!("../../../kernels/geometry.cl")),
+    ("canny.cl", include_str!("../../../kernels/canny.cl")),
+];
+
+const KERNELS: &[&str] = &[
+    "k_invert",
+    "k_add_sat",
+    "k_threshold",
+    "k_lut",
+    "k_grayscale",
+    "k_hsv",
+    "k_sep_h",
+    "k_sep_v",
+    "k_unsharp",
+    "k_sobel",
+    "k_median",
+    "k_morph",
+    "k_flip",
+    "k_rotate",
+    "k_crop",
+    "k_resize_nearest",
+    "k_resize_h",
+    "k_resize_v",
+    "k_resize_area_int",
+    "k_canny_grad",
+    "k_canny_nms",
+    "k_canny_grow",
+    "k_canny_out",
+];
+
+/// One OpenCL device as listed by `--list-devices`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Index across all platforms, as `--device N` takes it.
+    pub index: usize,
+    /// Platform name.
+    pub platform: String,
+    /// Device name.
+    pub name: String,
+    /// True for a GPU.
+    pub gpu: bool,
+    /// Driver version.
+    pub driver: String,
+}
+
+fn cl_err(what: &str, e: impl std::fmt::Debug) -> String {
+    format!("{what}: {e:?}")
+}
+
+fn all_devices() -> Result<Vec<(DeviceInfo, Device)>, String> {
+    let platforms = get_platforms().map_err(|e| {
+        format!("no OpenCL platform found ({e:?}): install an OpenCL driver (for a CPU device: apt-get install ocl-icd-libopencl1 pocl-opencl-icd)")
+    })?;
+    let mut out = Vec::new();
+    for p in platforms {
+        let pname = p.name().unwrap_or_default();
+        for id in p.get_devices(CL_DEVICE_TYPE_ALL).unwrap_or_default() {
+            let d = Device::new(id);
+            let info = DeviceInfo {
+                index: out.len(),
+                platform: pname.clone(),
+                name: d.name().unwrap_or_default(),
+                gpu: d
+                    .dev_type()
+                    .map(|t| t & CL_DEVICE_TYPE_GPU != 0)
+                    .unwrap_or(false),
+                driver: d.driver_version().unwrap_or_default(),
+            };
+            out.push((info, d));
+        }
+    }
+    Ok(out)
+}
+
+/// Every OpenCL device of every platform; an error says what is missing.
+pub fn list_devices() -> Result<Vec<DeviceInfo>, String> {
+    Ok(all_devices()?.into_iter().map(|(i, _)| i).collect())
+}
+
+/// An opened device with its compiled program, ready to run pipelines.
+pub struct Gpu {
+    /// What it is.
+    pub info: DeviceInfo,
+    context: Context,
+    queue: CommandQueue,
+    kernels: Mutex<HashMap<&'static str, Kernel>>,
+    _program: Program,
+}
+
+// SAFETY: OpenCL contexts, queues and programs are thread-safe objects; kernels (whose
+// arguments are state) are only used under the `kernels` mutex, which `run` holds for a
+// whole pipeline.
+unsafe impl Send for Gpu {}
+unsafe impl Sync for Gpu {}
+
+fn cache_path(info: &DeviceInfo, source: &str) -> Option<std::path::PathBuf> {
+    use std::hash::{Hash, Hasher};
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")))?;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        source,
+        &info.platform,
+        &info.name,
+        &info.driver,
+        env!("CARGO_PKG_VERSION"),
+    )
+        .hash(&mut h);
+    Some(
+        base.join("imgproc")
+            .join("opencl")
+            .join(format!("{:016x}.bin", h.finish())),
+    )
+}
+
+impl Gpu {
+    /// Opens device `index` (see [`list_devices`]) and compiles the kernels.
+    pub fn open(index: usize) -> Result<Gpu, String> {
+        let devices = all_devices()?;
+        if devices.is_empty() {
+            return Err("the OpenCL platforms report no device".into());
+        }
+        let n = devices.len();
+        let (info, device) = devices.into_iter().nth(index).ok_or_else(|| {
+            format!("no OpenCL device {index}: there are {n} (see imgproc --list-devices)")
+        })?;
+        let context = Context::from_device(&device)
+            .map_err(|e| cl_err("cannot create an OpenCL context", e))?;
+        #[allow(deprecated)]
+        // SAFETY: the context and device are valid; no properties.
+        let queue = unsafe { CommandQueue::create(&context, device.id(), 0) }
+            .map_err(|e| cl_err("cannot create a command queue", e))?;
+        let source: String = SOURCES
+            .iter()
+            .map(|(_, s)| *s)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let cached = cache_path(&info, &source);
+        let from_cache = cached
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bin| Program::create_and_build_from_binary(&context, &[&bin], "").ok());
+        let program = match from_cache {
+            Some(p) => p,
+            None => {
+                let p = Program::create_and_build_from_source(&context, &source, "").map_err(
+                    |log| format!("the OpenCL kernels did not build on {}: {log}", info.name),
+                )?;
+                if let (Some(path), Ok(bins)) = (&cached, p.get_binaries()) {
+                    if let Some(bin) = bins.first().filter(|b| !b.is_empty()) {
+                        let _ = path.parent().map(std::fs::create_dir_all);
+                        let _ = crate::output::write_atomic(path, bin);
+                    }
+                }
+                p
+            }
+        };
+        let mut kernels = HashMap::new();
+        for &name in KERNELS {
+            let k =
+                Kernel::create(&program, name).map_err(|e| cl_err(&format!("kernel {name}"), e))?;
+            kernels.insert(name, k);
+        }
+        Ok(Gpu {
+            info,
+            context,
+            queue,
+            kernels: Mutex::new(kernels),
+            _program: program,
+        })
+    }
+
+    /// Whether this device can run `op` on an image of `channels` 8-bit channels exactly
+    /// as the CPU does.
+    pub fn supports(op: &Op, channels: u8) -> bool {
+        match *op {
+            Op::Grayscale => channels >= 3,
+            Op::Hsv { .. } => channels >= 3,
+            Op::Equalize => false,
+            Op::BoxBlur { ksize } => ksize * ksize <= 256,
+            Op::Median { ksize } => ksize <= 7,
+            Op::Resize { filter, .. } => !matches!(filter, geometry::Filter::Lanczos3),
+            _ => true,
+        }
+    }
+
+    /// Runs `ops` on `img`: on the device where it can, on the CPU elsewhere. Returns the
+    /// result and what ran: "opencl", "opencl+cpu" or "cpu".
+    pub fn run(&self, ops: &[Op], img: Image) -> Result<(Image, &'static str), RunError> {
+        let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut on_device: Option<DevImage> = None;
+        let mut host = Some(img);
+        let (mut gpu_ops, mut cpu_ops) = (0, 0);
+        for op in ops {
+            let (ch, deep) = match (&host, &on_device) {
+                (Some(h), _) => (h.channels, h.is_16bit()),
+                (None, Some(d)) => (d.cn as u8, false),
+                (None, None) => unreachable!("an image is always on one side"),
+            };
+            let planned = if Self::supports(op, ch) && !deep {
+                self.plan(op, &host, &on_device)?
+            } else {
+                None
+            };
+            match planned {
+                Some(plan) => {
+                    let dev = match on_device.take() {
+                        Some(d) => d,
+                        None => self.upload(host.take().expect("host image"))?,
+                    };
+                    on_device = Some(self.apply(&kernels, plan, dev)?);
+                    gpu_ops += 1;
+                }
+                None => {
+                    let h = match on_device.take() {
+                        Some(d) => self.download(d)?,
+                        None => host.take().expect("host image"),
+                    };
+                    host = Some(apply(op, h).map_err(RunError::Op)?);
+                    cpu_ops += 1;
+                }
+            }
+        }
+        let out = match on_device {
+            Some(d) => self.download(d)?,
+            None => host.expect("host image"),
+        };
+        let backend = match (gpu_ops, cpu_ops) {
+            (0, _) => "cpu",
+            (_, 0) => "opencl",
+            _ => "opencl+cpu",
+        };
+        Ok((out, backend))
+    }
+}
+
+/// Why a device pipeline stopped.
+#[derive(Debug)]
+pub enum RunError {
+    /// The op itself refused the image (a crop outside it): not the device's fault.
+    Op(OpError),
+    /// The device failed (out of memory, a lost device): the item can run on the CPU.
+    Device(String),
+}
+
+fn dev_err(what: &str, e: impl std::fmt::Debug) -> RunError {
+    RunError::Device(format!("{what}: {e:?}"))
+}
+
+/// An 8-bit image in device memory.
+struct DevImage {
+    buf: Buffer<u8>,
+    w: usize,
+    h: usize,
+    cn: usize,
+}
+
+/// One op, resolved against the current image size, ready to enqueue.
+enum Plan {
+    Point {
+        kernel: &'static str,
+        extra: Option<i32>,
+    },
+    Lut([u8; 256]),
+    Gray,
+    Hsv {
+        shift: [i32; 3],
+    },
+    Gauss {
+        k: Vec<u32>,
+    },
+    Box {
+        k: usize,
+        delta: u32,
+        scale: u32,
+    },
+    Sharpen {
+        k: Vec<u32>,
+        a: f32,
+        b: f32,
+    },
+    Sobel(i32),
+    Median(usize),
+    Morph {
+        k: usize,
+        dilate: bool,
+        iterations: u32,
+    },
+    Canny {
+        low: i32,
+        high: i32,
+    },
+    Flip(bool),
+    Rotate(u32),
+    Crop {
+        x: usize,
+        y: usize,
+        w: usize,
+        h: usize,
+    },
+    Resize {
+        dw: usize,
+        dh: usize,
+        plan: geometry::ResizePlan,
+    },
+}
+
+impl Gpu {
+    fn plan(
+        &self,
+        op: &Op,
+        host: &Option<Image>,
+        dev: &Option<DevImage>,
+    ) -> Result<Option<Plan>, RunError> {
+        let (w, h) = match (host, dev) {
+            (Some(i), _) => (i.width as usize, i.height as usize),
+            (None, Some(d)) => (d.w, d.h),
+            _ => return Ok(None),
+        };
+        Ok(Some(match *op {
+            Op::Invert => Plan::Point {
+                kernel: "k_invert",
+                extra: None,
+            },
+            Op::Brighten { amount } => Plan::Point {
+                kernel: "k_add_sat",
+                extra: Some(amount as i32),
+            },
+            Op::Darken { amount } => Plan::Point {
+                kernel: "k_add_sat",
+                extra: Some(-(amount as i32)),
+            },
+            Op::Threshold { value } => Plan::Point {
+                kernel: "k_threshold",
+                extra: Some(value.floor() as i32),
+            },
+            Op::Gamma { gamma } => Plan::Lut(point::gamma_lut(gamma)),
+            Op::Contrast { factor } => Plan::Lut(point::contrast_lut(factor)),
+            Op::Grayscale => Plan::Gray,
+            Op::Hsv {
+                hue,
+                saturation,
+                value,
+            } => Plan::Hsv {
+                shift: [hue, saturation, value],
+            },
+            Op::Blur { ksize, sigma } => {
+                let n = if ksize == 0 {
+                    filter::ksize_for_sigma(sigma)
+                } else {
+                    ksize
+                };
+                Plan::Gauss {
+                    k: filter::gaussian_kernel_q8(n as usize, sigma),
+                }
+            }
+            Op::BoxBlur { ksize } => {
+                let (delta, scale) = filter::box_fixed_point(ksize * ksize);
+                Plan::Box {
+                    k: ksize as usize,
+                    delta,
+                    scale,
+                }
+            }
+            Op::Sharpen { sigma, amount } => Plan::Sharpen {
+                k: filter::gaussian_kernel_q8(filter::ksize_for_sigma(sigma) as usize, sigma),
+                a: (1.0 + amount) as f32,
+                b: (-amount) as f32,
+            },
+            Op::Sobel { direction } => Plan::Sobel(match direction {
+                SobelDir::X => 0,
+                SobelDir::Y => 1,
+                SobelDir::Xy => 2,
+            }),
+            Op::Median { ksize } => Plan::Median(ksize as usize),
+            Op::Erode { ksize, iterations } => Plan::Morph {
+                k: ksize as usize,
+                dilate: false,
+                iterations,
+            },
+            Op::Dilate { ksize, iterations } => Plan::Morph {
+                k: ksize as usize,
+                dilate: true,
+                iterations,
+            },
+            Op::Canny { low, high } => {
+                let (mut lo, mut hi) = (low.floor() as i32, high.floor() as i32);
+                if lo > hi {
+                    std::mem::swap(&mut lo, &mut hi);
+                }
+                Plan::Canny { low: lo, high: hi }
+            }
+            Op::Flip { horizontal } => Plan::Flip(horizontal),
+            Op::Rotate { angle } => Plan::Rotate(angle),
+            Op::Crop {
+                x,
+                y,
+                width,
+                height,
+            } => {
+                if x as u64 + width as u64 > w as u64 || y as u64 + height as u64 > h as u64 {
+                    return Err(RunError::Op(OpError(format!(
+                        "crop rectangle {width}x{height} at ({x}, {y}) does not fit in the {w}x{h} image: make it smaller or move it"
+                    ))));
+                }
+                Plan::Crop {
+                    x: x as usize,
+                    y: y as usize,
+                    w: width as usize,
+                    h: height as usize,
+                }
+            }
+            Op::Resize {
+                width,
+                height,
+                scale,
+                filter,
+            } => {
+                let (dw, dh) = geometry::target_size(w as u32, h as u32, width, height, scale)
+                    .map_err(RunError::Op)?;
+                if (dw as usize, dh as usize) == (w, h) {
+                    return Ok(None);
+                }
+                let plan = geometry::resize_plan(w, h, dw as usize, dh as usize, filter);
+                if matches!(plan, geometry::ResizePlan::CpuOnly) {
+                    return Ok(None);
+                }
+                Plan::Resize {
+                    dw: dw as usize,
+                    dh: dh as usize,
+                    plan,
+                }
+            }
+            Op::Equalize => return Ok(None),
+        }))
+    }
+
+    fn buffer<T>(&self, n: usize) -> Result<Buffer<T>, RunError> {
+        // SAFETY: a fresh buffer of n elements with no host pointer.
+        unsafe {
+            Buffer::<T>::create(
+                &self.context,
+                CL_MEM_READ_WRITE,
+                n.max(1),
+                std::ptr::null_mut(),
+            )
+        }
+        .map_err(|e| dev_err("cannot allocate device memory", e))
+    }
+
+    fn buffer_from<T: Copy>(&self, data: &[T]) -> Result<Buffer<T>, RunError> {
+        let mut b = self.buffer::<T>(data.len())?;
+        if !data.is_empty() {
+            // SAFETY: the buffer holds data.len() elements; the write is blocking.
+            unsafe {
+                self.queue
+                    .enqueue_write_buffer(&mut b, CL_BLOCKING, 0, data, &[])
+            }
+            .map_err(|e| dev_err("upload", e))?;
+        }
+        Ok(b)
+    }
+
+    fn upload(&self, img: Image) -> Result<DevImage, RunError> {
+        let (w, h, cn) = (
+            img.width as usize,
+            img.height as usize,
+            img.channels as usize,
+        );
+        Ok(DevImage {
+            buf: self.buffer_from(img.u8_data())?,
+            w,
+            h,
+            cn,
+        })
+    }
+
+    fn download(&self, d: DevImage) -> Result<Image, RunError> {
+        let mut out = vec![0u8; d.w * d.h * d.cn];
+        // SAFETY: `out` has exactly the buffer's size; the read is blocking.
+        unsafe {
+            self.queue
+                .enqueue_read_buffer(&d.buf, CL_BLOCKING, 0, &mut out, &[])
+        }
+        .map_err(|e| dev_err("download", e))?;
+        Ok(Image::from_u8(d.w as u32, d.h as u32, d.cn as u8, out))
+    }
+}
+
+/// Arguments of one kernel launch.
+enum Arg<'a> {
+    U8(&'a Buffer<u8>),
+    I32(&'a Buffer<i32>),
+    U32(&'a Buffer<u32>),
+    I16(&'a Buffer<i16>),
+    Int(cl_int),
+    Uint(cl_uint),
+    Float(f32),
+}
+
+impl Gpu {
+    fn launch(
+        &self,
+        kernels: &HashMap<&'static str, Kernel>,
+        name: &str,
+        global: &[usize],
+        args: &[Arg],
+    ) -> Result<(), RunError> {
+        let kernel = kernels
+            .get(name)
+            .ok_or_else(|| RunError::Device(format!("kernel {name} missing")))?;
+        let mut exec = ExecuteKernel::new(kernel);
+        // SAFETY: the argument types and order match the kernel's signature in kernels/*.cl.
+        unsafe {
+            for a in args {
+                match a {
+                    Arg::U8(b) => exec.set_arg(*b),
+                    Arg::I32(b) => exec.set_arg(*b),
+                    Arg::U32(b) => exec.set_arg(*b),
+                    Arg::I16(b) => exec.set_arg(*b),
+                    Arg::Int(v) => exec.set_arg(v),
+                    Arg::Uint(v) => exec.set_arg(v),
+                    Arg::Float(v) => exec.set_arg(v),
+                };
+            }
+            exec.set_global_work_sizes(global)
+                .enqueue_nd_range(&self.queue)
+        }
+        .map_err(|e| dev_err(&format!("kernel {name}"), e))?;
+        Ok(())
+    }
+
+    fn apply(
+        &self,
+        k: &HashMap<&'static str, Kernel>,
+        plan: Plan,
+        d: DevImage,
+    ) -> Result<DevImage, RunError> {
+        use Arg::*;
+        let (w, h, cn) = (d.w, d.h, d.cn);
+        let n = w * h;
+        let colors = if cn >= 3 { 3 } else { 1 };
+        let (wi, hi, ci, coli) = (w as i32, h as i32, cn as i32, colors as i32);
+        let grid = [w, h];
+        let out = match plan {
+            Plan::Point { kernel, extra } => {
+                let mut args = vec![U8(&d.buf), Int(n as i32), Int(ci), Int(coli)];
+                if let Some(v) = extra {
+                    args.push(Int(v));
+                }
+                self.launch(k, kernel, &[n], &args)?;
+                return Ok(d);
+            }
+            Plan::Lut(table) => {
+                let t = self.buffer_from(&table)?;
+                self.launch(
+                    k,
+                    "k_lut",
+                    &[n],
+                    &[U8(&d.buf), Int(n as i32), Int(ci), Int(coli), U8(&t)],
+                )?;
+                self.queue.finish().map_err(|e| dev_err("finish", e))?;
+                return Ok(d);
+            }
+            Plan::Gray => {
+                let oc = cn - 2;
+                let o = self.buffer::<u8>(n * oc)?;
+                self.launch(
+                    k,
+                    "k_grayscale",
+                    &[n],
+                    &[U8(&d.buf), U8(&o), Int(n as i32), Int(ci)],
+                )?;
+                DevImage {
+                    buf: o,
+                    w,
+                    h,
+                    cn: oc,
+                }
+            }
+            Plan::Hsv { shift } => {
+                let (sdiv, hdiv) = point::hsv_table_values();
+                let (sb, hb) = (self.buffer_from(&sdiv)?, self.buffer_from(&hdiv)?);
+                let vector_end = (w / point::HSV_BLOCK * point::HSV_BLOCK) as i32;
+                self.launch(
+                    k,
+                    "k_hsv",
+                    &grid,
+                    &[
+                        U8(&d.buf),
+                        Int(wi),
+                        Int(hi),
+                        Int(ci),
+                        Int(vector_end),
+                        Int(shift[0]),
+                        Int(shift[1]),
+                        Int(shift[2]),
+                        I32(&sb),
+                        I32(&hb),
+                    ],
+                )?;
+                self.queue.finish().map_err(|e| dev_err("finish", e))?;
+                return Ok(d);
+            }
+            Plan::Gauss { k: kern } => self.separable(k, &d, &kern, &kern, 0, 0, 0)?,
+            Plan::Box {
+                k: size,
+                delta,
+                scale,
+            } => {
+                let ones = vec![1u32; size];
+                self.separable(k, &d, &ones, &ones, 1, delta, scale)?
+            }
+            Plan::Sharpen { k: kern, a, b } => {
+                let blurred = self.separable(k, &d, &kern, &kern, 0, 0, 0)?;
+                self.launch(
+                    k,
+                    "k_unsharp",
+                    &[n],
+                    &[
+                        U8(&d.buf),
+                        U8(&blurred.buf),
+                        Int(n as i32),
+                        Int(ci),
+                        Int(coli),
+                        Float(a),
+                        Float(b),
+                    ],
+                )?;
+                self.queue.finish().map_err(|e| dev_err("finish", e))?;
+                return Ok(d);
+            }
+            Plan::Sobel(dir) => {
+                let o = self.buffer::<u8>(n * cn)?;
+                self.launch(
+                    k,
+                    "k_sobel",
+                    &grid,
+                    &[
+                        U8(&d.buf),
+                        U8(&o),
+                        Int(wi),
+                        Int(hi),
+                        Int(ci),
+                        Int(coli),
+                        Int(dir),
+                    ],
+                )?;
+                DevImage { buf: o, w, h, cn }
+            }
+            Plan::Median(size) => {
+                let o = self.buffer::<u8>(n * cn)?;
+                self.launch(
+                    k,
+                    "k_median",
+                    &grid,
+                    &[
+                        U8(&d.buf),
+                        U8(&o),
+                        Int(wi),
+                        Int(hi),
+                        Int(ci),
+                        Int(size as i32),
+                    ],
+                )?;
+                DevImage { buf: o, w, h, cn }
+            }
+            Plan::Morph {
+                k: size,
+                dilate,
+                iterations,
+            } => {
+                let mut cur = d;
+                for _ in 0..iterations {
+                    let t = self.buffer::<u8>(n * cn)?;
+                    let o = self.buffer::<u8>(n * cn)?;
+                    let common = |src: &Buffer<u8>, dst: &Buffer<u8>, horiz: i32| {
+                        self.launch(
+                            k,
+                            "k_morph",
+                            &grid,
+                            &[
+                                U8(src),
+                                U8(dst),
+                                Int(wi),
+                                Int(hi),
+                                Int(ci),
+                                Int(size as i32),
+                                Int(dilate as i32),
+                                Int(horiz),
+                            ],
+                        )
+                    };
+                    common(&cur.buf, &t, 1)?;
+                    common(&t, &o, 0)?;
+                    self.queue.finish().map_err(|e| dev_err("finish", e))?;
+                    cur = DevImage { buf: o, w, h, cn };
+                }
+                cur
+            }
+            Plan::Canny { low, high } => {
+                let mw = (w + 2) * (h + 2);
+                let mag = self.buffer_from(&vec![0i32; mw])?;
+                let dx = self.buffer::<i16>(n)?;
+                let dy = self.buffer::<i16>(n)?;
+                let map = self.buffer_from(&vec![1u8; mw])?;
+                self.launch(
+                    k,
+                    "k_canny_grad",
+                    &grid,
+                    &[
+                        U8(&d.buf),
+                        I32(&mag),
+                        I16(&dx),
+                        I16(&dy),
+                        Int(wi),
+                        Int(hi),
+                        Int(ci),
+                        Int(coli),
+                    ],
+                )?;
+                self.launch(
+                    k,
+                    "k_canny_nms",
+                    &grid,
+                    &[
+                        I32(&mag),
+                        I16(&dx),
+                        I16(&dy),
+                        U8(&map),
+                        Int(wi),
+                        Int(hi),
+                        Int(low),
+                        Int(high),
+                    ],
+                )?;
+                let mut flag = self.buffer_from(&[0i32])?;
+                loop {
+                    // SAFETY: a one-element buffer, blocking write.
+                    unsafe {
+                        self.queue
+                            .enqueue_write_buffer(&mut flag, CL_BLOCKING, 0, &[0i32], &[])
+                    }
+                    .map_err(|e| dev_err("upload", e))?;
+                    self.launch(
+                        k,
+                        "k_canny_grow",
+                        &grid,
+                        &[U8(&map), Int(wi), Int(hi), I32(&flag)],
+                    )?;
+                    let mut changed = [0i32];
+                    // SAFETY: a one-element buffer, blocking read.
+                    unsafe {
+                        self.queue
+                            .enqueue_read_buffer(&flag, CL_BLOCKING, 0, &mut changed, &[])
+                    }
+                    .map_err(|e| dev_err("download", e))?;
+                    if changed[0] == 0 {
+                        break;
+                    }
+                }
+                let o = self.buffer::<u8>(n)?;
+                self.launch(
+                    k,
+                    "k_canny_out",
+                    &grid,
+                    &[U8(&map), U8(&o), Int(wi), Int(hi)],
+                )?;
+                DevImage {
+                    buf: o,
+                    w,
+                    h,
+                    cn: 1,
+                }
+            }
+            Plan::Flip(horizontal) => {
+                let o = self.buffer::<u8>(n * cn)?;
+                self.launch(
+                    k,
+                    "k_flip",
+                    &grid,
+                    &[
+                        U8(&d.buf),
+                        U8(&o),
+                        Int(wi),
+                        Int(hi),
+                        Int(ci),
+                        Int(horizontal as i32),
+                    ],
+                )?;
+                DevImage { buf: o, w, h, cn }
+            }
+            Plan::Rotate(angle) => {
+                let (ow, oh) = if angle == 180 { (w, h) } else { (h, w) };
+                let o = self.buffer::<u8>(n * cn)?;
+                self.launch(
+                    k,
+                    "k_rotate",
+                    &[ow, oh],
+                    &[
+                        U8(&d.buf),
+                        U8(&o),
+                        Int(wi),
+                        Int(hi),
+                        Int(ci),
+                        Int(angle as i32),
+                    ],
+                )?;
+                DevImage {
+                    buf: o,
+                    w: ow,
+                    h: oh,
+                    cn,
+                }
+            }
+            Plan::Crop { x, y, w: cw, h: ch } => {
+                let o = self.buffer::<u8>(cw * ch * cn)?;
+                self.launch(
+                    k,
+                    "k_crop",
+                    &[cw, ch],
+                    &[
+                        U8(&d.buf),
+                        U8(&o),
+                        Int(wi),
+                        Int(ci),
+                        Int(x as i32),
+                        Int(y as i32),
+                        Int(cw as i32),
+                        Int(ch as i32),
+                    ],
+                )?;
+                DevImage {
+                    buf: o,
+                    w: cw,
+                    h: ch,
+                    cn,
+                }
+            }
+            Plan::Resize { dw, dh, plan } => {
+                let o = self.buffer::<u8>(dw * dh * cn)?;
+                let (dwi, dhi) = (dw as i32, dh as i32);
+                match plan {
+                    geometry::ResizePlan::Nearest { xs, ys } => {
+                        let (xb, yb) = (self.buffer_from(&xs)?, self.buffer_from(&ys)?);
+                        self.launch(
+                            k,
+                            "k_resize_nearest",
+                            &[dw, dh],
+                            &[
+                                U8(&d.buf),
+                                U8(&o),
+                                Int(wi),
+                                Int(ci),
+                                Int(dwi),
+                                Int(dhi),
+                                I32(&xb),
+                                I32(&yb),
+                            ],
+                        )?;
+                    }
+                    geometry::ResizePlan::Separable {
+                        taps,
+                        alpha,
+                        rows,
+                        beta,
+                        ks,
+                        cubic,
+                    } => {
+                        let tmp = self.buffer::<i32>(dw * h * cn)?;
+                        let (tb, ab) = (self.buffer_from(&taps)?, self.buffer_from(&alpha)?);
+                        let (rb, bb) = (self.buffer_from(&rows)?, self.buffer_from(&beta)?);
+                        self.launch(
+                            k,
+                            "k_resize_h",
+                            &[dw, h],
+                            &[
+                                U8(&d.buf),
+                                I32(&tmp),
+                                Int(wi),
+                                Int(hi),
+                                Int(ci),
+                                Int(dwi),
+                                I32(&tb),
+                                I32(&ab),
+                                Int(ks as i32),
+                            ],
+                        )?;
+                        self.launch(
+                            k,
+                            "k_resize_v",
+                            &[dw, dh],
+                            &[
+                                I32(&tmp),
+                                U8(&o),
+                                Int(dwi),
+                                Int(dhi),
+                                Int(ci),
+                                I32(&rb),
+                                I32(&bb),
+                                Int(ks as i32),
+                                Int(cubic as i32),
+                            ],
+                        )?;
+                        self.queue.finish().map_err(|e| dev_err("finish", e))?;
+                    }
+                    geometry::ResizePlan::AreaInt { fx, fy } => {
+                        self.launch(
+                            k,
+                            "k_resize_area_int",
+                            &[dw, dh],
+                            &[
+                                U8(&d.buf),
+                                U8(&o),
+                                Int(wi),
+                                Int(ci),
+                                Int(dwi),
+                                Int(dhi),
+                                Int(fx as i32),
+                                Int(fy as i32),
+                            ],
+                        )?;
+                    }
+                    geometry::ResizePlan::CpuOnly => unreachable!("planned for the CPU"),
+                }
+                DevImage {
+                    buf: o,
+                    w: dw,
+                    h: dh,
+                    cn,
+                }
+            }
+        };
+        self.queue.finish().map_err(|e| dev_err("finish", e))?;
+        Ok(out)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn separable(
+        &self,
+        k: &HashMap<&'static str, Kernel>,
+        d: &DevImage,
+        kh: &[u32],
+        kv: &[u32],
+        mode: i32,
+        delta: u32,
+        scale: u32,
+    ) -> Result<DevImage, RunError> {
+        use Arg::*;
+        let (w, h, cn) = (d.w, d.h, d.cn);
+        let tmp = self.buffer::<u32>(w * h * cn)?;
+        let o = self.buffer::<u8>(w * h * cn)?;
+        let (hb, vb) = (self.buffer_from(kh)?, self.buffer_from(kv)?);
+        let (wi, hi, ci) = (w as i32, h as i32, cn as i32);
+        self.launch(
+            k,
+            "k_sep_h",
+            &[w, h],
+            &[
+                U8(&d.buf),
+                U32(&tmp),
+                Int(wi),
+                Int(hi),
+                Int(ci),
+                U32(&hb),
+                Int(kh.len() as i32),
+            ],
+        )?;
+        self.launch(
+            k,
+            "k_sep_v",
+            &[w, h],
+            &[
+                U32(&tmp),
+                U8(&o),
+                Int(wi),
+                Int(hi),
+                Int(ci),
+                U32(&vb),
+                Int(kv.len() as i32),
+                Int(mode),
+                Uint(delta),
+                Uint(scale),
+            ],
+        )?;
+        self.queue.finish().map_err(|e| dev_err("finish", e))?;
+        Ok(DevImage { buf: o, w, h, cn })
+    }
+}
