@@ -2,6 +2,7 @@
 
 use crate::codec::{DecodeOptions, OutputFormat};
 use crate::manifest::PlanOptions;
+use crate::pipeline::BackendChoice;
 use crate::progress::Mode;
 use crate::runner::RunOptions;
 use clap::Parser;
@@ -114,6 +115,20 @@ pub struct Args {
     /// same paths), so rank 0 stops being the I/O path.
     #[arg(long)]
     pub shared_fs: bool,
+
+    /// Where ops run: cpu (rayon threads), opencl (the device, exit 2 if none), or auto
+    /// (a GPU for images of 2 MP or more, else the CPU).
+    #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = ["cpu", "opencl", "auto"])]
+    pub backend: String,
+
+    /// OpenCL device index (see --list-devices) [default: 0; under MPI the local rank
+    /// modulo the device count].
+    #[arg(long, value_name = "N")]
+    pub device: Option<usize>,
+
+    /// List OpenCL platforms and devices.
+    #[arg(long)]
+    pub list_devices: bool,
 }
 
 /// Where the work comes from.
@@ -140,6 +155,8 @@ pub enum Config {
         /// As JSON.
         json: bool,
     },
+    /// Print the OpenCL devices.
+    ListDevices,
     /// Plan (and unless `dry_run`, run) a batch.
     Run {
         /// Where the work comes from.
@@ -160,6 +177,9 @@ impl Args {
     pub fn into_config(self) -> Result<Config, String> {
         if self.list_ops {
             return Ok(Config::ListOps { json: self.json });
+        }
+        if self.list_devices {
+            return Ok(Config::ListDevices);
         }
         let format = match &self.format {
             Some(f) => Some(OutputFormat::from_name(f).ok_or_else(|| {
@@ -227,6 +247,12 @@ impl Args {
                 progress,
                 prefetch: self.prefetch as usize,
                 shared_fs: self.shared_fs,
+                backend: match self.backend.as_str() {
+                    "cpu" => BackendChoice::Cpu,
+                    "opencl" => BackendChoice::OpenCl,
+                    _ => BackendChoice::Auto,
+                },
+                device: self.device,
             },
             dry_run: self.dry_run,
             report: self.report,

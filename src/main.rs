@@ -4,7 +4,8 @@
 use clap::Parser;
 use imgproc::cli::{Args, Config, Exit, Source};
 use imgproc::manifest::{self, Plan, PlanOptions};
-use imgproc::ops::{ParamKind, CATALOG};
+use imgproc::ops::{opencl, ParamKind, CATALOG};
+use imgproc::pipeline::BackendChoice;
 use imgproc::report::Report;
 use imgproc::runner::{self, RunOptions};
 use imgproc::sched;
@@ -46,6 +47,12 @@ fn run(config: Config) -> Exit {
             }
             Exit::Ok
         }
+        Config::ListDevices => {
+            if launcher_rank() == 0 {
+                list_devices();
+            }
+            Exit::Ok
+        }
         Config::Run {
             source,
             plan,
@@ -53,6 +60,13 @@ fn run(config: Config) -> Exit {
             dry_run,
             report,
         } => {
+            if run.backend == BackendChoice::OpenCl && launcher_rank() == 0 {
+                // Checked before any work: an explicit OpenCL run without a device is a usage error.
+                if let Err(e) = runner::open_device(run.backend, run.device.unwrap_or(0)) {
+                    eprintln!("imgproc: --backend opencl: {e}; use --backend cpu or auto, or see imgproc --list-devices");
+                    return Exit::Usage;
+                }
+            }
             if mpi_transport::launched_by_mpi() {
                 run_mpi(&source, &plan, &run, dry_run, report.as_deref())
             } else {
@@ -109,8 +123,8 @@ fn run_mpi(
     }
     if rank != 0 {
         let mut link = session.worker();
-        return match runner::run_mpi_worker(&mut link, session.host(), mpi_transport::local_size())
-        {
+        let (local_size, local_rank) = (mpi_transport::local_size(), mpi_transport::local_rank());
+        return match runner::run_mpi_worker(&mut link, session.host(), local_size, local_rank) {
             Ok(0) => Exit::Ok,
             Ok(1) => Exit::ItemsFailed,
             Ok(2) => Exit::Usage,
@@ -202,6 +216,22 @@ fn print_plan(plan: &Plan) {
         "{} items, {total:.2} megapixels in total (dry run: nothing written)",
         plan.items.len()
     );
+}
+
+fn list_devices() {
+    match opencl::list_devices() {
+        Ok(devices) if devices.is_empty() => println!("OpenCL platforms found, but no device"),
+        Ok(devices) => {
+            for d in devices {
+                let kind = if d.gpu { "GPU" } else { "CPU/other" };
+                println!(
+                    "{}: {} [{}] on {} (driver {})",
+                    d.index, d.name, kind, d.platform, d.driver
+                );
+            }
+        }
+        Err(e) => println!("no OpenCL device: {e}"),
+    }
 }
 
 fn list_ops(json: bool) {

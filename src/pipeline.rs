@@ -6,6 +6,7 @@
 
 use crate::codec::{self, DecodeOptions, EncodeOptions, OutputFormat};
 use crate::error::ItemError;
+use crate::ops::opencl::{Gpu, RunError};
 use crate::ops::{self, Op};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -99,31 +100,86 @@ pub struct ItemOutput {
     pub frames: usize,
     /// Stage timings.
     pub timings: Timings,
-    /// What ran the ops: "cpu".
+    /// What ran the ops: "cpu", "opencl", "opencl+cpu" (some ops had no kernel), or
+    /// "cpu (opencl failed)" when a device error sent the item back to the CPU.
     pub backend: &'static str,
+}
+
+/// Which backend the user asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum BackendChoice {
+    /// Rayon threads only.
+    Cpu,
+    /// The OpenCL device for every item.
+    OpenCl,
+    /// The OpenCL device when it is a GPU and the image is at least [`AUTO_MIN_MEGAPIXELS`].
+    Auto,
+}
+
+/// Below this size `auto` keeps an image on the CPU: the transfer would not pay off.
+/// A first estimate, not yet measured on a GPU (see the README).
+pub const AUTO_MIN_MEGAPIXELS: f64 = 2.0;
+
+/// Where one item's ops run.
+#[derive(Clone, Copy)]
+pub enum Backend<'a> {
+    /// Rayon threads.
+    Cpu,
+    /// The device, for every item.
+    OpenCl(&'a Gpu),
+    /// The device if it is a GPU and the image is large enough.
+    Auto(&'a Gpu),
 }
 
 fn ms(t: Instant) -> f64 {
     t.elapsed().as_secs_f64() * 1e3
 }
 
-/// Decodes `input`, runs `spec.ops` on every frame and encodes the result.
+/// Decodes `input`, runs `spec.ops` on every frame and encodes the result, on the CPU.
 pub fn process_item(spec: &ItemSpec, input: &[u8]) -> Result<ItemOutput, ItemError> {
+    process_item_on(spec, input, Backend::Cpu)
+}
+
+/// [`process_item`] with the ops on `backend`. A device error falls back to the CPU for
+/// this item, with a warning; it never fails the item.
+pub fn process_item_on(
+    spec: &ItemSpec,
+    input: &[u8],
+    backend: Backend,
+) -> Result<ItemOutput, ItemError> {
     let t = Instant::now();
     let decoded = codec::decode(input, &spec.decode)?;
     let decode_ms = ms(t);
+    let mp = decoded.width as f64 * decoded.height as f64 / 1e6;
+    let gpu = match backend {
+        Backend::Cpu => None,
+        Backend::OpenCl(g) => Some(g),
+        Backend::Auto(g) => (g.info.gpu && mp >= AUTO_MIN_MEGAPIXELS).then_some(g),
+    };
 
     let t = Instant::now();
-    let mut frames = Vec::with_capacity(decoded.frames.len());
-    for mut frame in decoded.frames {
-        for op in &spec.ops {
-            frame.image = ops::apply(op, frame.image).map_err(|e| ItemError::Op {
-                op: op.name().to_string(),
-                message: e.0,
-            })?;
-        }
-        frames.push(frame);
-    }
+    let (width, height) = (decoded.width, decoded.height);
+    let mut used = "cpu";
+    let frames = match gpu {
+        Some(g) => match run_on_device(g, &spec.ops, decoded.frames) {
+            Ok((frames, what)) => {
+                used = what;
+                frames
+            }
+            Err(RunError::Op(e)) => {
+                return Err(ItemError::Op {
+                    op: "pipeline".into(),
+                    message: e.0,
+                })
+            }
+            Err(RunError::Device(msg)) => {
+                eprintln!("imgproc: warning: OpenCL device {} failed ({msg}); running this item on the CPU", g.info.name);
+                used = "cpu (opencl failed)";
+                run_on_cpu(&spec.ops, codec::decode(input, &spec.decode)?.frames)?
+            }
+        },
+        None => run_on_cpu(&spec.ops, decoded.frames)?,
+    };
     let process_ms = ms(t);
 
     let t = Instant::now();
@@ -132,23 +188,58 @@ pub fn process_item(spec: &ItemSpec, input: &[u8]) -> Result<ItemOutput, ItemErr
     let encode_ms = ms(t);
     Ok(ItemOutput {
         bytes,
-        width: decoded.width,
-        height: decoded.height,
+        width,
+        height,
         frames: n,
         timings: Timings {
             decode_ms,
             process_ms,
             encode_ms,
         },
-        backend: "cpu",
+        backend: used,
     })
+}
+
+fn run_on_cpu(ops: &[Op], frames: Vec<codec::Frame>) -> Result<Vec<codec::Frame>, ItemError> {
+    let mut out = Vec::with_capacity(frames.len());
+    for mut frame in frames {
+        for op in ops {
+            frame.image = ops::apply(op, frame.image).map_err(|e| ItemError::Op {
+                op: op.name().to_string(),
+                message: e.0,
+            })?;
+        }
+        out.push(frame);
+    }
+    Ok(out)
+}
+
+fn run_on_device(
+    g: &Gpu,
+    ops: &[Op],
+    frames: Vec<codec::Frame>,
+) -> Result<(Vec<codec::Frame>, &'static str), RunError> {
+    let mut out = Vec::with_capacity(frames.len());
+    let mut what = "cpu";
+    for mut frame in frames {
+        let (img, used) = g.run(ops, frame.image)?;
+        frame.image = img;
+        what = used;
+        out.push(frame);
+    }
+    Ok((out, what))
 }
 
 /// [`process_item`], with a panic anywhere inside (a decoder bug, say) turned into an
 /// [`ItemError::Panic`] for this item instead of taking the process down.
-pub fn process_item_guarded(spec: &ItemSpec, input: &[u8]) -> Result<ItemOutput, ItemError> {
-    let caught =
-        crate::guard::item_scope(|| catch_unwind(AssertUnwindSafe(|| process_item(spec, input))));
+pub fn process_item_guarded(
+    spec: &ItemSpec,
+    input: &[u8],
+    backend: Backend,
+) -> Result<ItemOutput, ItemError> {
+    let caught = crate::guard::item_scope(|| {
+        catch_unwind(AssertUnwindSafe(|| process_item_on(spec, input, backend)))
+    });
     match caught {
         Ok(r) => r,
         Err(payload) => {

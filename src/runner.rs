@@ -10,7 +10,8 @@
 
 use crate::error::ItemError;
 use crate::manifest::{Plan, WorkItem};
-use crate::pipeline::{self, ItemSpec};
+use crate::ops::opencl::{self, Gpu};
+use crate::pipeline::{self, Backend, BackendChoice, ItemSpec};
 use crate::progress::{Mode, Progress};
 use crate::report::{ItemRecord, RankRecord, Report, Status};
 use crate::sched::{self, Done, Executor, Job, MasterOptions, Setup, Sink, Task};
@@ -37,6 +38,31 @@ pub struct RunOptions {
     pub prefetch: usize,
     /// Under MPI: workers read inputs and write outputs themselves.
     pub shared_fs: bool,
+    /// `--backend`.
+    pub backend: BackendChoice,
+    /// `--device`, if given.
+    pub device: Option<usize>,
+}
+
+impl RunOptions {
+    fn backend_name(&self) -> String {
+        match self.backend {
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::OpenCl => "opencl",
+            BackendChoice::Auto => "auto",
+        }
+        .into()
+    }
+}
+
+/// Opens the OpenCL device a choice needs: `None` for cpu, or for auto when no device
+/// opens (auto then runs on the CPU); an error only for an explicit `opencl`.
+pub fn open_device(choice: BackendChoice, device: usize) -> Result<Option<Arc<Gpu>>, String> {
+    match choice {
+        BackendChoice::Cpu => Ok(None),
+        BackendChoice::OpenCl => opencl::shared(device).map(Some),
+        BackendChoice::Auto => Ok(opencl::shared(device).ok()),
+    }
 }
 
 /// Header facts of one input, read before processing.
@@ -108,14 +134,36 @@ pub fn base_record(item: &WorkItem, header: &Header) -> ItemRecord {
 pub struct PipelineExecutor {
     pool: Arc<rayon::ThreadPool>,
     specs: Mutex<HashMap<String, Arc<ItemSpec>>>,
+    gpu: Option<Arc<Gpu>>,
+    choice: BackendChoice,
+    device_error: Option<String>,
 }
 
 impl PipelineExecutor {
-    /// An executor running items on `pool`.
-    pub fn new(pool: Arc<rayon::ThreadPool>) -> PipelineExecutor {
+    /// An executor running items on `pool`, and on `gpu` as `choice` says.
+    pub fn new(
+        pool: Arc<rayon::ThreadPool>,
+        gpu: Option<Arc<Gpu>>,
+        choice: BackendChoice,
+    ) -> PipelineExecutor {
         PipelineExecutor {
             pool,
             specs: Mutex::new(HashMap::new()),
+            gpu,
+            choice,
+            device_error: None,
+        }
+    }
+
+    fn backend(&self) -> Result<Backend<'_>, ItemError> {
+        match (self.choice, &self.gpu) {
+            (BackendChoice::Cpu, _) | (BackendChoice::Auto, None) => Ok(Backend::Cpu),
+            (BackendChoice::OpenCl, Some(g)) => Ok(Backend::OpenCl(g)),
+            (BackendChoice::Auto, Some(g)) => Ok(Backend::Auto(g)),
+            (BackendChoice::OpenCl, None) => Err(ItemError::Unsupported(format!(
+                "--backend opencl, but this rank has no usable OpenCL device: {}",
+                self.device_error.as_deref().unwrap_or("none found")
+            ))),
         }
     }
 
@@ -155,9 +203,10 @@ impl Executor for PipelineExecutor {
                     .map_err(|e| ItemError::Io(format!("cannot read the input: {e}")))?,
             };
             done.bytes_in = bytes.len() as u64;
+            let backend = self.backend()?;
             let out = self
                 .pool
-                .install(|| pipeline::process_item_guarded(&spec, &bytes))?;
+                .install(|| pipeline::process_item_guarded(&spec, &bytes, backend))?;
             if task.write_output {
                 crate::output::write_atomic(&task.output, &out.bytes)
                     .map_err(|e| write_error(&task.output, e))?;
@@ -373,13 +422,14 @@ fn run_as_master(
 pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
     let threads = opts.threads.max(1);
     let pool = Arc::new(worker_pool(threads)?);
+    let gpu = open_device(opts.backend, opts.device.unwrap_or(0))?;
     let (mut master, workers) = local::links(threads);
     let handles: Vec<_> = workers
         .into_iter()
         .map(|mut w| {
-            let pool = pool.clone();
+            let (pool, gpu, choice) = (pool.clone(), gpu.clone(), opts.backend);
             std::thread::spawn(move || {
-                sched::run_worker(&mut w, |_| PipelineExecutor::new(pool), || 0.0)
+                sched::run_worker(&mut w, |_| PipelineExecutor::new(pool, gpu, choice), || 0.0)
             })
         })
         .collect();
@@ -387,6 +437,8 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
         master_host: String::new(),
         threads: Some(threads),
         shared_fs: true,
+        backend: opts.backend_name(),
+        device: opts.device,
     };
     let headers = pool.install(|| probe_all(plan));
     let result = run_as_master(plan, headers, opts, &mut master, setup, 1);
@@ -412,6 +464,8 @@ pub fn run_mpi_master(
         master_host: host,
         threads: opts.threads_given.then_some(opts.threads),
         shared_fs: opts.shared_fs,
+        backend: opts.backend_name(),
+        device: opts.device,
     };
     run_as_master(plan, probe_all(plan), opts, link, setup, ranks)
 }
@@ -439,6 +493,7 @@ pub fn run_mpi_worker(
     link: &mut dyn WorkerLink,
     my_host: String,
     local_size: Option<usize>,
+    local_rank: Option<usize>,
 ) -> Result<i32, String> {
     let mut pool_error = None;
     let end = sched::run_worker(
@@ -453,7 +508,21 @@ pub fn run_mpi_worker(
                     .build()
                     .expect("a one-thread pool")
             });
-            PipelineExecutor::new(Arc::new(pool))
+            let choice = match setup.backend.as_str() {
+                "opencl" => BackendChoice::OpenCl,
+                "auto" => BackendChoice::Auto,
+                _ => BackendChoice::Cpu,
+            };
+            // Each worker takes its own device: two ranks on a two-GPU node use both.
+            let count = opencl::list_devices().map(|d| d.len()).unwrap_or(0).max(1);
+            let index = setup.device.unwrap_or(local_rank.unwrap_or(0) % count);
+            let (gpu, device_error) = match open_device(choice, index) {
+                Ok(g) => (g, None),
+                Err(e) => (None, Some(e)),
+            };
+            let mut exec = PipelineExecutor::new(Arc::new(pool), gpu, choice);
+            exec.device_error = device_error;
+            exec
         },
         process_cpu_seconds,
     )

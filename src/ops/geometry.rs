@@ -351,9 +351,9 @@ pub(crate) fn resize_plan(
                     alpha.extend([COEF_SCALE as i32, 0]);
                 } else {
                     let first = if cubic { sx - 1 } else { sx };
-                    for j in 0..k {
+                    for (j, &w) in a.iter().enumerate() {
                         taps.push(par::replicate(first + j as isize, sw) as i32);
-                        alpha.push(a[j]);
+                        alpha.push(w);
                     }
                 }
             }

@@ -82,6 +82,10 @@ pub struct Setup {
     pub threads: Option<usize>,
     /// Workers read inputs and write outputs themselves.
     pub shared_fs: bool,
+    /// `--backend`: cpu, opencl or auto.
+    pub backend: String,
+    /// `--device`, if given (else each worker takes its local rank modulo the devices).
+    pub device: Option<usize>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -69,3 +69,232 @@ fn every_supported_op_equals_the_cpu_on_every_fixture() {
     );
     assert!(checked > 150, "only {checked} cases ran on the device");
 }
+
+#[test]
+fn a_pipeline_stays_on_the_device_and_matches_the_cpu() {
+    let gpu = gpu();
+    let img = fixture("photo_rgb.png");
+    let ops: Vec<_> = [
+        "blur",
+        "sharpen",
+        "resize:scale=0.5,filter=bicubic",
+        "rotate",
+        "custom_processing",
+        "canny",
+    ]
+    .iter()
+    .map(|t| parse_op_str(t).unwrap())
+    .collect();
+    let mut cpu = img.clone();
+    for op in &ops {
+        cpu = apply(op, cpu).unwrap();
+    }
+    let (dev, backend) = gpu.run(&ops, img.clone()).unwrap();
+    assert_eq!(backend, "opencl");
+    assert_eq!(dev, cpu);
+    // An op without a kernel (equalize) runs on the CPU in the middle of the pipeline.
+    let mixed: Vec<_> = ["invert", "equalize", "blur"]
+        .iter()
+        .map(|t| parse_op_str(t).unwrap())
+        .collect();
+    let (dev, backend) = gpu.run(&mixed, img.clone()).unwrap();
+    assert_eq!(backend, "opencl+cpu");
+    let mut cpu = img;
+    for op in &mixed {
+        cpu = apply(op, cpu).unwrap();
+    }
+    assert_eq!(dev, cpu);
+}
+
+fn run_bin(args: &[&str], dir: &Path) -> std::process::Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn backend_opencl_writes_the_same_bytes_as_the_cpu_and_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = root.join("examples/jobs.json");
+    let m = manifest.to_str().unwrap();
+    for (backend, out) in [("cpu", "c"), ("opencl", "g")] {
+        let o = d.path().join(out);
+        let r = run_bin(
+            &[
+                "-q",
+                "-m",
+                m,
+                "-o",
+                o.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--report",
+                o.join("r.json").to_str().unwrap(),
+            ],
+            d.path(),
+        );
+        assert!(
+            r.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&r.stderr)
+        );
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(d.path().join("g/r.json")).unwrap()).unwrap();
+    let backends: Vec<&str> = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["backend"].as_str().unwrap())
+        .collect();
+    assert!(
+        backends.iter().all(|b| b.starts_with("opencl")),
+        "{backends:?}"
+    );
+    for item in report["items"].as_array().unwrap() {
+        let g = Path::new(item["output"].as_str().unwrap());
+        let c = d
+            .path()
+            .join("c")
+            .join(g.strip_prefix(d.path().join("g")).unwrap());
+        assert_eq!(
+            std::fs::read(g).unwrap(),
+            std::fs::read(&c).unwrap(),
+            "{}",
+            g.display()
+        );
+    }
+}
+
+#[test]
+fn list_devices_shows_the_device_and_no_platform_is_a_usage_error() {
+    let d = tempfile::tempdir().unwrap();
+    let r = run_bin(&["--list-devices"], d.path());
+    assert!(r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stdout).starts_with("0: "),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+    // An empty vendor folder hides every OpenCL driver from the ICD loader.
+    let empty = tempfile::tempdir().unwrap();
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photo_rgb.png");
+    let r = std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
+        .args([
+            "--op",
+            "invert",
+            "-o",
+            "out",
+            "--backend",
+            "opencl",
+            photo.to_str().unwrap(),
+        ])
+        .env("OCL_ICD_VENDORS", empty.path())
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        err.contains("--backend opencl") && err.contains("OpenCL"),
+        "{err}"
+    );
+    assert!(!d.path().join("out").exists());
+    // auto without a device runs on the CPU.
+    let r = std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
+        .args(["--op", "invert", "-o", "out", "-q", photo.to_str().unwrap()])
+        .env("OCL_ICD_VENDORS", empty.path())
+        .current_dir(d.path())
+        .output()
+        .unwrap();
+    assert!(r.status.success());
+    let r = std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
+        .arg("--list-devices")
+        .env("OCL_ICD_VENDORS", empty.path())
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&r.stdout).contains("no OpenCL"),
+        "{}",
+        String::from_utf8_lossy(&r.stdout)
+    );
+}
+
+#[test]
+fn workers_under_mpi_use_the_device_and_match_the_cpu() {
+    let d = tempfile::tempdir().unwrap();
+    let m = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/jobs.json");
+    let mut outs = Vec::new();
+    for backend in ["cpu", "opencl"] {
+        let o = d.path().join(backend);
+        let r = std::process::Command::new("mpirun")
+            .args(["-np", "3", "--oversubscribe"])
+            .arg(assert_cmd::cargo::cargo_bin("imgproc"))
+            .args([
+                "-q",
+                "-m",
+                m.to_str().unwrap(),
+                "-o",
+                o.to_str().unwrap(),
+                "--backend",
+                backend,
+                "--report",
+                "-",
+            ])
+            .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+            .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+            .output()
+            .expect("mpirun");
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        outs.push(serde_json::from_slice::<serde_json::Value>(&r.stdout).unwrap());
+    }
+    for (c, g) in outs[0]["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(outs[1]["items"].as_array().unwrap())
+    {
+        assert!(g["backend"].as_str().unwrap().starts_with("opencl"), "{g}");
+        assert!(g["rank"].as_u64().unwrap() >= 1);
+        let (cp, gp) = (c["output"].as_str().unwrap(), g["output"].as_str().unwrap());
+        assert_eq!(
+            std::fs::read(cp).unwrap(),
+            std::fs::read(gp).unwrap(),
+            "{gp}"
+        );
+    }
+}
+
+#[test]
+fn concurrent_items_mixing_device_and_cpu_steps_do_not_deadlock() {
+    // Regression: a rayon thread waiting inside a CPU step picked up another item and
+    // blocked on the device lock its own stack held.
+    let d = tempfile::tempdir().unwrap();
+    let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photo_rgb.png");
+    for i in 0..12 {
+        std::fs::copy(&photo, d.path().join(format!("p{i}.png"))).unwrap();
+    }
+    let inputs: Vec<String> = (0..12).map(|i| format!("p{i}.png")).collect();
+    assert_cmd::Command::cargo_bin("imgproc")
+        .unwrap()
+        .current_dir(d.path())
+        .args(["-q", "--threads", "2", "--backend", "opencl", "-o", "out"])
+        .args([
+            "--op",
+            "blur",
+            "--op",
+            "equalize",
+            "--op",
+            "median",
+            "--op",
+            "resize:scale=0.5,filter=lanczos3",
+        ])
+        .args(&inputs)
+        .timeout(std::time::Duration::from_secs(120))
+        .assert()
+        .success();
+    assert_eq!(std::fs::read_dir(d.path().join("out")).unwrap().count(), 12);
+}

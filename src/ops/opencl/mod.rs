@@ -100,6 +100,18 @@ fn all_devices() -> Result<Vec<(DeviceInfo, Device)>, String> {
     Ok(out)
 }
 
+/// Opens device `index` once per process and shares it (compiling the kernels once).
+pub fn shared(index: usize) -> Result<std::sync::Arc<Gpu>, String> {
+    static OPENED: Mutex<Vec<(usize, std::sync::Arc<Gpu>)>> = Mutex::new(Vec::new());
+    let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, g)) = opened.iter().find(|(i, _)| *i == index) {
+        return Ok(g.clone());
+    }
+    let g = std::sync::Arc::new(Gpu::open(index)?);
+    opened.push((index, g.clone()));
+    Ok(g)
+}
+
 /// Every OpenCL device of every platform; an error says what is missing.
 pub fn list_devices() -> Result<Vec<DeviceInfo>, String> {
     Ok(all_devices()?.into_iter().map(|(i, _)| i).collect())
@@ -116,8 +128,7 @@ pub struct Gpu {
 }
 
 // SAFETY: OpenCL contexts, queues and programs are thread-safe objects; kernels (whose
-// arguments are state) are only used under the `kernels` mutex, which `run` holds for a
-// whole pipeline.
+// arguments are state) are only used under the `kernels` mutex.
 unsafe impl Send for Gpu {}
 unsafe impl Sync for Gpu {}
 
@@ -216,7 +227,6 @@ impl Gpu {
     /// Runs `ops` on `img`: on the device where it can, on the CPU elsewhere. Returns the
     /// result and what ran: "opencl", "opencl+cpu" or "cpu".
     pub fn run(&self, ops: &[Op], img: Image) -> Result<(Image, &'static str), RunError> {
-        let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
         let mut on_device: Option<DevImage> = None;
         let mut host = Some(img);
         let (mut gpu_ops, mut cpu_ops) = (0, 0);
@@ -237,6 +247,10 @@ impl Gpu {
                         Some(d) => d,
                         None => self.upload(host.take().expect("host image"))?,
                     };
+                    // The kernels (whose arguments are state) are locked for this op's
+                    // launches only: CPU steps run rayon jobs, and a rayon thread waiting
+                    // in one may pick up another item that needs the device.
+                    let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
                     on_device = Some(self.apply(&kernels, plan, dev)?);
                     gpu_ops += 1;
                 }
@@ -568,8 +582,8 @@ impl Gpu {
         use Arg::*;
         let (w, h, cn) = (d.w, d.h, d.cn);
         let n = w * h;
-        let colors = if cn >= 3 { 3 } else { 1 };
-        let (wi, hi, ci, coli) = (w as i32, h as i32, cn as i32, colors as i32);
+        let colors: i32 = if cn >= 3 { 3 } else { 1 };
+        let (wi, hi, ci, coli) = (w as i32, h as i32, cn as i32, colors);
         let grid = [w, h];
         let out = match plan {
             Plan::Point { kernel, extra } => {
