@@ -2,6 +2,11 @@
 //! scripts/bench_vs_opencv.py, which runs the same ops with OpenCV on the same pixels.
 //!
 //!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg [--iters 7] [--threads 1]
+//!     cargo bench --bench optable -- --image photo.png --backend opencl [--device 0]
+//!
+//! With `--backend opencl` each op line also gives `cl_mp_s` (device, upload and
+//! download included) and `kernel_mp_s` (the kernels alone), or null where the op has
+//! no kernel.
 
 use imgproc::codec::{self, DecodeOptions, EncodeOptions, Frame, OutputFormat};
 use imgproc::ops::{apply, apply_ref, parse_op_str};
@@ -75,6 +80,12 @@ fn main() {
         .num_threads(threads)
         .build()
         .expect("thread pool");
+    let gpu = (arg(&args, "--backend").as_deref() == Some("opencl")).then(|| {
+        let device = arg(&args, "--device")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        imgproc::ops::opencl::Gpu::open(device).expect("an OpenCL device")
+    });
     let bytes = std::fs::read(&image).expect("read --image");
     let img = codec::decode(&bytes, &DecodeOptions::default())
         .expect("decode --image")
@@ -102,9 +113,30 @@ fn main() {
                 }
                 t.elapsed().as_secs_f64()
             });
-            println!("{{\"name\": \"{op_text}\", \"mp_s\": {:.1}}}", mp / secs);
+            match &gpu {
+                Some(g) => {
+                    let mut total = Vec::new();
+                    let mut kernel = Vec::new();
+                    for _ in 0..iters {
+                        if let Ok(Some((t, k))) = g.profile(&op, &img) {
+                            total.push(t);
+                            kernel.push(k);
+                        }
+                    }
+                    let (cl, kern) = if total.is_empty() {
+                        ("null".to_string(), "null".to_string())
+                    } else {
+                        (format!("{:.1}", mp / median(total)), format!("{:.1}", mp / median(kernel)))
+                    };
+                    println!(
+                        "{{\"name\": \"{op_text}\", \"mp_s\": {:.1}, \"cl_mp_s\": {cl}, \"kernel_mp_s\": {kern}}}",
+                        mp / secs
+                    );
+                }
+                None => println!("{{\"name\": \"{op_text}\", \"mp_s\": {:.1}}}", mp / secs),
+            }
         }
-        if only.is_some() {
+        if only.is_some() || gpu.is_some() {
             return;
         }
         if let Some(jpeg) = arg(&args, "--jpeg") {

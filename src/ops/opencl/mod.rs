@@ -277,6 +277,30 @@ impl Gpu {
     }
 }
 
+impl Gpu {
+    /// Times one op on the device: `(seconds including the upload and the download,
+    /// seconds of the kernels alone)`; `None` when the op would run on the CPU.
+    pub fn profile(&self, op: &Op, img: &Image) -> Result<Option<(f64, f64)>, RunError> {
+        if !Self::supports(op, img.channels) || img.is_16bit() {
+            return Ok(None);
+        }
+        let host = Some(img.clone());
+        let Some(plan) = self.plan(op, &host, &None)? else {
+            return Ok(None);
+        };
+        let t = std::time::Instant::now();
+        let dev = self.upload(host.expect("host image"))?;
+        self.queue.finish().map_err(|e| dev_err("finish", e))?;
+        let k0 = t.elapsed().as_secs_f64();
+        let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
+        let out = self.apply(&kernels, plan, dev)?;
+        drop(kernels);
+        let k1 = t.elapsed().as_secs_f64();
+        let _ = self.download(out)?;
+        Ok(Some((t.elapsed().as_secs_f64(), k1 - k0)))
+    }
+}
+
 /// Why a device pipeline stopped.
 #[derive(Debug)]
 pub enum RunError {
@@ -592,6 +616,7 @@ impl Gpu {
                     args.push(Int(v));
                 }
                 self.launch(k, kernel, &[n], &args)?;
+                self.queue.finish().map_err(|e| dev_err("finish", e))?;
                 return Ok(d);
             }
             Plan::Lut(table) => {
