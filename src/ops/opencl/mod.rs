@@ -284,12 +284,11 @@ impl Gpu {
         if !Self::supports(op, img.channels) || img.is_16bit() {
             return Ok(None);
         }
-        let host = Some(img.clone());
-        let Some(plan) = self.plan(op, &host, &None)? else {
+        let Some(plan) = self.plan(op, &Some(img.clone()), &None)? else {
             return Ok(None);
         };
         let t = std::time::Instant::now();
-        let dev = self.upload(host.expect("host image"))?;
+        let dev = self.upload(img.clone())?;
         self.queue.finish().map_err(|e| dev_err("finish", e))?;
         let k0 = t.elapsed().as_secs_f64();
         let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
