@@ -13,7 +13,10 @@ fn gpu() -> Gpu {
     let devices = list_devices().expect("an OpenCL platform (scripts/test.sh installs PoCL)");
     assert!(!devices.is_empty(), "no OpenCL device");
     // IMGPROC_TEST_DEVICE picks the device (scripts/gpu_check.sh sets it to the GPU).
-    let index = std::env::var("IMGPROC_TEST_DEVICE").ok().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let index = std::env::var("IMGPROC_TEST_DEVICE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     Gpu::open(index).expect("the OpenCL device opens and builds the kernels")
 }
 
