@@ -183,14 +183,26 @@ fn crop_t<T: Copy>(
     out
 }
 
-/// Cut out `width x height` at `(x, y)`; the rectangle must lie inside the image.
-pub fn crop(img: &Image, x: u32, y: u32, width: u32, height: u32) -> Result<Image, OpError> {
-    if x as u64 + width as u64 > img.width as u64 || y as u64 + height as u64 > img.height as u64 {
+/// The error of a crop rectangle that does not lie inside a `w x h` image.
+pub(crate) fn check_crop(
+    w: u32,
+    h: u32,
+    x: u32,
+    y: u32,
+    width: u32,
+    height: u32,
+) -> Result<(), OpError> {
+    if x as u64 + width as u64 > w as u64 || y as u64 + height as u64 > h as u64 {
         return Err(OpError(format!(
-            "crop rectangle {width}x{height} at ({x}, {y}) does not fit in the {}x{} image: make it smaller or move it",
-            img.width, img.height
+            "crop rectangle {width}x{height} at ({x}, {y}) does not fit in the {w}x{h} image: make it smaller or move it"
         )));
     }
+    Ok(())
+}
+
+/// Cut out `width x height` at `(x, y)`; the rectangle must lie inside the image.
+pub fn crop(img: &Image, x: u32, y: u32, width: u32, height: u32) -> Result<Image, OpError> {
+    check_crop(img.width, img.height, x, y, width, height)?;
     let (w, cn) = (img.width as usize, img.channels as usize);
     let (xs, ys, cw, ch) = (x as usize, y as usize, width as usize, height as usize);
     Ok(map_samples(
@@ -228,6 +240,62 @@ pub fn target_size(
     Ok(size)
 }
 
+/// The algorithm a resize runs, chosen as OpenCV chooses it (a bilinear halving is an
+/// area average; area enlarges through bilinear-like weights).
+enum Method {
+    Nearest,
+    Lanczos3,
+    AreaInt(usize, usize),
+    AreaFloat,
+    Separable { cubic: bool, area: bool },
+}
+
+/// Source-to-destination scales of a resize, as OpenCV computes them.
+struct Scales {
+    inv_x: f64,
+    inv_y: f64,
+    x: f64,
+    y: f64,
+}
+
+fn choose(sw: usize, sh: usize, dw: usize, dh: usize, filter: Filter) -> (Method, Scales) {
+    let (inv_x, inv_y) = (dw as f64 / sw as f64, dh as f64 / sh as f64);
+    let sc = Scales {
+        inv_x,
+        inv_y,
+        x: 1.0 / inv_x,
+        y: 1.0 / inv_y,
+    };
+    let method = match filter {
+        Filter::Nearest => Method::Nearest,
+        Filter::Lanczos3 => Method::Lanczos3,
+        _ => {
+            let ix = sc.x.round_ties_even() as i64;
+            let iy = sc.y.round_ties_even() as i64;
+            let area_fast =
+                (sc.x - ix as f64).abs() < f64::EPSILON && (sc.y - iy as f64).abs() < f64::EPSILON;
+            let filter = if filter == Filter::Bilinear && area_fast && ix == 2 && iy == 2 {
+                Filter::Area
+            } else {
+                filter
+            };
+            if filter == Filter::Area && sc.x >= 1.0 && sc.y >= 1.0 {
+                if area_fast {
+                    Method::AreaInt(ix as usize, iy as usize)
+                } else {
+                    Method::AreaFloat
+                }
+            } else {
+                Method::Separable {
+                    cubic: filter == Filter::Bicubic,
+                    area: filter == Filter::Area,
+                }
+            }
+        }
+    };
+    (method, sc)
+}
+
 /// Resize an image to `dw x dh` (16-bit images are reduced to 8 bits by the caller).
 pub fn resize(img: &Image, dw: u32, dh: u32, filter: Filter) -> Image {
     if (dw, dh) == (img.width, img.height) {
@@ -240,35 +308,16 @@ pub fn resize(img: &Image, dw: u32, dh: u32, filter: Filter) -> Image {
     );
     let (dwu, dhu) = (dw as usize, dh as usize);
     let src = img.u8_data();
-    let inv_x = dwu as f64 / sw as f64;
-    let inv_y = dhu as f64 / sh as f64;
-    let (scale_x, scale_y) = (1.0 / inv_x, 1.0 / inv_y);
-    let out = match filter {
-        Filter::Nearest => nearest(src, sw, cn, dwu, dhu, scale_x, scale_y),
-        Filter::Lanczos3 => lanczos3(src, sw, sh, cn, dwu, dhu),
-        _ => {
-            let ix = scale_x.round_ties_even() as i64;
-            let iy = scale_y.round_ties_even() as i64;
-            let area_fast = (scale_x - ix as f64).abs() < f64::EPSILON
-                && (scale_y - iy as f64).abs() < f64::EPSILON;
-            let filter = if filter == Filter::Bilinear && area_fast && ix == 2 && iy == 2 {
-                Filter::Area
-            } else {
-                filter
-            };
-            if filter == Filter::Area && scale_x >= 1.0 && scale_y >= 1.0 {
-                if area_fast {
-                    area_int(src, sw, cn, dwu, dhu, ix as usize, iy as usize)
-                } else {
-                    area_float(src, sw, sh, cn, dwu, dhu, scale_x, scale_y)
-                }
-            } else {
-                let cubic = filter == Filter::Bicubic;
-                let area = filter == Filter::Area;
-                let ax = axis(sw, dwu, scale_x, inv_x, cubic, area);
-                let ay = axis(sh, dhu, scale_y, inv_y, cubic, area);
-                generic(src, sw, sh, cn, dwu, dhu, &ax, &ay, cubic)
-            }
+    let (method, sc) = choose(sw, sh, dwu, dhu, filter);
+    let out = match method {
+        Method::Nearest => nearest(src, sw, cn, dwu, dhu, sc.x, sc.y),
+        Method::Lanczos3 => lanczos3(src, sw, sh, cn, dwu, dhu),
+        Method::AreaInt(fx, fy) => area_int(src, sw, cn, dwu, dhu, fx, fy),
+        Method::AreaFloat => area_float(src, sw, sh, cn, dwu, dhu, sc.x, sc.y),
+        Method::Separable { cubic, area } => {
+            let ax = axis(sw, dwu, sc.x, sc.inv_x, cubic, area);
+            let ay = axis(sh, dhu, sc.y, sc.inv_y, cubic, area);
+            generic(src, sw, sh, cn, dwu, dhu, &ax, &ay, cubic)
         }
     };
     Image::from_u8(dw, dh, img.channels, out)
@@ -302,43 +351,21 @@ pub(crate) fn resize_plan(
     dh: usize,
     filter: Filter,
 ) -> ResizePlan {
-    let inv_x = dw as f64 / sw as f64;
-    let inv_y = dh as f64 / sh as f64;
-    let (scale_x, scale_y) = (1.0 / inv_x, 1.0 / inv_y);
-    match filter {
-        Filter::Nearest => ResizePlan::Nearest {
+    let (method, sc) = choose(sw, sh, dw, dh, filter);
+    match method {
+        Method::Nearest => ResizePlan::Nearest {
             xs: (0..dw)
-                .map(|x| ((x as f64 * scale_x).floor() as usize).min(sw - 1) as i32)
+                .map(|x| ((x as f64 * sc.x).floor() as usize).min(sw - 1) as i32)
                 .collect(),
             ys: (0..dh)
-                .map(|y| ((y as f64 * scale_y).floor() as usize).min(sh - 1) as i32)
+                .map(|y| ((y as f64 * sc.y).floor() as usize).min(sh - 1) as i32)
                 .collect(),
         },
-        Filter::Lanczos3 => ResizePlan::CpuOnly,
-        _ => {
-            let ix = scale_x.round_ties_even() as i64;
-            let iy = scale_y.round_ties_even() as i64;
-            let area_fast = (scale_x - ix as f64).abs() < f64::EPSILON
-                && (scale_y - iy as f64).abs() < f64::EPSILON;
-            let filter = if filter == Filter::Bilinear && area_fast && ix == 2 && iy == 2 {
-                Filter::Area
-            } else {
-                filter
-            };
-            if filter == Filter::Area && scale_x >= 1.0 && scale_y >= 1.0 {
-                return if area_fast {
-                    ResizePlan::AreaInt {
-                        fx: ix as usize,
-                        fy: iy as usize,
-                    }
-                } else {
-                    ResizePlan::CpuOnly
-                };
-            }
-            let cubic = filter == Filter::Bicubic;
-            let area = filter == Filter::Area;
-            let ax = axis(sw, dw, scale_x, inv_x, cubic, area);
-            let ay = axis(sh, dh, scale_y, inv_y, cubic, area);
+        Method::Lanczos3 | Method::AreaFloat => ResizePlan::CpuOnly,
+        Method::AreaInt(fx, fy) => ResizePlan::AreaInt { fx, fy },
+        Method::Separable { cubic, area } => {
+            let ax = axis(sw, dw, sc.x, sc.inv_x, cubic, area);
+            let ay = axis(sh, dh, sc.y, sc.inv_y, cubic, area);
             let k = ax.ksize;
             let mut taps = Vec::with_capacity(dw * k);
             let mut alpha = Vec::with_capacity(dw * k);

@@ -464,11 +464,8 @@ impl Gpu {
                 width,
                 height,
             } => {
-                if x as u64 + width as u64 > w as u64 || y as u64 + height as u64 > h as u64 {
-                    return Err(RunError::Op(OpError(format!(
-                        "crop rectangle {width}x{height} at ({x}, {y}) does not fit in the {w}x{h} image: make it smaller or move it"
-                    ))));
-                }
+                geometry::check_crop(w as u32, h as u32, x, y, width, height)
+                    .map_err(RunError::Op)?;
                 Plan::Crop {
                     x: x as usize,
                     y: y as usize,
