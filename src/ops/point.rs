@@ -455,6 +455,14 @@ pub fn hsv_shift(img: Image, dh: i32, ds: i32, dv: i32) -> Image {
     img
 }
 
+/// `if c { a } else { b }` as a bitwise blend: the compiler keeps it a vector select
+/// instead of turning a chain of them into masked stores (very slow on some CPUs).
+#[inline(always)]
+fn pick(c: bool, a: f32, b: f32) -> f32 {
+    let m = (c as u32).wrapping_neg();
+    f32::from_bits((a.to_bits() & m) | (b.to_bits() & !m))
+}
+
 /// Pixels per block of [`hsv_block`]; equal to [`HSV_BLOCK`] so a block is all vector or all tail.
 const LANES: usize = HSV_BLOCK;
 
@@ -550,36 +558,9 @@ fn hsv_block<const CH: usize>(block: &mut [u8], vector: bool, shift: [i32; 3], t
             sector == 5.0,
         );
         let s0 = sector == 0.0;
-        f[0][i] = 255.0
-            * if s1 {
-                t2
-            } else if s2 || s3 {
-                t1
-            } else if s4 {
-                t3
-            } else {
-                t0
-            };
-        f[1][i] = 255.0
-            * if s0 {
-                t3
-            } else if s3 {
-                t2
-            } else if s4 || s5 {
-                t1
-            } else {
-                t0
-            };
-        f[2][i] = 255.0
-            * if s2 {
-                t3
-            } else if s3 || s4 {
-                t0
-            } else if s5 {
-                t2
-            } else {
-                t1
-            };
+        f[0][i] = 255.0 * pick(s1, t2, pick(s2 || s3, t1, pick(s4, t3, t0)));
+        f[1][i] = 255.0 * pick(s0, t3, pick(s3, t2, pick(s4 || s5, t1, t0)));
+        f[2][i] = 255.0 * pick(s2, t3, pick(s3 || s4, t0, pick(s5, t2, t1)));
     }
     for (c, fc) in f.iter().enumerate() {
         if vector {
