@@ -194,14 +194,31 @@ pub fn run_master(
     let shared = opts.setup.shared_fs;
 
     // Deals the next job to worker `w`; false when there is nothing left to deal.
+    // Cost of the jobs from position i of `order` on, for the mean of what is left.
+    let mut suffix = vec![0.0; order.len() + 1];
+    for i in (0..order.len()).rev() {
+        suffix[i] = suffix[i + 1] + jobs[order[i]].cost;
+    }
+    // Per worker: items in flight and their cost.
+    let mut load = vec![(0usize, 0.0f64); n];
+
+    // Deals the next job to worker `w`; false when there is nothing (more) to deal to it.
+    // Prefetch only hides a round trip, so a worker that is busy with much more than an
+    // average job gets nothing queued behind it: an idle worker should take that job.
     let deal = |w: usize,
                 link: &mut dyn MasterLink,
                 sink: &mut dyn Sink,
                 stats: &mut [WorkerStats],
+                load: &mut [(usize, f64)],
                 next: &mut usize,
                 stopped: bool|
      -> Result<bool, TransportError> {
         while !stopped && *next < order.len() {
+            let (count, busy) = load[w - 1];
+            let mean = suffix[*next] / (order.len() - *next) as f64;
+            if count > 0 && busy > 2.0 * mean {
+                return Ok(false);
+            }
             let job = &jobs[order[*next]];
             *next += 1;
             let task = Task {
@@ -224,14 +241,16 @@ pub fn run_master(
             };
             stats[w - 1].bytes_to += payload.len() as u64;
             link.send(w, frame(&Header::Task(task), &payload))?;
+            load[w - 1] = (count + 1, busy + job.cost);
             return Ok(true);
         }
         Ok(false)
     };
 
-    for _ in 0..opts.prefetch.max(1) {
+    let prefetch = opts.prefetch.max(1);
+    for _ in 0..prefetch {
         for w in 1..=n {
-            if deal(w, link, sink, &mut stats, &mut next, stopped)? {
+            if deal(w, link, sink, &mut stats, &mut load, &mut next, stopped)? {
                 outstanding += 1;
             }
         }
@@ -256,7 +275,11 @@ pub fn run_master(
         if failed && opts.fail_fast {
             stopped = true;
         }
-        if deal(w, link, sink, &mut stats, &mut next, stopped)? {
+        let (count, busy) = load[w - 1];
+        load[w - 1] = (count.saturating_sub(1), (busy - jobs[j].cost).max(0.0));
+        while load[w - 1].0 < prefetch
+            && deal(w, link, sink, &mut stats, &mut load, &mut next, stopped)?
+        {
             outstanding += 1;
         }
     }
@@ -456,8 +479,9 @@ mod tests {
     }
 
     #[test]
-    fn deals_largest_first_with_prefetch_round_robin_then_one_per_result() {
-        let j = jobs(&[1.0, 5.0, 3.0, 4.0, 2.0, 6.0]);
+    fn deals_largest_first_with_prefetch_round_robin_then_refills() {
+        // Similar costs, so prefetch applies everywhere.
+        let j = jobs(&[1.0, 1.5, 1.2, 1.4, 1.1, 1.3]);
         let mut link = ScriptedLink::new(2, &[2, 2, 1], &[]);
         let mut sink = RecordingSink::default();
         let stats = run_master(&mut link, &j, &opts(2, false), &mut sink).unwrap();
@@ -467,23 +491,41 @@ mod tests {
             .filter(|(_, s)| s.starts_with("task"))
             .cloned()
             .collect();
-        // Costs order the ids 5, 1, 3, 2, 4, 0. Two rounds of prefetch: w1, w2, w1, w2.
+        // Costs order the ids 1, 3, 5, 2, 4, 0. Two rounds of prefetch: w1, w2, w1, w2.
         assert_eq!(
             tasks[..4],
             [
+                (1, "task 1".into()),
+                (2, "task 3".into()),
                 (1, "task 5".into()),
-                (2, "task 1".into()),
-                (1, "task 3".into()),
                 (2, "task 2".into())
             ]
         );
-        // Worker 2 answers first, so it gets the next item; then again; then worker 1.
+        // Worker 2 answers first, so it is refilled first; then again; then worker 1.
         assert_eq!(tasks[4..], [(2, "task 4".into()), (2, "task 0".into())]);
         assert_eq!(sink.results.len(), 6);
         assert_eq!(stats.iter().map(|s| s.items).sum::<usize>(), 6);
         assert_eq!(stats[0].cpu_seconds, 0.5);
         assert!(link.sent.iter().filter(|(_, s)| s == "stop 0").count() == 2);
         assert_eq!(link.sent.iter().filter(|(_, s)| s == "setup").count(), 2);
+    }
+
+    #[test]
+    fn nothing_is_queued_behind_an_item_much_larger_than_the_rest() {
+        // One huge item and small ones: the worker with the huge one gets no prefetch,
+        // so every small item goes to the other worker as it asks.
+        let j = jobs(&[100.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
+        let mut link = ScriptedLink::new(2, &[2, 2, 2, 2, 2], &[]);
+        let mut sink = RecordingSink::default();
+        run_master(&mut link, &j, &opts(2, false), &mut sink).unwrap();
+        let to_w1: Vec<&String> = link
+            .sent
+            .iter()
+            .filter(|(w, s)| *w == 1 && s.starts_with("task"))
+            .map(|(_, s)| s)
+            .collect();
+        assert_eq!(to_w1, ["task 0"], "worker 1 holds only the huge item");
+        assert_eq!(sink.results.len(), 6);
     }
 
     #[test]
