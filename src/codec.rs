@@ -116,14 +116,6 @@ pub struct Decoded {
     pub height: u32,
 }
 
-/// Format and dimensions from the header alone.
-pub fn probe(bytes: &[u8]) -> Result<(ImageFormat, u32, u32), ItemError> {
-    let reader = reader(bytes)?;
-    let format = reader.format().ok_or_else(unknown_format)?;
-    let (w, h) = reader.into_dimensions().map_err(map_image_error)?;
-    Ok((format, w, h))
-}
-
 fn unknown_format() -> ItemError {
     ItemError::Unsupported(
         "not a recognised image format (JPEG, PNG, GIF, BMP, TIFF, WebP, PNM and QOI are read)"
@@ -464,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn garbage_is_unsupported_and_truncation_is_a_decode_error() {
+    fn garbage_is_unsupported_and_a_truncated_jpeg_never_panics() {
         assert_eq!(
             decode(b"hello world, not an image", &DecodeOptions::default())
                 .unwrap_err()

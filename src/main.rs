@@ -75,7 +75,7 @@ fn run(config: Config) -> Exit {
                         print_plan(&p);
                         Exit::Ok
                     }
-                    Ok(p) => finish(runner::run_local(&p, &run), &run, report.as_deref()),
+                    Ok(p) => finish(runner::run_local(&p, &run), report.as_deref()),
                     Err(code) => code,
                 }
             }
@@ -141,7 +141,7 @@ fn run_mpi(
                 print_plan(&p);
                 Exit::Ok
             }
-            Ok(p) => finish(runner::run_local(&p, run), run, report),
+            Ok(p) => finish(runner::run_local(&p, run), report),
             Err(code) => code,
         };
     }
@@ -163,10 +163,10 @@ fn run_mpi(
     if result.is_err() {
         let _ = sched::stop_all(&mut link, Exit::Fatal as i32);
     }
-    finish(result, run, report)
+    finish(result, report)
 }
 
-fn finish(result: Result<Report, String>, run: &RunOptions, report: Option<&str>) -> Exit {
+fn finish(result: Result<Report, String>, report: Option<&str>) -> Exit {
     let report_data = match result {
         Ok(r) => r,
         Err(e) => {
@@ -180,13 +180,8 @@ fn finish(result: Result<Report, String>, run: &RunOptions, report: Option<&str>
             return Exit::Fatal;
         }
     }
-    let stopped = run.fail_fast
-        && report_data.items.iter().any(|i| {
-            i.error
-                .as_deref()
-                .is_some_and(|e| e.contains("--fail-fast"))
-        });
-    if report_data.totals.failed > 0 || stopped {
+    // --fail-fast only stops a batch after a failure, which `failed` counts.
+    if report_data.totals.failed > 0 {
         Exit::ItemsFailed
     } else {
         Exit::Ok

@@ -96,8 +96,6 @@ pub struct ItemOutput {
     pub width: u32,
     /// Input height as stored.
     pub height: u32,
-    /// Frames processed (more than one for animations).
-    pub frames: usize,
     /// Stage timings.
     pub timings: Timings,
     /// What ran the ops: "cpu", "opencl", "opencl+cpu" (some ops had no kernel), or
@@ -183,14 +181,12 @@ pub fn process_item_on(
     let process_ms = ms(t);
 
     let t = Instant::now();
-    let n = frames.len();
     let bytes = codec::encode(frames, &spec.encode)?;
     let encode_ms = ms(t);
     Ok(ItemOutput {
         bytes,
         width,
         height,
-        frames: n,
         timings: Timings {
             decode_ms,
             process_ms,

@@ -514,11 +514,15 @@ pub fn run_mpi_worker(
                 _ => BackendChoice::Cpu,
             };
             // Each worker takes its own device: two ranks on a two-GPU node use both.
-            let count = opencl::list_devices().map(|d| d.len()).unwrap_or(0).max(1);
-            let index = setup.device.unwrap_or(local_rank.unwrap_or(0) % count);
-            let (gpu, device_error) = match open_device(choice, index) {
-                Ok(g) => (g, None),
-                Err(e) => (None, Some(e)),
+            let (gpu, device_error) = if choice == BackendChoice::Cpu {
+                (None, None)
+            } else {
+                let count = opencl::list_devices().map(|d| d.len()).unwrap_or(0).max(1);
+                let index = setup.device.unwrap_or(local_rank.unwrap_or(0) % count);
+                match open_device(choice, index) {
+                    Ok(g) => (g, None),
+                    Err(e) => (None, Some(e)),
+                }
             };
             let mut exec = PipelineExecutor::new(Arc::new(pool), gpu, choice);
             exec.device_error = device_error;
