@@ -1,4 +1,10 @@
 // Neighbourhood filters on interleaved 8-bit images, bit-exact with src/ops/filter.rs.
+//
+// The grid is (16-byte chunks of a row, rows). A chunk whose whole neighbourhood lies
+// inside the row runs on vectors (neighbours of a sample are whole pixels, cn bytes,
+// away); chunks at the left and right borders, and the partial chunk at the end of a
+// row, run byte by byte with the border rule. Rows outside the image are mapped once per
+// work-item.
 #pragma OPENCL FP_CONTRACT OFF
 
 inline int reflect101(int p, int len) {
@@ -9,108 +15,186 @@ inline int reflect101(int p, int len) {
 
 inline int replicate(int p, int len) { return clamp(p, 0, len - 1); }
 
-// Horizontal pass of a separable filter with integer weights: sums in 32 bits.
-__kernel void k_sep_h(__global const uchar* src, __global uint* tmp, int w, int h, int cn,
-                    __global const uint* k, int ks) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
+// Horizontal pass of a separable filter with integer weights summing to at most 256
+// (Gaussian) or at most 16 ones (box), so that a sum fits 16 bits.
+__kernel void k_sep_h(__global const uchar* src, __global ushort* tmp, int w, int h, int cn,
+                      __global const uint* k, int ks) {
+    int xb = get_global_id(0) * 16, y = get_global_id(1);
+    int rb = w * cn;
+    if (xb >= rb || y >= h) return;
     int a = ks / 2;
-    for (int c = 0; c < cn; c++) {
-        uint s = 0;
-        for (int i = 0; i < ks; i++) s += k[i] * (uint)src[(y * w + reflect101(x + i - a, w)) * cn + c];
-        tmp[(y * w + x) * cn + c] = s;
+    __global const uchar* row = src + y * rb;
+    __global ushort* out = tmp + y * rb;
+    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
+        ushort16 s = (ushort16)0;
+        for (int i = 0; i < ks; i++)
+            s += (ushort)k[i] * convert_ushort16(LOAD16(uchar, row + xb + (i - a) * cn));
+        STORE16(ushort, s, out + xb);
+    } else {
+        int end = min(xb + 16, rb);
+        for (int b = xb; b < end; b++) {
+            int x = b / cn, c = b - x * cn;
+            uint s = 0;
+            for (int i = 0; i < ks; i++) s += k[i] * (uint)row[reflect101(x + i - a, w) * cn + c];
+            out[b] = (ushort)s;
+        }
     }
 }
 
 // Vertical pass; mode 0: Gaussian, (s + 2^15) >> 16; mode 1: box through OpenCV's
 // 16-bit fixed-point reciprocal, ((s + delta) * scale) >> 16.
-__kernel void k_sep_v(__global const uint* tmp, __global uchar* dst, int w, int h, int cn,
-                    __global const uint* k, int ks, int mode, uint delta, uint scale) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
+__kernel void k_sep_v(__global const ushort* tmp, __global uchar* dst, int w, int h, int cn,
+                      __global const uint* k, int ks, int mode, uint delta, uint scale) {
+    int xb = get_global_id(0) * 16, y = get_global_id(1);
+    int rb = w * cn;
+    if (xb >= rb || y >= h) return;
     int a = ks / 2;
-    for (int c = 0; c < cn; c++) {
-        uint s = 0;
-        for (int j = 0; j < ks; j++) s += k[j] * tmp[(reflect101(y + j - a, h) * w + x) * cn + c];
-        uint v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
-        dst[(y * w + x) * cn + c] = (uchar)min(v, 255u);
+    if (xb + 16 <= rb) {
+        uint16 s = (uint16)0;
+        for (int j = 0; j < ks; j++)
+            s += k[j] * convert_uint16(LOAD16(ushort, tmp + reflect101(y + j - a, h) * rb + xb));
+        uint16 v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
+        STORE16(uchar, convert_uchar16_sat(v), dst + y * rb + xb);
+    } else {
+        for (int b = xb; b < rb; b++) {
+            uint s = 0;
+            for (int j = 0; j < ks; j++) s += k[j] * (uint)tmp[reflect101(y + j - a, h) * rb + b];
+            uint v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
+            dst[y * rb + b] = (uchar)min(v, 255u);
+        }
     }
 }
 
 // v*(1+amount) - blurred*amount on colour channels, rounded half to even.
-__kernel void k_unsharp(__global uchar* img, __global const uchar* blurred, int n, int cn, int colors,
-                      float a, float b) {
-    int i = get_global_id(0);
-    if (i >= n) return;
-    for (int c = 0; c < colors; c++) {
-        int j = i * cn + c;
-        float t = (float)img[j] * a + (float)blurred[j] * b;
-        img[j] = (uchar)clamp(rint(t), 0.0f, 255.0f);
-    }
-}
-
-inline void sobel_at(__global const uchar* src, int w, int h, int cn, int x, int y, int c, int repl,
-                     int* dx, int* dy) {
-    int ym = repl ? replicate(y - 1, h) : reflect101(y - 1, h);
-    int yp = repl ? replicate(y + 1, h) : reflect101(y + 1, h);
-    int xm = repl ? replicate(x - 1, w) : reflect101(x - 1, w);
-    int xp = repl ? replicate(x + 1, w) : reflect101(x + 1, w);
-#define P(yy, xx) ((int)src[((yy) * w + (xx)) * cn + c])
-    *dx = (P(ym, xp) - P(ym, xm)) + 2 * (P(y, xp) - P(y, xm)) + (P(yp, xp) - P(yp, xm));
-    *dy = (P(yp, xm) + 2 * P(yp, x) + P(yp, xp)) - (P(ym, xm) + 2 * P(ym, x) + P(ym, xp));
-#undef P
-}
-
-// |dx|, |dy| or |dx|+|dy| saturated, per colour channel; alpha copied. dir: 0 x, 1 y, 2 xy.
-__kernel void k_sobel(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int colors, int dir) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
-    for (int c = 0; c < cn; c++) {
-        int o = (y * w + x) * cn + c;
-        if (c >= colors) { dst[o] = src[o]; continue; }
-        int dx, dy;
-        sobel_at(src, w, h, cn, x, y, c, 0, &dx, &dy);
-        int ax = min((int)abs(dx), 255), ay = min((int)abs(dy), 255);
-        dst[o] = (uchar)(dir == 0 ? ax : dir == 1 ? ay : min(ax + ay, 255));
-    }
-}
-
-// Median over a k x k window (k <= 7), border replicate.
-__kernel void k_median(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
-    int a = k / 2, n = k * k;
-    for (int c = 0; c < cn; c++) {
-        uchar v[49];
-        int m = 0;
-        for (int j = 0; j < k; j++)
-            for (int i = 0; i < k; i++)
-                v[m++] = src[(replicate(y + j - a, h) * w + replicate(x + i - a, w)) * cn + c];
-        // Partial selection sort up to the middle element.
-        for (int i = 0; i <= n / 2; i++) {
-            int best = i;
-            for (int j = i + 1; j < n; j++) if (v[j] < v[best]) best = j;
-            uchar t = v[i]; v[i] = v[best]; v[best] = t;
+__kernel void k_unsharp(__global uchar* img, __global const uchar* blurred, int nbytes, int cn,
+                        float a, float b) {
+    int o = get_global_id(0) * 16;
+    if (o + 16 <= nbytes) {
+        uchar16 v = LOAD16(uchar, img + o);
+        float16 t = convert_float16(v) * a + convert_float16(LOAD16(uchar, blurred + o)) * b;
+        uchar16 r = convert_uchar16_sat(clamp(rint(t), 0.0f, 255.0f));
+        STORE16(uchar, select(r, v, alpha_lanes(cn)), img + o);
+    } else {
+        for (int j = o; j < nbytes; j++) {
+            if (is_alpha(j, cn)) continue;
+            float t = (float)img[j] * a + (float)blurred[j] * b;
+            img[j] = (uchar)clamp(rint(t), 0.0f, 255.0f);
         }
-        dst[(y * w + x) * cn + c] = v[n / 2];
+    }
+}
+
+// |dx|, |dy| or |dx|+|dy| saturated, per colour channel, border reflect-101; alpha
+// copied. dir: 0 x, 1 y, 2 xy.
+__kernel void k_sobel(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int dir) {
+    int xb = get_global_id(0) * 16, y = get_global_id(1);
+    int rb = w * cn;
+    if (xb >= rb || y >= h) return;
+    __global const uchar* rm = src + reflect101(y - 1, h) * rb;
+    __global const uchar* r0 = src + y * rb;
+    __global const uchar* rp = src + reflect101(y + 1, h) * rb;
+    if (xb - cn >= 0 && xb + 16 + cn <= rb) {
+#define L(r, d) convert_short16(LOAD16(uchar, (r) + xb + (d)))
+        short16 dx = (L(rm, cn) - L(rm, -cn)) + (short)2 * (L(r0, cn) - L(r0, -cn)) + (L(rp, cn) - L(rp, -cn));
+        short16 dy = (L(rp, -cn) + (short)2 * L(rp, 0) + L(rp, cn)) - (L(rm, -cn) + (short)2 * L(rm, 0) + L(rm, cn));
+#undef L
+        ushort16 ax = min(convert_ushort16(abs(dx)), (ushort)255), ay = min(convert_ushort16(abs(dy)), (ushort)255);
+        ushort16 m = dir == 0 ? ax : dir == 1 ? ay : min(ax + ay, (ushort)255);
+        STORE16(uchar, select(convert_uchar16(m), vload16(0, r0 + xb), alpha_lanes(cn)), dst + y * rb + xb);
+    } else {
+        int end = min(xb + 16, rb);
+        for (int b = xb; b < end; b++) {
+            if (is_alpha(b, cn)) { dst[y * rb + b] = r0[b]; continue; }
+            int x = b / cn, c = b - x * cn;
+            int xm = reflect101(x - 1, w) * cn + c, xp = reflect101(x + 1, w) * cn + c, xc = x * cn + c;
+            int dx = (rm[xp] - rm[xm]) + 2 * (r0[xp] - r0[xm]) + (rp[xp] - rp[xm]);
+            int dy = (rp[xm] + 2 * rp[xc] + rp[xp]) - (rm[xm] + 2 * rm[xc] + rm[xp]);
+            int ax = min(abs(dx), 255u), ay = min(abs(dy), 255u);
+            dst[y * rb + b] = (uchar)(dir == 0 ? ax : dir == 1 ? ay : min(ax + ay, 255));
+        }
+    }
+}
+
+// Median over a k x k window (k <= 7), border replicate. net holds the compare-exchange
+// pairs of a selection network (from src/ops/filter.rs) over `size` inputs padded with
+// 255; its element k*k/2 is the median.
+__kernel void k_median(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                       __global const int2* net, int nlen, int size) {
+    int xb = get_global_id(0) * 16, y = get_global_id(1);
+    int rb = w * cn;
+    if (xb >= rb || y >= h) return;
+    int a = k / 2, n = k * k;
+    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
+        uchar16 v[64];
+        int m = 0;
+        for (int j = 0; j < k; j++) {
+            __global const uchar* r = src + replicate(y + j - a, h) * rb + xb - a * cn;
+            for (int i = 0; i < k; i++) v[m++] = LOAD16(uchar, r + i * cn);
+        }
+        for (; m < size; m++) v[m] = (uchar16)255;
+        for (int p = 0; p < nlen; p++) {
+            int2 e = net[p];
+            uchar16 x = v[e.x], z = v[e.y];
+            v[e.x] = min(x, z);
+            v[e.y] = max(x, z);
+        }
+        STORE16(uchar, v[n / 2], dst + y * rb + xb);
+    } else {
+        int end = min(xb + 16, rb);
+        for (int b = xb; b < end; b++) {
+            int x = b / cn, c = b - x * cn;
+            uchar v[64];
+            int m = 0;
+            for (int j = 0; j < k; j++)
+                for (int i = 0; i < k; i++)
+                    v[m++] = src[replicate(y + j - a, h) * rb + replicate(x + i - a, w) * cn + c];
+            for (; m < size; m++) v[m] = 255;
+            for (int p = 0; p < nlen; p++) {
+                int2 e = net[p];
+                uchar x0 = v[e.x], z = v[e.y];
+                v[e.x] = min(x0, z);
+                v[e.y] = max(x0, z);
+            }
+            dst[y * rb + b] = v[n / 2];
+        }
     }
 }
 
 // One pass of erosion (dilate = 0) or dilation along x (horiz = 1) or y; the window is
 // clipped to the image, as OpenCV's default border value does.
 __kernel void k_morph(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
-                    int dilate, int horiz) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
+                      int dilate, int horiz) {
+    int xb = get_global_id(0) * 16, y = get_global_id(1);
+    int rb = w * cn;
+    if (xb >= rb || y >= h) return;
     int a = k / 2;
-    int len = horiz ? w : h, pos = horiz ? x : y;
-    int lo = max(pos - a, 0), hi = min(pos + k - a, len);
-    for (int c = 0; c < cn; c++) {
-        uchar m = dilate ? 0 : 255;
-        for (int p = lo; p < hi; p++) {
-            uchar v = horiz ? src[(y * w + p) * cn + c] : src[(p * w + x) * cn + c];
+    if (!horiz && xb + 16 <= rb) {
+        int lo = max(y - a, 0), hi = min(y + k - a, h);
+        uchar16 m = LOAD16(uchar, src + lo * rb + xb);
+        for (int p = lo + 1; p < hi; p++) {
+            uchar16 v = LOAD16(uchar, src + p * rb + xb);
             m = dilate ? max(m, v) : min(m, v);
         }
-        dst[(y * w + x) * cn + c] = m;
+        STORE16(uchar, m, dst + y * rb + xb);
+    } else if (horiz && xb - a * cn >= 0 && xb + 16 + (k - 1 - a) * cn <= rb) {
+        __global const uchar* r = src + y * rb + xb - a * cn;
+        uchar16 m = LOAD16(uchar, r);
+        for (int i = 1; i < k; i++) {
+            uchar16 v = LOAD16(uchar, r + i * cn);
+            m = dilate ? max(m, v) : min(m, v);
+        }
+        STORE16(uchar, m, dst + y * rb + xb);
+    } else {
+        int end = min(xb + 16, rb);
+        for (int b = xb; b < end; b++) {
+            int x = b / cn, c = b - x * cn;
+            int pos = horiz ? x : y, len = horiz ? w : h;
+            int lo = max(pos - a, 0), hi = min(pos + k - a, len);
+            uchar m = dilate ? 0 : 255;
+            for (int p = lo; p < hi; p++) {
+                uchar v = horiz ? src[y * rb + p * cn + c] : src[p * rb + b];
+                m = dilate ? max(m, v) : min(m, v);
+            }
+            dst[y * rb + b] = m;
+        }
     }
 }

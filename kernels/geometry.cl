@@ -2,11 +2,34 @@
 // coordinate and weight tables computed on the host by the CPU code.
 #pragma OPENCL FP_CONTRACT OFF
 
+// Vertical flip (horizontal = 0): the grid is (16-byte chunks of a row, rows). Horizontal
+// flip: (groups of 16 pixels, rows), reversed with a vector shuffle for 1 and 4 channels.
 __kernel void k_flip(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int horizontal) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
-    int sx = horizontal ? w - 1 - x : x, sy = horizontal ? y : h - 1 - y;
-    for (int c = 0; c < cn; c++) dst[(y * w + x) * cn + c] = src[(sy * w + sx) * cn + c];
+    int y = get_global_id(1);
+    int rb = w * cn;
+    if (!horizontal) {
+        int xb = get_global_id(0) * 16;
+        if (xb >= rb || y >= h) return;
+        __global const uchar* s = src + (h - 1 - y) * rb;
+        if (xb + 16 <= rb) STORE16(uchar, vload16(0, s + xb), dst + y * rb + xb);
+        else for (int b = xb; b < rb; b++) dst[y * rb + b] = s[b];
+        return;
+    }
+    int x0 = get_global_id(0) * 16;
+    if (x0 >= w || y >= h) return;
+    __global const uchar* s = src + y * rb;
+    __global uchar* d = dst + y * rb;
+    if (x0 + 16 <= w && cn == 1) {
+        uchar16 v = LOAD16(uchar, s + w - 16 - x0);
+        STORE16(uchar, v.sfedcba9876543210, d + x0);
+    } else if (x0 + 16 <= w && cn == 4) {
+        uint16 v = LOAD16(uint, (s + (w - 16 - x0) * 4));
+        STORE16(uint, v.sfedcba9876543210, (d + x0 * 4));
+    } else {
+        int end = min(x0 + 16, w);
+        for (int x = x0; x < end; x++)
+            for (int c = 0; c < cn; c++) d[x * cn + c] = s[(w - 1 - x) * cn + c];
+    }
 }
 
 // Output is ow x oh; angle 90, 180 or 270 clockwise.
@@ -21,10 +44,14 @@ __kernel void k_rotate(__global const uchar* src, __global uchar* dst, int w, in
     for (int c = 0; c < cn; c++) dst[(y * ow + x) * cn + c] = src[(sy * w + sx) * cn + c];
 }
 
+// The grid is (16-byte chunks of an output row, output rows).
 __kernel void k_crop(__global const uchar* src, __global uchar* dst, int w, int cn, int x0, int y0, int cw, int ch) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= cw || y >= ch) return;
-    for (int c = 0; c < cn; c++) dst[(y * cw + x) * cn + c] = src[((y + y0) * w + x + x0) * cn + c];
+    int xb = get_global_id(0) * 16, y = get_global_id(1);
+    int rb = cw * cn;
+    if (xb >= rb || y >= ch) return;
+    __global const uchar* s = src + ((y + y0) * w + x0) * cn;
+    if (xb + 16 <= rb) STORE16(uchar, vload16(0, s + xb), dst + y * rb + xb);
+    else for (int b = xb; b < rb; b++) dst[y * rb + b] = s[b];
 }
 
 // Nearest neighbour through index tables (source pixel of each output x and y).

@@ -283,7 +283,7 @@ fn batcher(n: usize) -> Vec<(usize, usize)> {
 /// A selection network: the comparators of a sorting network for `n` values that can
 /// influence position `n / 2` (the median), in order. Positions `n..` hold padding that
 /// sorts above everything, so the median of the `n` real values stays at `n / 2`.
-fn median_network(n: usize) -> (usize, Vec<(usize, usize)>) {
+pub(crate) fn median_network(n: usize) -> (usize, Vec<(usize, usize)>) {
     let size = n.next_power_of_two();
     let all = batcher(size);
     let mut needed = vec![false; size];

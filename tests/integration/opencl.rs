@@ -75,6 +75,103 @@ fn every_supported_op_equals_the_cpu_on_every_fixture() {
     assert!(checked > 150, "only {checked} cases ran on the device");
 }
 
+/// Noise with flat patches and edges, so that Canny, median and the morphology ops see
+/// both texture and structure.
+fn synthetic(w: u32, h: u32, cn: u8, seed: u32) -> Image {
+    let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+    let mut data = Vec::with_capacity((w * h) as usize * cn as usize);
+    for y in 0..h {
+        for x in 0..w {
+            for c in 0..cn {
+                state = state.wrapping_mul(1664525).wrapping_add(1013904223);
+                let noise = (state >> 24) as u8;
+                let block = if (x / 9 + y / 7 + c as u32) % 3 == 0 {
+                    230
+                } else {
+                    20
+                };
+                data.push(if (x + y) % 5 == 0 {
+                    noise
+                } else {
+                    block.max(noise / 4)
+                });
+            }
+        }
+    }
+    Image::from_u8(w, h, cn, data)
+}
+
+#[test]
+fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
+    // Widths that leave partial 16-byte chunks and border chunks in every layout, and
+    // sizes where a whole row is a border.
+    let gpu = gpu();
+    let ops = [
+        "invert",
+        "brighten",
+        "darken:amount=200",
+        "threshold:value=0",
+        "threshold:value=254",
+        "gamma",
+        "contrast:factor=0.3",
+        "grayscale",
+        "hsv:hue=40,saturation=-30,value=50",
+        "blur",
+        "blur:ksize=3",
+        "blur:ksize=0,sigma=3",
+        "box_blur:ksize=3",
+        "box_blur:ksize=16",
+        "sharpen:sigma=2,amount=1.5",
+        "sobel",
+        "sobel:direction=x",
+        "sobel:direction=y",
+        "median:ksize=3",
+        "median",
+        "median:ksize=7",
+        "erode",
+        "dilate:ksize=5,iterations=2",
+        "erode:ksize=4",
+        "canny",
+        "canny:low=20,high=60",
+        "flip",
+        "flip:axis=v",
+        "rotate",
+        "rotate:angle=180",
+        "rotate:angle=270",
+        "crop:x=1,y=2,width=20,height=3",
+        "resize:scale=0.5,filter=bilinear",
+        "resize:scale=0.37,filter=bicubic",
+        "resize:scale=1.7,filter=nearest",
+        "resize:scale=0.5,filter=area",
+    ];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (w, h) in [(301, 19), (37, 23), (16, 4), (21, 2)] {
+        for cn in 1..=4u8 {
+            let img = synthetic(w, h, cn, w * 7 + cn as u32);
+            for text in ops {
+                let op = parse_op_str(text).unwrap();
+                let Ok(cpu) = apply(&op, img.clone()) else {
+                    continue; // a crop outside a small image: refused on both sides
+                };
+                let (dev, backend) = gpu
+                    .run(std::slice::from_ref(&op), img.clone())
+                    .unwrap_or_else(|e| panic!("{w}x{h}x{cn} {text}: {e:?}"));
+                checked += (backend == "opencl") as usize;
+                if dev != cpu {
+                    failures.push(format!("{w}x{h}x{cn} {text} ({backend})"));
+                }
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "differ from the CPU:\n{}",
+        failures.join("\n")
+    );
+    assert!(checked > 400, "only {checked} cases ran on the device");
+}
+
 #[test]
 fn a_pipeline_stays_on_the_device_and_matches_the_cpu() {
     let gpu = gpu();

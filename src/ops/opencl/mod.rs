@@ -15,7 +15,7 @@ use opencl3::command_queue::CommandQueue;
 use opencl3::context::Context;
 use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_GPU};
 use opencl3::kernel::{ExecuteKernel, Kernel};
-use opencl3::memory::{Buffer, CL_MEM_READ_WRITE};
+use opencl3::memory::{Buffer, ClMem, CL_MAP_READ, CL_MEM_READ_WRITE, CL_MEM_USE_HOST_PTR};
 use opencl3::platform::get_platforms;
 use opencl3::program::Program;
 use opencl3::types::{cl_int, cl_uint, CL_BLOCKING};
@@ -24,6 +24,7 @@ use std::sync::Mutex;
 
 /// The kernel sources, one file per op family.
 const SOURCES: &[(&str, &str)] = &[
+    ("common.cl", include_str!("../../../kernels/common.cl")),
     ("point.cl", include_str!("../../../kernels/point.cl")),
     ("filter.cl", include_str!("../../../kernels/filter.cl")),
     ("geometry.cl", include_str!("../../../kernels/geometry.cl")),
@@ -123,6 +124,11 @@ pub struct Gpu {
     pub info: DeviceInfo,
     context: Context,
     queue: CommandQueue,
+    /// The device works on host memory (a CPU device, an integrated GPU): images are
+    /// wrapped in place (`CL_MEM_USE_HOST_PTR`) and mapped back instead of copied.
+    zero_copy: bool,
+    /// Work-group size for 1-D launches, and the x extent of 2-D ones (y is 1).
+    local: usize,
     kernels: Mutex<HashMap<&'static str, Kernel>>,
     _program: Program,
 }
@@ -132,7 +138,7 @@ pub struct Gpu {
 unsafe impl Send for Gpu {}
 unsafe impl Sync for Gpu {}
 
-fn cache_path(info: &DeviceInfo, source: &str) -> Option<std::path::PathBuf> {
+fn cache_path(info: &DeviceInfo, source: &str, options: &str) -> Option<std::path::PathBuf> {
     use std::hash::{Hash, Hasher};
     let base = std::env::var_os("XDG_CACHE_HOME")
         .map(std::path::PathBuf::from)
@@ -140,6 +146,7 @@ fn cache_path(info: &DeviceInfo, source: &str) -> Option<std::path::PathBuf> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     (
         source,
+        options,
         &info.platform,
         &info.name,
         &info.driver,
@@ -175,15 +182,17 @@ impl Gpu {
             .map(|(_, s)| *s)
             .collect::<Vec<_>>()
             .join("\n");
-        let cached = cache_path(&info, &source);
+        // CPU devices take unaligned vector moves (see kernels/common.cl).
+        let options = if info.gpu { "" } else { "-DIMGPROC_UNALIGNED" };
+        let cached = cache_path(&info, &source, options);
         let from_cache = cached
             .as_ref()
             .and_then(|p| std::fs::read(p).ok())
-            .and_then(|bin| Program::create_and_build_from_binary(&context, &[&bin], "").ok());
+            .and_then(|bin| Program::create_and_build_from_binary(&context, &[&bin], options).ok());
         let program = match from_cache {
             Some(p) => p,
             None => {
-                let p = Program::create_and_build_from_source(&context, &source, "").map_err(
+                let p = Program::create_and_build_from_source(&context, &source, options).map_err(
                     |log| format!("the OpenCL kernels did not build on {}: {log}", info.name),
                 )?;
                 if let (Some(path), Ok(bins)) = (&cached, p.get_binaries()) {
@@ -201,10 +210,15 @@ impl Gpu {
                 Kernel::create(&program, name).map_err(|e| cl_err(&format!("kernel {name}"), e))?;
             kernels.insert(name, k);
         }
+        let zero_copy = !info.gpu || device.host_unified_memory().unwrap_or(false);
+        let local =
+            if info.gpu { 256 } else { 1024 }.min(device.max_work_group_size().unwrap_or(1).max(1));
         Ok(Gpu {
             info,
             context,
             queue,
+            zero_copy,
+            local,
             kernels: Mutex::new(kernels),
             _program: program,
         })
@@ -287,8 +301,10 @@ impl Gpu {
         let Some(plan) = self.plan(op, &Some(img.clone()), &None)? else {
             return Ok(None);
         };
+        // The copy stands for the decoded image a pipeline would hand over: not timed.
+        let input = img.clone();
         let t = std::time::Instant::now();
-        let dev = self.upload(img.clone())?;
+        let dev = self.upload(input)?;
         self.queue.finish().map_err(|e| dev_err("finish", e))?;
         let k0 = t.elapsed().as_secs_f64();
         let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
@@ -315,7 +331,10 @@ fn dev_err(what: &str, e: impl std::fmt::Debug) -> RunError {
 
 /// An 8-bit image in device memory.
 struct DevImage {
+    /// Declared first so that it is released before the host memory it may wrap.
     buf: Buffer<u8>,
+    /// The host memory behind `buf` on zero-copy devices (at least one byte long).
+    host: Option<Vec<u8>>,
     w: usize,
     h: usize,
     cn: usize,
@@ -524,29 +543,120 @@ impl Gpu {
         Ok(b)
     }
 
-    fn upload(&self, img: Image) -> Result<DevImage, RunError> {
-        let (w, h, cn) = (
-            img.width as usize,
-            img.height as usize,
-            img.channels as usize,
-        );
+    /// A device image holding `data` (w x h x cn bytes): wrapped in place on zero-copy
+    /// devices, copied to device memory elsewhere.
+    fn wrap(&self, mut data: Vec<u8>, w: usize, h: usize, cn: usize) -> Result<DevImage, RunError> {
+        if !self.zero_copy {
+            return Ok(DevImage {
+                buf: self.buffer_from(&data)?,
+                host: None,
+                w,
+                h,
+                cn,
+            });
+        }
+        if data.is_empty() {
+            data.push(0);
+        }
+        // SAFETY: `data` outlives the buffer: both move into the DevImage, whose `buf` is
+        // released first, and the Vec's heap block never moves while it is not resized.
+        let buf = unsafe {
+            Buffer::<u8>::create(
+                &self.context,
+                CL_MEM_READ_WRITE | CL_MEM_USE_HOST_PTR,
+                data.len(),
+                data.as_mut_ptr().cast(),
+            )
+        }
+        .map_err(|e| dev_err("cannot wrap host memory", e))?;
         Ok(DevImage {
-            buf: self.buffer_from(img.u8_data())?,
+            buf,
+            host: Some(data),
             w,
             h,
             cn,
         })
     }
 
-    fn download(&self, d: DevImage) -> Result<Image, RunError> {
-        let mut out = vec![0u8; d.w * d.h * d.cn];
-        // SAFETY: `out` has exactly the buffer's size; the read is blocking.
-        unsafe {
-            self.queue
-                .enqueue_read_buffer(&d.buf, CL_BLOCKING, 0, &mut out, &[])
+    /// A new device image for a kernel's output.
+    fn image(&self, w: usize, h: usize, cn: usize) -> Result<DevImage, RunError> {
+        if self.zero_copy {
+            self.wrap(vec![0u8; w * h * cn], w, h, cn)
+        } else {
+            Ok(DevImage {
+                buf: self.buffer::<u8>(w * h * cn)?,
+                host: None,
+                w,
+                h,
+                cn,
+            })
         }
-        .map_err(|e| dev_err("download", e))?;
-        Ok(Image::from_u8(d.w as u32, d.h as u32, d.cn as u8, out))
+    }
+
+    fn upload(&self, img: Image) -> Result<DevImage, RunError> {
+        let (w, h, cn) = (
+            img.width as usize,
+            img.height as usize,
+            img.channels as usize,
+        );
+        let data = match img.samples {
+            crate::image::Samples::U8(v) => v,
+            crate::image::Samples::U16(_) => {
+                return Err(RunError::Device("16-bit images stay on the CPU".into()))
+            }
+        };
+        self.wrap(data, w, h, cn)
+    }
+
+    fn download(&self, d: DevImage) -> Result<Image, RunError> {
+        let len = d.w * d.h * d.cn;
+        let DevImage {
+            buf,
+            host,
+            w,
+            h,
+            cn,
+        } = d;
+        let out = match host {
+            Some(mut data) => {
+                // Mapping makes the kernels' writes visible in `data` (the mapped pointer
+                // is `data` itself for a CL_MEM_USE_HOST_PTR buffer).
+                let mut ptr = std::ptr::null_mut();
+                // SAFETY: the buffer is `data.len()` bytes; blocking map, then unmap.
+                unsafe {
+                    self.queue.enqueue_map_buffer(
+                        &buf,
+                        CL_BLOCKING,
+                        CL_MAP_READ,
+                        0,
+                        data.len(),
+                        &mut ptr,
+                        &[],
+                    )
+                }
+                .map_err(|e| dev_err("map", e))?;
+                // SAFETY: `ptr` came from the map above.
+                unsafe { self.queue.enqueue_unmap_mem_object(buf.get(), ptr, &[]) }
+                    .map_err(|e| dev_err("unmap", e))?;
+                self.queue.finish().map_err(|e| dev_err("finish", e))?;
+                drop(buf);
+                data.truncate(len);
+                data
+            }
+            None => {
+                let mut out = vec![0u8; len];
+                if len > 0 {
+                    // SAFETY: `out` has exactly the buffer's size; the read is blocking.
+                    unsafe {
+                        self.queue
+                            .enqueue_read_buffer(&buf, CL_BLOCKING, 0, &mut out, &[])
+                    }
+                    .map_err(|e| dev_err("download", e))?;
+                }
+                out
+            }
+        };
+        Ok(Image::from_u8(w as u32, h as u32, cn as u8, out))
     }
 }
 
@@ -555,23 +665,42 @@ enum Arg<'a> {
     U8(&'a Buffer<u8>),
     I32(&'a Buffer<i32>),
     U32(&'a Buffer<u32>),
+    U16(&'a Buffer<u16>),
     I16(&'a Buffer<i16>),
     Int(cl_int),
     Uint(cl_uint),
     Float(f32),
 }
 
+/// Work-items for `bytes` bytes at 16 per work-item.
+fn chunks(bytes: usize) -> usize {
+    bytes.div_ceil(16)
+}
+
 impl Gpu {
+    /// Enqueues `name` over `items` work-items (1-D or 2-D); the count is rounded up to
+    /// whole work-groups, and every kernel checks its range.
     fn launch(
         &self,
         kernels: &HashMap<&'static str, Kernel>,
         name: &str,
-        global: &[usize],
+        items: &[usize],
         args: &[Arg],
     ) -> Result<(), RunError> {
         let kernel = kernels
             .get(name)
             .ok_or_else(|| RunError::Device(format!("kernel {name} missing")))?;
+        if items.contains(&0) {
+            return Ok(());
+        }
+        let lx = self.local.min(items[0].next_power_of_two());
+        let mut local = vec![lx];
+        local.extend(std::iter::repeat_n(1, items.len() - 1));
+        let global: Vec<usize> = items
+            .iter()
+            .zip(&local)
+            .map(|(&n, &l)| n.div_ceil(l) * l)
+            .collect();
         let mut exec = ExecuteKernel::new(kernel);
         // SAFETY: the argument types and order match the kernel's signature in kernels/*.cl.
         unsafe {
@@ -580,17 +709,23 @@ impl Gpu {
                     Arg::U8(b) => exec.set_arg(*b),
                     Arg::I32(b) => exec.set_arg(*b),
                     Arg::U32(b) => exec.set_arg(*b),
+                    Arg::U16(b) => exec.set_arg(*b),
                     Arg::I16(b) => exec.set_arg(*b),
                     Arg::Int(v) => exec.set_arg(v),
                     Arg::Uint(v) => exec.set_arg(v),
                     Arg::Float(v) => exec.set_arg(v),
                 };
             }
-            exec.set_global_work_sizes(global)
+            exec.set_global_work_sizes(&global)
+                .set_local_work_sizes(&local)
                 .enqueue_nd_range(&self.queue)
         }
         .map_err(|e| dev_err(&format!("kernel {name}"), e))?;
         Ok(())
+    }
+
+    fn finish(&self) -> Result<(), RunError> {
+        self.queue.finish().map_err(|e| dev_err("finish", e))
     }
 
     fn apply(
@@ -602,45 +737,39 @@ impl Gpu {
         use Arg::*;
         let (w, h, cn) = (d.w, d.h, d.cn);
         let n = w * h;
-        let colors: i32 = if cn >= 3 { 3 } else { 1 };
-        let (wi, hi, ci, coli) = (w as i32, h as i32, cn as i32, colors);
-        let grid = [w, h];
+        let nbytes = n * cn;
+        let (wi, hi, ci) = (w as i32, h as i32, cn as i32);
+        // Row-chunk grid of the filters: (16-byte chunks of a row, rows).
+        let rows = [chunks(w * cn), h];
         let out = match plan {
             Plan::Point { kernel, extra } => {
-                let mut args = vec![U8(&d.buf), Int(n as i32), Int(ci), Int(coli)];
+                let mut args = vec![U8(&d.buf), Int(nbytes as i32), Int(ci)];
                 if let Some(v) = extra {
                     args.push(Int(v));
                 }
-                self.launch(k, kernel, &[n], &args)?;
-                self.queue.finish().map_err(|e| dev_err("finish", e))?;
-                return Ok(d);
+                self.launch(k, kernel, &[chunks(nbytes)], &args)?;
+                d
             }
             Plan::Lut(table) => {
                 let t = self.buffer_from(&table)?;
                 self.launch(
                     k,
                     "k_lut",
-                    &[n],
-                    &[U8(&d.buf), Int(n as i32), Int(ci), Int(coli), U8(&t)],
+                    &[chunks(nbytes)],
+                    &[U8(&d.buf), Int(nbytes as i32), Int(ci), U8(&t)],
                 )?;
-                self.queue.finish().map_err(|e| dev_err("finish", e))?;
-                return Ok(d);
+                self.finish()?;
+                d
             }
             Plan::Gray => {
-                let oc = cn - 2;
-                let o = self.buffer::<u8>(n * oc)?;
+                let o = self.image(w, h, cn - 2)?;
                 self.launch(
                     k,
                     "k_grayscale",
-                    &[n],
-                    &[U8(&d.buf), U8(&o), Int(n as i32), Int(ci)],
+                    &[n.div_ceil(16)],
+                    &[U8(&d.buf), U8(&o.buf), Int(n as i32), Int(ci)],
                 )?;
-                DevImage {
-                    buf: o,
-                    w,
-                    h,
-                    cn: oc,
-                }
+                o
             }
             Plan::Hsv { shift } => {
                 let (sdiv, hdiv) = point::hsv_table_values();
@@ -649,7 +778,7 @@ impl Gpu {
                 self.launch(
                     k,
                     "k_hsv",
-                    &grid,
+                    &[w, h],
                     &[
                         U8(&d.buf),
                         Int(wi),
@@ -663,71 +792,69 @@ impl Gpu {
                         I32(&hb),
                     ],
                 )?;
-                self.queue.finish().map_err(|e| dev_err("finish", e))?;
-                return Ok(d);
+                self.finish()?;
+                d
             }
-            Plan::Gauss { k: kern } => self.separable(k, &d, &kern, &kern, 0, 0, 0)?,
+            Plan::Gauss { k: kern } => self.separable(k, &d, &kern, 0, 0, 0)?,
             Plan::Box {
                 k: size,
                 delta,
                 scale,
-            } => {
-                let ones = vec![1u32; size];
-                self.separable(k, &d, &ones, &ones, 1, delta, scale)?
-            }
+            } => self.separable(k, &d, &vec![1u32; size], 1, delta, scale)?,
             Plan::Sharpen { k: kern, a, b } => {
-                let blurred = self.separable(k, &d, &kern, &kern, 0, 0, 0)?;
+                let blurred = self.separable(k, &d, &kern, 0, 0, 0)?;
                 self.launch(
                     k,
                     "k_unsharp",
-                    &[n],
+                    &[chunks(nbytes)],
                     &[
                         U8(&d.buf),
                         U8(&blurred.buf),
-                        Int(n as i32),
+                        Int(nbytes as i32),
                         Int(ci),
-                        Int(coli),
                         Float(a),
                         Float(b),
                     ],
                 )?;
-                self.queue.finish().map_err(|e| dev_err("finish", e))?;
-                return Ok(d);
+                self.finish()?;
+                d
             }
             Plan::Sobel(dir) => {
-                let o = self.buffer::<u8>(n * cn)?;
+                let o = self.image(w, h, cn)?;
                 self.launch(
                     k,
                     "k_sobel",
-                    &grid,
-                    &[
-                        U8(&d.buf),
-                        U8(&o),
-                        Int(wi),
-                        Int(hi),
-                        Int(ci),
-                        Int(coli),
-                        Int(dir),
-                    ],
+                    &rows,
+                    &[U8(&d.buf), U8(&o.buf), Int(wi), Int(hi), Int(ci), Int(dir)],
                 )?;
-                DevImage { buf: o, w, h, cn }
+                o
             }
             Plan::Median(size) => {
-                let o = self.buffer::<u8>(n * cn)?;
+                let (padded, net) = filter::median_network(size * size);
+                let pairs: Vec<i32> = net
+                    .iter()
+                    .flat_map(|&(a, b)| [a as i32, b as i32])
+                    .collect();
+                let nb = self.buffer_from(&pairs)?;
+                let o = self.image(w, h, cn)?;
                 self.launch(
                     k,
                     "k_median",
-                    &grid,
+                    &rows,
                     &[
                         U8(&d.buf),
-                        U8(&o),
+                        U8(&o.buf),
                         Int(wi),
                         Int(hi),
                         Int(ci),
                         Int(size as i32),
+                        I32(&nb),
+                        Int(net.len() as i32),
+                        Int(padded as i32),
                     ],
                 )?;
-                DevImage { buf: o, w, h, cn }
+                self.finish()?;
+                o
             }
             Plan::Morph {
                 k: size,
@@ -735,14 +862,14 @@ impl Gpu {
                 iterations,
             } => {
                 let mut cur = d;
+                let t = self.buffer::<u8>(nbytes)?;
                 for _ in 0..iterations {
-                    let t = self.buffer::<u8>(n * cn)?;
-                    let o = self.buffer::<u8>(n * cn)?;
-                    let common = |src: &Buffer<u8>, dst: &Buffer<u8>, horiz: i32| {
+                    let o = self.image(w, h, cn)?;
+                    for (src, dst, horiz) in [(&cur.buf, &t, 1), (&t, &o.buf, 0)] {
                         self.launch(
                             k,
                             "k_morph",
-                            &grid,
+                            &rows,
                             &[
                                 U8(src),
                                 U8(dst),
@@ -753,16 +880,16 @@ impl Gpu {
                                 Int(dilate as i32),
                                 Int(horiz),
                             ],
-                        )
-                    };
-                    common(&cur.buf, &t, 1)?;
-                    common(&t, &o, 0)?;
-                    self.queue.finish().map_err(|e| dev_err("finish", e))?;
-                    cur = DevImage { buf: o, w, h, cn };
+                        )?;
+                    }
+                    self.finish()?;
+                    cur = o;
                 }
                 cur
             }
             Plan::Canny { low, high } => {
+                let colors: i32 = if cn >= 3 { 3 } else { 1 };
+                let grid = [w, h];
                 let mw = (w + 2) * (h + 2);
                 let mag = self.buffer_from(&vec![0i32; mw])?;
                 let dx = self.buffer::<i16>(n)?;
@@ -780,7 +907,7 @@ impl Gpu {
                         Int(wi),
                         Int(hi),
                         Int(ci),
-                        Int(coli),
+                        Int(colors),
                     ],
                 )?;
                 self.launch(
@@ -823,69 +950,64 @@ impl Gpu {
                         break;
                     }
                 }
-                let o = self.buffer::<u8>(n)?;
+                let o = self.image(w, h, 1)?;
                 self.launch(
                     k,
                     "k_canny_out",
                     &grid,
-                    &[U8(&map), U8(&o), Int(wi), Int(hi)],
+                    &[U8(&map), U8(&o.buf), Int(wi), Int(hi)],
                 )?;
-                DevImage {
-                    buf: o,
-                    w,
-                    h,
-                    cn: 1,
-                }
+                o
             }
             Plan::Flip(horizontal) => {
-                let o = self.buffer::<u8>(n * cn)?;
+                let o = self.image(w, h, cn)?;
+                let grid = if horizontal {
+                    [w.div_ceil(16), h]
+                } else {
+                    rows
+                };
                 self.launch(
                     k,
                     "k_flip",
                     &grid,
                     &[
                         U8(&d.buf),
-                        U8(&o),
+                        U8(&o.buf),
                         Int(wi),
                         Int(hi),
                         Int(ci),
                         Int(horizontal as i32),
                     ],
                 )?;
-                DevImage { buf: o, w, h, cn }
+                o
             }
             Plan::Rotate(angle) => {
                 let (ow, oh) = if angle == 180 { (w, h) } else { (h, w) };
-                let o = self.buffer::<u8>(n * cn)?;
+                let o = self.image(ow, oh, cn)?;
                 self.launch(
                     k,
                     "k_rotate",
                     &[ow, oh],
                     &[
                         U8(&d.buf),
-                        U8(&o),
+                        U8(&o.buf),
                         Int(wi),
                         Int(hi),
                         Int(ci),
                         Int(angle as i32),
                     ],
                 )?;
-                DevImage {
-                    buf: o,
-                    w: ow,
-                    h: oh,
-                    cn,
-                }
+                o
             }
             Plan::Crop { x, y, w: cw, h: ch } => {
-                let o = self.buffer::<u8>(cw * ch * cn)?;
+                let o = self.image(cw, ch, cn)?;
                 self.launch(
                     k,
                     "k_crop",
-                    &[cw, ch],
+                    &[chunks(cw * cn), ch],
                     &[
                         U8(&d.buf),
-                        U8(&o),
+                        U8(&o.buf),
                         Int(wi),
                         Int(ci),
                         Int(x as i32),
@@ -894,15 +1016,10 @@ impl Gpu {
                         Int(ch as i32),
                     ],
                 )?;
-                DevImage {
-                    buf: o,
-                    w: cw,
-                    h: ch,
-                    cn,
-                }
+                o
             }
             Plan::Resize { dw, dh, plan } => {
-                let o = self.buffer::<u8>(dw * dh * cn)?;
+                let o = self.image(dw, dh, cn)?;
                 let (dwi, dhi) = (dw as i32, dh as i32);
                 match plan {
                     geometry::ResizePlan::Nearest { xs, ys } => {
@@ -913,7 +1030,7 @@ impl Gpu {
                             &[dw, dh],
                             &[
                                 U8(&d.buf),
-                                U8(&o),
+                                U8(&o.buf),
                                 Int(wi),
                                 Int(ci),
                                 Int(dwi),
@@ -922,6 +1039,7 @@ impl Gpu {
                                 I32(&yb),
                             ],
                         )?;
+                        self.finish()?;
                     }
                     geometry::ResizePlan::Separable {
                         taps,
@@ -956,7 +1074,7 @@ impl Gpu {
                             &[dw, dh],
                             &[
                                 I32(&tmp),
-                                U8(&o),
+                                U8(&o.buf),
                                 Int(dwi),
                                 Int(dhi),
                                 Int(ci),
@@ -966,7 +1084,7 @@ impl Gpu {
                                 Int(cubic as i32),
                             ],
                         )?;
-                        self.queue.finish().map_err(|e| dev_err("finish", e))?;
+                        self.finish()?;
                     }
                     geometry::ResizePlan::AreaInt { fx, fy } => {
                         self.launch(
@@ -975,7 +1093,7 @@ impl Gpu {
                             &[dw, dh],
                             &[
                                 U8(&d.buf),
-                                U8(&o),
+                                U8(&o.buf),
                                 Int(wi),
                                 Int(ci),
                                 Int(dwi),
@@ -987,67 +1105,63 @@ impl Gpu {
                     }
                     geometry::ResizePlan::CpuOnly => unreachable!("planned for the CPU"),
                 }
-                DevImage {
-                    buf: o,
-                    w: dw,
-                    h: dh,
-                    cn,
-                }
+                o
             }
         };
-        self.queue.finish().map_err(|e| dev_err("finish", e))?;
+        self.finish()?;
         Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Both passes of a separable filter with the same integer kernel `kern` across and
+    /// down (see k_sep_v for `mode`, `delta` and `scale`).
     fn separable(
         &self,
         k: &HashMap<&'static str, Kernel>,
         d: &DevImage,
-        kh: &[u32],
-        kv: &[u32],
+        kern: &[u32],
         mode: i32,
         delta: u32,
         scale: u32,
     ) -> Result<DevImage, RunError> {
         use Arg::*;
         let (w, h, cn) = (d.w, d.h, d.cn);
-        let tmp = self.buffer::<u32>(w * h * cn)?;
-        let o = self.buffer::<u8>(w * h * cn)?;
-        let (hb, vb) = (self.buffer_from(kh)?, self.buffer_from(kv)?);
+        let tmp = self.buffer::<u16>(w * h * cn)?;
+        let o = self.image(w, h, cn)?;
+        let kb = self.buffer_from(kern)?;
         let (wi, hi, ci) = (w as i32, h as i32, cn as i32);
+        let rows = [chunks(w * cn), h];
         self.launch(
             k,
             "k_sep_h",
-            &[w, h],
+            &rows,
             &[
                 U8(&d.buf),
-                U32(&tmp),
+                U16(&tmp),
                 Int(wi),
                 Int(hi),
                 Int(ci),
-                U32(&hb),
-                Int(kh.len() as i32),
+                U32(&kb),
+                Int(kern.len() as i32),
             ],
         )?;
         self.launch(
             k,
             "k_sep_v",
-            &[w, h],
+            &rows,
             &[
-                U32(&tmp),
-                U8(&o),
+                U16(&tmp),
+                U8(&o.buf),
                 Int(wi),
                 Int(hi),
                 Int(ci),
-                U32(&vb),
-                Int(kv.len() as i32),
+                U32(&kb),
+                Int(kern.len() as i32),
                 Int(mode),
                 Uint(delta),
                 Uint(scale),
             ],
         )?;
-        self.queue.finish().map_err(|e| dev_err("finish", e))?;
-        Ok(DevImage { buf: o, w, h, cn })
+        self.finish()?;
+        Ok(o)
     }
 }
