@@ -117,10 +117,17 @@ fn main() {
                 Some(g) => {
                     let mut total = Vec::new();
                     let mut kernel = Vec::new();
+                    let mut work = Some(img.clone());
                     for _ in 0..iters {
-                        if let Ok(Some((t, k))) = g.profile(&op, &img) {
+                        // In-place ops get their own output back, as on the CPU side.
+                        let input = match work.take() {
+                            Some(w) if in_place => w,
+                            _ => img.clone(),
+                        };
+                        if let Ok(Some((out, t, k))) = g.profile(&op, input) {
                             total.push(t);
                             kernel.push(k);
+                            work = Some(out);
                         }
                     }
                     let (cl, kern) = if total.is_empty() {

@@ -56,16 +56,79 @@ __kernel void k_canny_nms(__global const int* mag, __global const short* dxs, __
     if (is_max) map[(y + 1) * mw + j] = m > high ? 2 : 0;
 }
 
+// Grows the weak candidates of pixels x0..x0+n-1 of row y, forward or backward.
+inline int grow_run(__global uchar* map, int mw, int y, int x0, int n, int forward) {
+    __global uchar* row = map + (y + 1) * mw + 1;
+    if (n == 16 && !any(LOAD16(uchar, row + x0) == (uchar16)0)) return 0;
+    int grew = 0;
+    for (int t = 0; t < n; t++) {
+        int i = (y + 1) * mw + 1 + (forward ? x0 + t : x0 + n - 1 - t);
+        if (map[i] != 0) continue;
+        if (map[i - mw - 1] == 2 || map[i - mw] == 2 || map[i - mw + 1] == 2 || map[i - 1] == 2 ||
+            map[i + 1] == 2 || map[i + mw - 1] == 2 || map[i + mw] == 2 || map[i + mw + 1] == 2) {
+            map[i] = 2;
+            grew = 1;
+        }
+    }
+    return grew;
+}
+
+// One hysteresis pass over (16-pixel chunks, rows). Most chunks hold no weak candidate
+// and are skipped after one vector test; in the others every candidate next to a strong
+// edge becomes strong, scanning forward and back so that a chain inside the chunk
+// grows in one pass. Updates only turn 0 into 2, so passes that race with each other
+// still reach the same fixed point; the host repeats them until one changes nothing.
 __kernel void k_canny_grow(__global uchar* map, int w, int h, __global int* changed) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
+    int x0 = get_global_id(0) * 16, y = get_global_id(1);
+    if (x0 >= w || y >= h) return;
+    int n = min(16, w - x0);
+    int grew = grow_run(map, w + 2, y, x0, n, 1);
+    grew |= grow_run(map, w + 2, y, x0, n, 0);
+    if (grew) *changed = 1;
+}
+
+// Marks the weak neighbours of pixel i strong and pushes them on the stack; on overflow
+// the pixel stays marked but unexpanded, and the flag makes the host finish with passes.
+inline int expand(__global uchar* map, int mw, int i, __global int* st, int top, int cap,
+                  __global int* overflow) {
+    const int d[8] = {-mw - 1, -mw, -mw + 1, -1, 1, mw - 1, mw, mw + 1};
+    for (int k = 0; k < 8; k++) {
+        int j = i + d[k];
+        if (map[j] != 0) continue;
+        map[j] = 2;
+        if (top < cap) st[top++] = j;
+        else *overflow = 1;
+    }
+    return top;
+}
+
+// Hysteresis for CPU devices, in one pass: a work-item per band of rows finds the strong
+// pixels of its band and traces their weak neighbours depth first, across band borders
+// too. Whoever marks a pixel expands it, so every chain is followed to its end; two
+// work-items marking the same pixel is harmless as updates only turn 0 into 2.
+__kernel void k_canny_trace(__global uchar* map, int w, int h, int band, __global int* stack,
+                            __global int* overflow) {
+    int y0 = get_global_id(0) * band;
+    if (y0 >= h) return;
+    int y1 = min(y0 + band, h);
     int mw = w + 2;
-    int i = (y + 1) * mw + x + 1;
-    if (map[i] != 0) return;
-    if (map[i - mw - 1] == 2 || map[i - mw] == 2 || map[i - mw + 1] == 2 || map[i - 1] == 2 ||
-        map[i + 1] == 2 || map[i + mw - 1] == 2 || map[i + mw] == 2 || map[i + mw + 1] == 2) {
-        map[i] = 2;
-        *changed = 1;
+    __global int* st = stack + y0 * w;
+    int cap = (y1 - y0) * w;
+    for (int y = y0; y < y1; y++) {
+        __global uchar* row = map + (y + 1) * mw + 1;
+        for (int x0 = 0; x0 < w; x0 += 16) {
+            int n = min(16, w - x0);
+            if (n == 16 && !any(LOAD16(uchar, row + x0) == (uchar16)2)) continue;
+            for (int t = 0; t < n; t++) {
+                int i = (y + 1) * mw + 1 + x0 + t;
+                if (map[i] != 2) continue;
+                int top = expand(map, mw, i, st, 0, cap, overflow);
+                while (top > 0) {
+                    top--;
+                    top = expand(map, mw, st[top], st, top, cap, overflow);
+                }
+            }
+        }
     }
 }
 

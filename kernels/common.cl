@@ -26,3 +26,36 @@ inline uchar16 alpha_lanes(int cn) {
 
 // Whether byte `byte` of an interleaved image is alpha.
 inline int is_alpha(int byte, int cn) { return (cn == 2 || cn == 4) && byte % cn == cn - 1; }
+
+// The three planes of 16 interleaved RGB pixels (48 bytes at p). Swizzles, which the
+// compiler turns into byte shuffles; PoCL's shuffle2 builtin goes element by element.
+inline void load_rgb16(const __global uchar* p, uchar16* r, uchar16* g, uchar16* b) {
+    uchar16 a0 = LOAD16(uchar, p), a1 = LOAD16(uchar, p + 16), a2 = LOAD16(uchar, p + 32);
+    *r = (uchar16)(a0.s0369, a0.scf, a1.s258b, a1.se, a2.s147a, a2.sd);
+    *g = (uchar16)(a0.s147a, a0.sd, a1.s0369, a1.scf, a2.s258b, a2.se);
+    *b = (uchar16)(a0.s258b, a0.se, a1.s147a, a1.sd, a2.s0369, a2.scf);
+}
+
+// The inverse of load_rgb16.
+inline void store_rgb16(uchar16 r, uchar16 g, uchar16 b, __global uchar* p) {
+    uchar16 a0 = (uchar16)(r.s0, g.s0, b.s0, r.s1, g.s1, b.s1, r.s2, g.s2, b.s2, r.s3, g.s3, b.s3, r.s4, g.s4, b.s4, r.s5);
+    uchar16 a1 = (uchar16)(g.s5, b.s5, r.s6, g.s6, b.s6, r.s7, g.s7, b.s7, r.s8, g.s8, b.s8, r.s9, g.s9, b.s9, r.sa, g.sa);
+    uchar16 a2 = (uchar16)(b.sa, r.sb, g.sb, b.sb, r.sc, g.sc, b.sc, r.sd, g.sd, b.sd, r.se, g.se, b.se, r.sf, g.sf, b.sf);
+    STORE16(uchar, a0, p);
+    STORE16(uchar, a1, p + 16);
+    STORE16(uchar, a2, p + 32);
+}
+
+// 16 RGBA pixels (64 bytes at p) as planes.
+inline void load_rgba16(const __global uchar* p, uchar16* r, uchar16* g, uchar16* b, uchar16* a) {
+    uint16 px = LOAD16(uint, p);
+    *r = convert_uchar16(px & 255u);
+    *g = convert_uchar16((px >> 8) & 255u);
+    *b = convert_uchar16((px >> 16) & 255u);
+    *a = convert_uchar16(px >> 24);
+}
+
+inline void store_rgba16(uchar16 r, uchar16 g, uchar16 b, uchar16 a, __global uchar* p) {
+    uint16 px = convert_uint16(r) | (convert_uint16(g) << 8) | (convert_uint16(b) << 16) | (convert_uint16(a) << 24);
+    STORE16(uint, px, p);
+}

@@ -53,30 +53,6 @@ __kernel void k_lut(__global uchar* img, int nbytes, int cn, __global const ucha
         if (!is_alpha(j, cn)) img[j] = table[img[j]];
 }
 
-// The three planes of 16 interleaved RGB pixels (48 bytes at p).
-inline void load_rgb16(__global const uchar* p, uchar16* r, uchar16* g, uchar16* b) {
-    uchar16 a0 = LOAD16(uchar, p), a1 = LOAD16(uchar, p + 16), a2 = LOAD16(uchar, p + 32);
-    // First pass: the lanes that come from a0 and a1 (indices 0-31), then a2 (32-47).
-    uchar16 r01 = shuffle2(a0, a1, (uchar16)(0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30, 0, 0, 0, 0, 0));
-    uchar16 g01 = shuffle2(a0, a1, (uchar16)(1, 4, 7, 10, 13, 16, 19, 22, 25, 28, 31, 0, 0, 0, 0, 0));
-    uchar16 b01 = shuffle2(a0, a1, (uchar16)(2, 5, 8, 11, 14, 17, 20, 23, 26, 29, 0, 0, 0, 0, 0, 0));
-    *r = shuffle2(r01, a2, (uchar16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 17, 20, 23, 26, 29));
-    *g = shuffle2(g01, a2, (uchar16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 18, 21, 24, 27, 30));
-    *b = shuffle2(b01, a2, (uchar16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 16, 19, 22, 25, 28, 31));
-}
-
-inline void store_rgb16(uchar16 r, uchar16 g, uchar16 b, __global uchar* p) {
-    uchar16 rg0 = shuffle2(r, g, (uchar16)(0, 16, 0, 1, 17, 0, 2, 18, 0, 3, 19, 0, 4, 20, 0, 5));
-    uchar16 a0 = shuffle2(rg0, b, (uchar16)(0, 1, 16, 3, 4, 17, 6, 7, 18, 9, 10, 19, 12, 13, 20, 15));
-    uchar16 rg1 = shuffle2(r, g, (uchar16)(21, 0, 6, 22, 0, 7, 23, 0, 8, 24, 0, 9, 25, 0, 10, 26));
-    uchar16 a1 = shuffle2(rg1, b, (uchar16)(0, 21, 2, 3, 22, 5, 6, 23, 8, 9, 24, 11, 12, 25, 14, 15));
-    uchar16 rg2 = shuffle2(r, g, (uchar16)(0, 11, 27, 0, 12, 28, 0, 13, 29, 0, 14, 30, 0, 15, 31, 0));
-    uchar16 a2 = shuffle2(rg2, b, (uchar16)(26, 1, 2, 27, 4, 5, 28, 7, 8, 29, 10, 11, 30, 13, 14, 31));
-    STORE16(uchar, a0, p);
-    STORE16(uchar, a1, p + 16);
-    STORE16(uchar, a2, p + 32);
-}
-
 inline uint gray_of(uint r, uint g, uint b) { return (r * 9798u + g * 19235u + b * 3735u + 16384u) >> 15; }
 
 // RGB(A) to gray(+alpha), OpenCV's 15-bit coefficients; 16 pixels per work-item.
@@ -84,20 +60,15 @@ __kernel void k_grayscale(__global const uchar* src, __global uchar* dst, int n,
     int i = get_global_id(0) * 16;
     if (i + 16 <= n) {
         uchar16 r, g, b, a;
-        if (cn == 3) {
-            load_rgb16(src + i * 3, &r, &g, &b);
-        } else {
-            uint16 px = LOAD16(uint, (src + i * 4));
-            r = convert_uchar16(px & 255u);
-            g = convert_uchar16((px >> 8) & 255u);
-            b = convert_uchar16((px >> 16) & 255u);
-            a = convert_uchar16(px >> 24);
-        }
+        if (cn == 3) load_rgb16(src + i * 3, &r, &g, &b);
+        else load_rgba16(src + i * 4, &r, &g, &b, &a);
         uint16 y = (convert_uint16(r) * 9798u + convert_uint16(g) * 19235u + convert_uint16(b) * 3735u + 16384u) >> 15;
         uchar16 gy = convert_uchar16(y);
         if (cn == 4) {
-            STORE16(uchar, shuffle2(gy, a, (uchar16)(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23)), dst + i * 2);
-            STORE16(uchar, shuffle2(gy, a, (uchar16)(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31)), dst + i * 2 + 16);
+            uchar16 lo = (uchar16)(gy.s0, a.s0, gy.s1, a.s1, gy.s2, a.s2, gy.s3, a.s3, gy.s4, a.s4, gy.s5, a.s5, gy.s6, a.s6, gy.s7, a.s7);
+            uchar16 hi = (uchar16)(gy.s8, a.s8, gy.s9, a.s9, gy.sa, a.sa, gy.sb, a.sb, gy.sc, a.sc, gy.sd, a.sd, gy.se, a.se, gy.sf, a.sf);
+            STORE16(uchar, lo, dst + i * 2);
+            STORE16(uchar, hi, dst + i * 2 + 16);
         } else {
             STORE16(uchar, gy, dst + i);
         }
@@ -114,13 +85,11 @@ __kernel void k_grayscale(__global const uchar* src, __global uchar* dst, int n,
         }
     }
 }
-// OpenCV's 8-bit HSV round trip with shifts. Pixels x < vector_end truncate the final
-// x*255 (OpenCV's vector blocks), the rest round half to even (its scalar tail).
-__kernel void k_hsv(__global uchar* img, int w, int h, int cn, int vector_end,
-                  int dh, int ds, int dv, __global const int* sdiv, __global const int* hdiv) {
-    int x = get_global_id(0), y = get_global_id(1);
-    if (x >= w || y >= h) return;
-    __global uchar* p = img + (y * w + x) * cn;
+
+// OpenCV's 8-bit HSV round trip with shifts, one pixel. Pixels x < vector_end truncate
+// the final x*255 (OpenCV's vector blocks), the rest round half to even (its scalar tail).
+inline void hsv_pixel(__global uchar* p, int x, int vector_end, int dh, int ds, int dv,
+                      __global const int* sdiv, __global const int* hdiv) {
     int r = p[0], g = p[1], b = p[2];
     int v = max(max(r, g), b);
     int diff = v - min(min(r, g), b);
@@ -149,4 +118,59 @@ __kernel void k_hsv(__global uchar* img, int w, int h, int cn, int vector_end,
         float q = x < vector_end ? trunc(out[c]) : rint(out[c]);
         p[c] = (uchar)clamp(q, 0.0f, 255.0f);
     }
+}
+
+inline int16 gather16(__global const int* t, int16 i) {
+    return (int16)(t[i.s0], t[i.s1], t[i.s2], t[i.s3], t[i.s4], t[i.s5], t[i.s6], t[i.s7],
+                   t[i.s8], t[i.s9], t[i.sa], t[i.sb], t[i.sc], t[i.sd], t[i.se], t[i.sf]);
+}
+
+// The same for 16 pixels at once, lane by lane identical to hsv_pixel: the grid is
+// (groups of 16 pixels, rows).
+__kernel void k_hsv(__global uchar* img, int w, int h, int cn, int vector_end,
+                    int dh, int ds, int dv, __global const int* sdiv, __global const int* hdiv) {
+    int x0 = get_global_id(0) * 16, y = get_global_id(1);
+    if (x0 >= w || y >= h) return;
+    __global uchar* row = img + y * w * cn;
+    if (x0 + 16 > w) {
+        for (int x = x0; x < w; x++) hsv_pixel(row + x * cn, x, vector_end, dh, ds, dv, sdiv, hdiv);
+        return;
+    }
+    uchar16 r8, g8, b8, a8;
+    if (cn == 3) load_rgb16(row + x0 * 3, &r8, &g8, &b8);
+    else load_rgba16(row + x0 * 4, &r8, &g8, &b8, &a8);
+    int16 r = convert_int16(r8), g = convert_int16(g8), b = convert_int16(b8);
+    int16 v = max(max(r, g), b);
+    int16 diff = v - min(min(r, g), b);
+    int16 s = (diff * gather16(sdiv, v) + 2048) >> 12;
+    int16 hr = select(select(r - g + 4 * diff, b - r + 2 * diff, v == g), g - b, v == r);
+    int16 hh = (hr * gather16(hdiv, diff) + 2048) >> 12;
+    hh = select(hh, hh + 180, hh < 0);
+    hh += dh;
+    hh = select(select(hh, hh - 180, hh >= 180), hh + 180, hh < 0);
+    s = clamp(s + ds, 0, 255);
+    v = clamp(v + dv, 0, 255);
+    float16 sf = convert_float16(s) * (1.0f / 255.0f), vf = convert_float16(v) * (1.0f / 255.0f);
+    float16 hf = convert_float16(hh) * (6.0f / 180.0f);
+    float16 sector = floor(hf);
+    float16 frac = hf - sector;
+    float16 t0 = vf;
+    float16 t1 = vf * (1.0f - sf);
+    float16 t2 = vf * (1.0f - sf * frac);
+    float16 t3 = vf * (1.0f - sf * (1.0f - frac));
+    int16 sec = convert_int16(sector);
+    float16 rf = select(select(select(t0, t3, sec == 4), t1, sec == 2 || sec == 3), t2, sec == 1);
+    float16 gf = select(select(select(t0, t1, sec == 4 || sec == 5), t2, sec == 3), t3, sec == 0);
+    float16 bf = select(select(select(t1, t2, sec == 5), t0, sec == 3 || sec == 4), t3, sec == 2);
+    int16 xs = (int16)(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15) + x0;
+    int16 trunc_lane = xs < vector_end;
+    float16 ro = 255.0f * rf, go = 255.0f * gf, bo = 255.0f * bf;
+    ro = select(rint(ro), trunc(ro), trunc_lane);
+    go = select(rint(go), trunc(go), trunc_lane);
+    bo = select(rint(bo), trunc(bo), trunc_lane);
+    r8 = convert_uchar16(clamp(ro, 0.0f, 255.0f));
+    g8 = convert_uchar16(clamp(go, 0.0f, 255.0f));
+    b8 = convert_uchar16(clamp(bo, 0.0f, 255.0f));
+    if (cn == 3) store_rgb16(r8, g8, b8, row + x0 * 3);
+    else store_rgba16(r8, g8, b8, a8, row + x0 * 4);
 }

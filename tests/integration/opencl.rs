@@ -173,6 +173,34 @@ fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
 }
 
 #[test]
+fn both_hysteresis_algorithms_equal_the_cpu() {
+    // CPU devices trace edges in one pass, GPUs repeat parallel passes: check both here.
+    let devices = [gpu(), gpu().with_gpu_paths()];
+    let mut images: Vec<Image> = ["photo_rgb.png", "graphic_rgba.png", "gray_odd.png"]
+        .iter()
+        .map(|f| fixture(f))
+        .collect();
+    images.push(synthetic(301, 190, 3, 5));
+    for img in &images {
+        for text in ["canny", "canny:low=10,high=400", "canny:low=0,high=50"] {
+            let op = parse_op_str(text).unwrap();
+            let cpu = apply(&op, img.clone()).unwrap();
+            for (i, g) in devices.iter().enumerate() {
+                let (dev, backend) = g.run(std::slice::from_ref(&op), img.clone()).unwrap();
+                assert_eq!(backend, "opencl");
+                assert!(
+                    dev == cpu,
+                    "{text} on {}x{} differs (GPU paths: {})",
+                    img.width,
+                    img.height,
+                    i == 1
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn a_pipeline_stays_on_the_device_and_matches_the_cpu() {
     let gpu = gpu();
     let img = fixture("photo_rgb.png");

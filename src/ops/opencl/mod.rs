@@ -18,7 +18,7 @@ use opencl3::kernel::{ExecuteKernel, Kernel};
 use opencl3::memory::{Buffer, ClMem, CL_MAP_READ, CL_MEM_READ_WRITE, CL_MEM_USE_HOST_PTR};
 use opencl3::platform::get_platforms;
 use opencl3::program::Program;
-use opencl3::types::{cl_int, cl_uint, CL_BLOCKING};
+use opencl3::types::{cl_int, cl_uint, CL_BLOCKING, CL_NON_BLOCKING};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -54,6 +54,7 @@ const KERNELS: &[&str] = &[
     "k_canny_grad",
     "k_canny_nms",
     "k_canny_grow",
+    "k_canny_trace",
     "k_canny_out",
 ];
 
@@ -127,6 +128,9 @@ pub struct Gpu {
     /// The device works on host memory (a CPU device, an integrated GPU): images are
     /// wrapped in place (`CL_MEM_USE_HOST_PTR`) and mapped back instead of copied.
     zero_copy: bool,
+    /// Choose the algorithms meant for GPUs (many small work-items) over those for CPU
+    /// devices (a few long ones) where the two differ: Canny's hysteresis.
+    gpu_paths: bool,
     /// Work-group size for 1-D launches, and the x extent of 2-D ones (y is 1).
     local: usize,
     kernels: Mutex<HashMap<&'static str, Kernel>>,
@@ -210,6 +214,7 @@ impl Gpu {
                 Kernel::create(&program, name).map_err(|e| cl_err(&format!("kernel {name}"), e))?;
             kernels.insert(name, k);
         }
+        let gpu_paths = info.gpu;
         let zero_copy = !info.gpu || device.host_unified_memory().unwrap_or(false);
         let local =
             if info.gpu { 256 } else { 1024 }.min(device.max_work_group_size().unwrap_or(1).max(1));
@@ -218,10 +223,19 @@ impl Gpu {
             context,
             queue,
             zero_copy,
+            gpu_paths,
             local,
             kernels: Mutex::new(kernels),
             _program: program,
         })
+    }
+
+    /// Uses the GPU algorithms whatever the device, so that tests on a CPU device cover
+    /// them too.
+    #[doc(hidden)]
+    pub fn with_gpu_paths(mut self) -> Gpu {
+        self.gpu_paths = true;
+        self
     }
 
     /// Whether this device can run `op` on an image of `channels` 8-bit channels exactly
@@ -245,13 +259,18 @@ impl Gpu {
         let mut host = Some(img);
         let (mut gpu_ops, mut cpu_ops) = (0, 0);
         for op in ops {
-            let (ch, deep) = match (&host, &on_device) {
-                (Some(h), _) => (h.channels, h.is_16bit()),
-                (None, Some(d)) => (d.cn as u8, false),
+            let (w, h, ch, deep) = match (&host, &on_device) {
+                (Some(i), _) => (
+                    i.width as usize,
+                    i.height as usize,
+                    i.channels,
+                    i.is_16bit(),
+                ),
+                (None, Some(d)) => (d.w, d.h, d.cn as u8, false),
                 (None, None) => unreachable!("an image is always on one side"),
             };
             let planned = if Self::supports(op, ch) && !deep {
-                self.plan(op, &host, &on_device)?
+                self.plan(op, w, h)?
             } else {
                 None
             };
@@ -292,27 +311,27 @@ impl Gpu {
 }
 
 impl Gpu {
-    /// Times one op on the device: `(seconds including the upload and the download,
-    /// seconds of the kernels alone)`; `None` when the op would run on the CPU.
-    pub fn profile(&self, op: &Op, img: &Image) -> Result<Option<(f64, f64)>, RunError> {
+    /// Runs one op on the device and times it: `(result, seconds including the upload
+    /// and the download, seconds of the kernels alone)`; `None` when the op would run on
+    /// the CPU. The image is taken by value so that a benchmark can feed an in-place op
+    /// its own output, as the CPU side does.
+    pub fn profile(&self, op: &Op, img: Image) -> Result<Option<(Image, f64, f64)>, RunError> {
         if !Self::supports(op, img.channels) || img.is_16bit() {
             return Ok(None);
         }
-        let Some(plan) = self.plan(op, &Some(img.clone()), &None)? else {
+        let Some(plan) = self.plan(op, img.width as usize, img.height as usize)? else {
             return Ok(None);
         };
-        // The copy stands for the decoded image a pipeline would hand over: not timed.
-        let input = img.clone();
         let t = std::time::Instant::now();
-        let dev = self.upload(input)?;
-        self.queue.finish().map_err(|e| dev_err("finish", e))?;
+        let dev = self.upload(img)?;
+        self.finish()?;
         let k0 = t.elapsed().as_secs_f64();
         let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
         let out = self.apply(&kernels, plan, dev)?;
         drop(kernels);
         let k1 = t.elapsed().as_secs_f64();
-        let _ = self.download(out)?;
-        Ok(Some((t.elapsed().as_secs_f64(), k1 - k0)))
+        let out = self.download(out)?;
+        Ok(Some((out, t.elapsed().as_secs_f64(), k1 - k0)))
     }
 }
 
@@ -391,17 +410,8 @@ enum Plan {
 }
 
 impl Gpu {
-    fn plan(
-        &self,
-        op: &Op,
-        host: &Option<Image>,
-        dev: &Option<DevImage>,
-    ) -> Result<Option<Plan>, RunError> {
-        let (w, h) = match (host, dev) {
-            (Some(i), _) => (i.width as usize, i.height as usize),
-            (None, Some(d)) => (d.w, d.h),
-            _ => return Ok(None),
-        };
+    /// Resolves `op` for a `w` x `h` image; `None` when it runs on the CPU.
+    fn plan(&self, op: &Op, w: usize, h: usize) -> Result<Option<Plan>, RunError> {
         Ok(Some(match *op {
             Op::Invert => Plan::Point {
                 kernel: "k_invert",
@@ -622,11 +632,12 @@ impl Gpu {
                 // Mapping makes the kernels' writes visible in `data` (the mapped pointer
                 // is `data` itself for a CL_MEM_USE_HOST_PTR buffer).
                 let mut ptr = std::ptr::null_mut();
-                // SAFETY: the buffer is `data.len()` bytes; blocking map, then unmap.
+                // SAFETY: the buffer is `data.len()` bytes; the map, the unmap and the
+                // finish below complete before `data` is read.
                 unsafe {
                     self.queue.enqueue_map_buffer(
                         &buf,
-                        CL_BLOCKING,
+                        CL_NON_BLOCKING,
                         CL_MAP_READ,
                         0,
                         data.len(),
@@ -687,13 +698,25 @@ impl Gpu {
         items: &[usize],
         args: &[Arg],
     ) -> Result<(), RunError> {
+        self.launch_local(kernels, name, items, None, args)
+    }
+
+    /// [`Gpu::launch`] with an explicit work-group width.
+    fn launch_local(
+        &self,
+        kernels: &HashMap<&'static str, Kernel>,
+        name: &str,
+        items: &[usize],
+        width: Option<usize>,
+        args: &[Arg],
+    ) -> Result<(), RunError> {
         let kernel = kernels
             .get(name)
             .ok_or_else(|| RunError::Device(format!("kernel {name} missing")))?;
         if items.contains(&0) {
             return Ok(());
         }
-        let lx = self.local.min(items[0].next_power_of_two());
+        let lx = width.unwrap_or_else(|| self.local.min(items[0].next_power_of_two()));
         let mut local = vec![lx];
         local.extend(std::iter::repeat_n(1, items.len() - 1));
         let global: Vec<usize> = items
@@ -722,6 +745,21 @@ impl Gpu {
         }
         .map_err(|e| dev_err(&format!("kernel {name}"), e))?;
         Ok(())
+    }
+
+    /// Reads a one-element flag buffer and clears it: whether a kernel set it.
+    fn read_flag(&self, flag: &mut Buffer<i32>) -> Result<bool, RunError> {
+        let mut v = [0i32];
+        // SAFETY: a one-element buffer; both transfers are blocking.
+        unsafe {
+            self.queue
+                .enqueue_read_buffer(flag, CL_BLOCKING, 0, &mut v, &[])
+                .map_err(|e| dev_err("download", e))?;
+            self.queue
+                .enqueue_write_buffer(flag, CL_BLOCKING, 0, &[0i32], &[])
+                .map_err(|e| dev_err("upload", e))?;
+        }
+        Ok(v[0] != 0)
     }
 
     fn finish(&self) -> Result<(), RunError> {
@@ -778,7 +816,7 @@ impl Gpu {
                 self.launch(
                     k,
                     "k_hsv",
-                    &[w, h],
+                    &[w.div_ceil(16), h],
                     &[
                         U8(&d.buf),
                         Int(wi),
@@ -926,29 +964,39 @@ impl Gpu {
                     ],
                 )?;
                 let mut flag = self.buffer_from(&[0i32])?;
-                loop {
-                    // SAFETY: a one-element buffer, blocking write.
-                    unsafe {
-                        self.queue
-                            .enqueue_write_buffer(&mut flag, CL_BLOCKING, 0, &[0i32], &[])
-                    }
-                    .map_err(|e| dev_err("upload", e))?;
-                    self.launch(
+                let mut repeat = self.gpu_paths;
+                if !repeat {
+                    // CPU devices: trace in one pass; passes only if a stack overflowed.
+                    let band = 64;
+                    let stack = self.buffer::<i32>(n)?;
+                    self.launch_local(
                         k,
-                        "k_canny_grow",
-                        &grid,
-                        &[U8(&map), Int(wi), Int(hi), I32(&flag)],
+                        "k_canny_trace",
+                        &[h.div_ceil(band)],
+                        Some(1),
+                        &[
+                            U8(&map),
+                            Int(wi),
+                            Int(hi),
+                            Int(band as i32),
+                            I32(&stack),
+                            I32(&flag),
+                        ],
                     )?;
-                    let mut changed = [0i32];
-                    // SAFETY: a one-element buffer, blocking read.
-                    unsafe {
-                        self.queue
-                            .enqueue_read_buffer(&flag, CL_BLOCKING, 0, &mut changed, &[])
+                    repeat = self.read_flag(&mut flag)?;
+                }
+                while repeat {
+                    // GPUs: passes until one changes nothing, two per look at the flag
+                    // (a round trip to the host costs about as much as a pass).
+                    for _ in 0..2 {
+                        self.launch(
+                            k,
+                            "k_canny_grow",
+                            &[w.div_ceil(16), h],
+                            &[U8(&map), Int(wi), Int(hi), I32(&flag)],
+                        )?;
                     }
-                    .map_err(|e| dev_err("download", e))?;
-                    if changed[0] == 0 {
-                        break;
-                    }
+                    repeat = self.read_flag(&mut flag)?;
                 }
                 let o = self.image(w, h, 1)?;
                 self.launch(
