@@ -104,7 +104,7 @@ fn main() {
             // read the input and allocate their output (the input is not freed in the timing).
             let in_place = IN_PLACE.iter().any(|p| op_text.starts_with(p));
             let mut work = Some(img.clone());
-            let secs = time(&mut || {
+            let mut cpu_once = || {
                 let t = Instant::now();
                 if in_place {
                     work = Some(apply(&op, work.take().expect("buffer")).expect("apply"));
@@ -112,36 +112,41 @@ fn main() {
                     std::hint::black_box(apply_ref(&op, &img).expect("apply"));
                 }
                 t.elapsed().as_secs_f64()
-            });
-            match &gpu {
-                Some(g) => {
-                    let mut total = Vec::new();
-                    let mut kernel = Vec::new();
-                    let mut work = Some(img.clone());
-                    for _ in 0..iters {
-                        // In-place ops get their own output back, as on the CPU side.
-                        let input = match work.take() {
-                            Some(w) if in_place => w,
-                            _ => img.clone(),
-                        };
-                        if let Ok(Some((out, t, k))) = g.profile(&op, input) {
-                            total.push(t);
-                            kernel.push(k);
-                            work = Some(out);
-                        }
-                    }
-                    let (cl, kern) = if total.is_empty() {
-                        ("null".to_string(), "null".to_string())
-                    } else {
-                        (format!("{:.1}", mp / median(total)), format!("{:.1}", mp / median(kernel)))
-                    };
-                    println!(
-                        "{{\"name\": \"{op_text}\", \"mp_s\": {:.1}, \"cl_mp_s\": {cl}, \"kernel_mp_s\": {kern}}}",
-                        mp / secs
-                    );
+            };
+            let Some(g) = &gpu else {
+                let secs = time(&mut cpu_once);
+                println!("{{\"name\": \"{op_text}\", \"mp_s\": {:.1}}}", mp / secs);
+                continue;
+            };
+            // The CPU and the device alternate, so that both see the same machine load.
+            let (mut cpu, mut total, mut kernel) = (Vec::new(), Vec::new(), Vec::new());
+            let mut dev_work = Some(img.clone());
+            for _ in 0..iters {
+                cpu.push(cpu_once());
+                // In-place ops get their own output back, as on the CPU side.
+                let input = match dev_work.take() {
+                    Some(w) if in_place => w,
+                    _ => img.clone(),
+                };
+                if let Ok(Some((out, t, k))) = g.profile(&op, input) {
+                    total.push(t);
+                    kernel.push(k);
+                    dev_work = Some(out);
                 }
-                None => println!("{{\"name\": \"{op_text}\", \"mp_s\": {:.1}}}", mp / secs),
             }
+            let rate = |v: Vec<f64>| {
+                if v.is_empty() {
+                    "null".to_string()
+                } else {
+                    format!("{:.1}", mp / median(v))
+                }
+            };
+            println!(
+                "{{\"name\": \"{op_text}\", \"mp_s\": {:.1}, \"cl_mp_s\": {}, \"kernel_mp_s\": {}}}",
+                mp / median(cpu),
+                rate(total),
+                rate(kernel)
+            );
         }
         if only.is_some() || gpu.is_some() {
             return;

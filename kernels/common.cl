@@ -1,6 +1,13 @@
 // Helpers shared by every kernel file (the files are compiled as one program, this first).
 #pragma OPENCL FP_CONTRACT OFF
 
+// Bytes per work-item of the point kernels: one vector on GPUs, where neighbouring
+// work-items then read neighbouring bytes; more on CPU devices (PoCL runs a work-group's
+// items as a loop, and a longer run per item halves the time of a point op).
+#ifndef SPAN
+#define SPAN 16
+#endif
+
 // Unaligned 16-lane loads and stores. PoCL splits vstore16 into single-byte stores; on
 // CPU devices (built with -DIMGPROC_UNALIGNED) a vector type declared with 1-byte
 // alignment gives plain unaligned vector moves instead.

@@ -1,7 +1,7 @@
 // Neighbourhood filters on interleaved 8-bit images, bit-exact with src/ops/filter.rs.
 //
-// The grid is (16-byte chunks of a row, rows). A chunk whose whole neighbourhood lies
-// inside the row runs on vectors (neighbours of a sample are whole pixels, cn bytes,
+// The grid is (runs of SPAN bytes of a row, rows), and a run goes in 16-byte chunks
+// (see common.cl for SPAN). A chunk whose whole neighbourhood lies inside the row runs on vectors (neighbours of a sample are whole pixels, cn bytes,
 // away); chunks at the left and right borders, and the partial chunk at the end of a
 // row, run byte by byte with the border rule. Rows outside the image are mapped once per
 // work-item.
@@ -17,9 +17,9 @@ inline int replicate(int p, int len) { return clamp(p, 0, len - 1); }
 
 // Horizontal pass of a separable filter with integer weights summing to at most 256
 // (Gaussian) or at most 16 ones (box), so that a sum fits 16 bits.
-__kernel void k_sep_h(__global const uchar* src, __global ushort* tmp, int w, int h, int cn,
-                      __global const uint* k, int ks) {
-    int xb = get_global_id(0) * 16, y = get_global_id(1);
+inline void sep_h_chunk(__global const uchar* src, __global ushort* tmp, int w, int h, int cn,
+                      __global const uint* k, int ks, int xb) {
+    int y = get_global_id(1);
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
     int a = ks / 2;
@@ -41,11 +41,17 @@ __kernel void k_sep_h(__global const uchar* src, __global ushort* tmp, int w, in
     }
 }
 
+__kernel void k_sep_h(__global const uchar* src, __global ushort* tmp, int w, int h, int cn,
+                      __global const uint* k, int ks) {
+    int first = get_global_id(0) * SPAN;
+    for (int xb = first; xb < first + SPAN; xb += 16) sep_h_chunk(src, tmp, w, h, cn, k, ks, xb);
+}
+
 // Vertical pass; mode 0: Gaussian, (s + 2^15) >> 16; mode 1: box through OpenCV's
 // 16-bit fixed-point reciprocal, ((s + delta) * scale) >> 16.
-__kernel void k_sep_v(__global const ushort* tmp, __global uchar* dst, int w, int h, int cn,
-                      __global const uint* k, int ks, int mode, uint delta, uint scale) {
-    int xb = get_global_id(0) * 16, y = get_global_id(1);
+inline void sep_v_chunk(__global const ushort* tmp, __global uchar* dst, int w, int h, int cn,
+                      __global const uint* k, int ks, int mode, uint delta, uint scale, int xb) {
+    int y = get_global_id(1);
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
     int a = ks / 2;
@@ -65,28 +71,37 @@ __kernel void k_sep_v(__global const ushort* tmp, __global uchar* dst, int w, in
     }
 }
 
-// v*(1+amount) - blurred*amount on colour channels, rounded half to even.
+__kernel void k_sep_v(__global const ushort* tmp, __global uchar* dst, int w, int h, int cn,
+                      __global const uint* k, int ks, int mode, uint delta, uint scale) {
+    int first = get_global_id(0) * SPAN;
+    for (int xb = first; xb < first + SPAN; xb += 16) sep_v_chunk(tmp, dst, w, h, cn, k, ks, mode, delta, scale, xb);
+}
+
+// v*(1+amount) - blurred*amount on colour channels, rounded half to even; SPAN bytes
+// per work-item.
 __kernel void k_unsharp(__global uchar* img, __global const uchar* blurred, int nbytes, int cn,
                         float a, float b) {
-    int o = get_global_id(0) * 16;
-    if (o + 16 <= nbytes) {
-        uchar16 v = LOAD16(uchar, img + o);
-        float16 t = convert_float16(v) * a + convert_float16(LOAD16(uchar, blurred + o)) * b;
+    int o = get_global_id(0) * SPAN;
+    int end = min(o + SPAN, nbytes);
+    uchar16 keep = alpha_lanes(cn);
+    int j = o;
+    for (; j + 16 <= end; j += 16) {
+        uchar16 v = LOAD16(uchar, img + j);
+        float16 t = convert_float16(v) * a + convert_float16(LOAD16(uchar, blurred + j)) * b;
         uchar16 r = convert_uchar16_sat(clamp(rint(t), 0.0f, 255.0f));
-        STORE16(uchar, select(r, v, alpha_lanes(cn)), img + o);
-    } else {
-        for (int j = o; j < nbytes; j++) {
-            if (is_alpha(j, cn)) continue;
-            float t = (float)img[j] * a + (float)blurred[j] * b;
-            img[j] = (uchar)clamp(rint(t), 0.0f, 255.0f);
-        }
+        STORE16(uchar, select(r, v, keep), img + j);
+    }
+    for (; j < end; j++) {
+        if (is_alpha(j, cn)) continue;
+        float t = (float)img[j] * a + (float)blurred[j] * b;
+        img[j] = (uchar)clamp(rint(t), 0.0f, 255.0f);
     }
 }
 
 // |dx|, |dy| or |dx|+|dy| saturated, per colour channel, border reflect-101; alpha
 // copied. dir: 0 x, 1 y, 2 xy.
-__kernel void k_sobel(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int dir) {
-    int xb = get_global_id(0) * 16, y = get_global_id(1);
+inline void sobel_chunk(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int dir, int xb) {
+    int y = get_global_id(1);
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
     __global const uchar* rm = src + reflect101(y - 1, h) * rb;
@@ -114,12 +129,17 @@ __kernel void k_sobel(__global const uchar* src, __global uchar* dst, int w, int
     }
 }
 
+__kernel void k_sobel(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int dir) {
+    int first = get_global_id(0) * SPAN;
+    for (int xb = first; xb < first + SPAN; xb += 16) sobel_chunk(src, dst, w, h, cn, dir, xb);
+}
+
 // Median over a k x k window (k <= 7), border replicate. net holds the compare-exchange
 // pairs of a selection network (from src/ops/filter.rs) over `size` inputs padded with
 // 255; its element k*k/2 is the median.
-__kernel void k_median(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
-                       __global const int2* net, int nlen, int size) {
-    int xb = get_global_id(0) * 16, y = get_global_id(1);
+inline void median_chunk(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                       __global const int2* net, int nlen, int size, int xb) {
+    int y = get_global_id(1);
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
     int a = k / 2, n = k * k;
@@ -159,11 +179,17 @@ __kernel void k_median(__global const uchar* src, __global uchar* dst, int w, in
     }
 }
 
+__kernel void k_median(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                       __global const int2* net, int nlen, int size) {
+    int first = get_global_id(0) * SPAN;
+    for (int xb = first; xb < first + SPAN; xb += 16) median_chunk(src, dst, w, h, cn, k, net, nlen, size, xb);
+}
+
 // One pass of erosion (dilate = 0) or dilation along x (horiz = 1) or y; the window is
 // clipped to the image, as OpenCV's default border value does.
-__kernel void k_morph(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
-                      int dilate, int horiz) {
-    int xb = get_global_id(0) * 16, y = get_global_id(1);
+inline void morph_chunk(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                      int dilate, int horiz, int xb) {
+    int y = get_global_id(1);
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
     int a = k / 2;
@@ -197,4 +223,10 @@ __kernel void k_morph(__global const uchar* src, __global uchar* dst, int w, int
             dst[y * rb + b] = m;
         }
     }
+}
+
+__kernel void k_morph(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                      int dilate, int horiz) {
+    int first = get_global_id(0) * SPAN;
+    for (int xb = first; xb < first + SPAN; xb += 16) morph_chunk(src, dst, w, h, cn, k, dilate, horiz, xb);
 }

@@ -2,29 +2,41 @@
 // coordinate and weight tables computed on the host by the CPU code.
 #pragma OPENCL FP_CONTRACT OFF
 
-// Vertical flip (horizontal = 0): the grid is (16-byte chunks of a row, rows). Horizontal
-// flip: (groups of 16 pixels, rows), reversed with a vector shuffle for 1 and 4 channels.
-__kernel void k_flip(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int horizontal) {
+inline void vflip_chunk(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int xb) {
     int y = get_global_id(1);
     int rb = w * cn;
+    if (xb >= rb || y >= h) return;
+    __global const uchar* s = src + (h - 1 - y) * rb;
+    if (xb + 16 <= rb) STORE16(uchar, LOAD16(uchar, s + xb), dst + y * rb + xb);
+    else for (int b = xb; b < rb; b++) dst[y * rb + b] = s[b];
+}
+
+// Vertical flip (horizontal = 0): the grid is (runs of SPAN bytes of a row, rows).
+// Horizontal flip: (groups of 16 pixels, rows), reversed with vector swizzles.
+__kernel void k_flip(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int horizontal) {
     if (!horizontal) {
-        int xb = get_global_id(0) * 16;
-        if (xb >= rb || y >= h) return;
-        __global const uchar* s = src + (h - 1 - y) * rb;
-        if (xb + 16 <= rb) STORE16(uchar, vload16(0, s + xb), dst + y * rb + xb);
-        else for (int b = xb; b < rb; b++) dst[y * rb + b] = s[b];
+        int first = get_global_id(0) * SPAN;
+        for (int xb = first; xb < first + SPAN; xb += 16) vflip_chunk(src, dst, w, h, cn, xb);
         return;
     }
+    int y = get_global_id(1);
+    int rb = w * cn;
     int x0 = get_global_id(0) * 16;
     if (x0 >= w || y >= h) return;
     __global const uchar* s = src + y * rb;
     __global uchar* d = dst + y * rb;
+    // The source of output pixels x0..x0+15 is pixels w-16-x0..w-1-x0, reversed.
+    int sx = w - 16 - x0;
     if (x0 + 16 <= w && cn == 1) {
-        uchar16 v = LOAD16(uchar, s + w - 16 - x0);
-        STORE16(uchar, v.sfedcba9876543210, d + x0);
+        STORE16(uchar, LOAD16(uchar, s + sx).sfedcba9876543210, d + x0);
     } else if (x0 + 16 <= w && cn == 4) {
-        uint16 v = LOAD16(uint, (s + (w - 16 - x0) * 4));
-        STORE16(uint, v.sfedcba9876543210, (d + x0 * 4));
+        STORE16(uint, LOAD16(uint, s + sx * 4).sfedcba9876543210, d + x0 * 4);
+    } else if (x0 + 16 <= w && cn == 3) {
+        uchar16 r, g, b;
+        load_rgb16(s + sx * 3, &r, &g, &b);
+        store_rgb16(r.sfedcba9876543210, g.sfedcba9876543210, b.sfedcba9876543210, d + x0 * 3);
+    } else if (x0 + 16 <= w && cn == 2) {
+        STORE16(ushort, LOAD16(ushort, s + sx * 2).sfedcba9876543210, d + x0 * 2);
     } else {
         int end = min(x0 + 16, w);
         for (int x = x0; x < end; x++)
@@ -45,13 +57,18 @@ __kernel void k_rotate(__global const uchar* src, __global uchar* dst, int w, in
 }
 
 // The grid is (16-byte chunks of an output row, output rows).
-__kernel void k_crop(__global const uchar* src, __global uchar* dst, int w, int cn, int x0, int y0, int cw, int ch) {
-    int xb = get_global_id(0) * 16, y = get_global_id(1);
+inline void crop_chunk(__global const uchar* src, __global uchar* dst, int w, int cn, int x0, int y0, int cw, int ch, int xb) {
+    int y = get_global_id(1);
     int rb = cw * cn;
     if (xb >= rb || y >= ch) return;
     __global const uchar* s = src + ((y + y0) * w + x0) * cn;
     if (xb + 16 <= rb) STORE16(uchar, vload16(0, s + xb), dst + y * rb + xb);
     else for (int b = xb; b < rb; b++) dst[y * rb + b] = s[b];
+}
+
+__kernel void k_crop(__global const uchar* src, __global uchar* dst, int w, int cn, int x0, int y0, int cw, int ch) {
+    int first = get_global_id(0) * SPAN;
+    for (int xb = first; xb < first + SPAN; xb += 16) crop_chunk(src, dst, w, cn, x0, y0, cw, ch, xb);
 }
 
 // Nearest neighbour through index tables (source pixel of each output x and y).

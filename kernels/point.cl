@@ -8,47 +8,54 @@
 // work-group size, so every kernel checks its range.
 #pragma OPENCL FP_CONTRACT OFF
 
+// Each work-item covers SPAN bytes (16 on GPUs, more on CPU devices: see common.cl):
+// whole 16-byte vectors, then single bytes at the end of the image.
+#define FOR_SPAN(nbytes, VEC, ONE)                         \
+    int o = get_global_id(0) * SPAN;                       \
+    int end = min(o + SPAN, nbytes);                       \
+    uchar16 keep = alpha_lanes(cn);                        \
+    int j = o;                                             \
+    for (; j + 16 <= end; j += 16) { VEC }                 \
+    for (; j < end; j++) if (!is_alpha(j, cn)) { ONE }
+
 __kernel void k_invert(__global uchar* img, int nbytes, int cn) {
-    int o = get_global_id(0) * 16;
-    if (o + 16 <= nbytes) {
-        uchar16 v = LOAD16(uchar, img + o);
-        STORE16(uchar, select((uchar16)255 - v, v, alpha_lanes(cn)), img + o);
-    } else {
-        for (int j = o; j < nbytes; j++) if (!is_alpha(j, cn)) img[j] = 255 - img[j];
-    }
+    FOR_SPAN(nbytes,
+        uchar16 v = LOAD16(uchar, img + j);
+        STORE16(uchar, select((uchar16)255 - v, v, keep), img + j);,
+        img[j] = 255 - img[j];)
 }
 
 // Adds amount (negative: subtracts), saturating.
 __kernel void k_add_sat(__global uchar* img, int nbytes, int cn, int amount) {
-    int o = get_global_id(0) * 16;
     uchar a = (uchar)min(abs(amount), 255u);
-    if (o + 16 <= nbytes) {
-        uchar16 v = LOAD16(uchar, img + o);
-        uchar16 r = amount >= 0 ? add_sat(v, (uchar16)a) : sub_sat(v, (uchar16)a);
-        STORE16(uchar, select(r, v, alpha_lanes(cn)), img + o);
+    if (amount >= 0) {
+        FOR_SPAN(nbytes,
+            uchar16 v = LOAD16(uchar, img + j);
+            STORE16(uchar, select(add_sat(v, (uchar16)a), v, keep), img + j);,
+            img[j] = add_sat(img[j], a);)
     } else {
-        for (int j = o; j < nbytes; j++)
-            if (!is_alpha(j, cn)) img[j] = amount >= 0 ? add_sat(img[j], a) : sub_sat(img[j], a);
+        FOR_SPAN(nbytes,
+            uchar16 v = LOAD16(uchar, img + j);
+            STORE16(uchar, select(sub_sat(v, (uchar16)a), v, keep), img + j);,
+            img[j] = sub_sat(img[j], a);)
     }
 }
 
 // 255 where the value exceeds t, else 0.
 __kernel void k_threshold(__global uchar* img, int nbytes, int cn, int t) {
-    int o = get_global_id(0) * 16;
-    uchar tt = (uchar)clamp(t, 0, 255);
-    if (o + 16 <= nbytes) {
-        uchar16 v = LOAD16(uchar, img + o);
-        uchar16 r = t < 0 ? (uchar16)255 : as_uchar16(v > (uchar16)tt);
-        STORE16(uchar, select(r, v, alpha_lanes(cn)), img + o);
-    } else {
-        for (int j = o; j < nbytes; j++)
-            if (!is_alpha(j, cn)) img[j] = (int)img[j] > t ? 255 : 0;
-    }
+    // t < 0: everything exceeds it; t >= 255: nothing does.
+    uchar16 all = t < 0 ? (uchar16)255 : (uchar16)0;
+    uchar16 tt = (uchar16)(uchar)clamp(t, 0, 255);
+    FOR_SPAN(nbytes,
+        uchar16 v = LOAD16(uchar, img + j);
+        uchar16 r = as_uchar16(v > tt) | all;
+        STORE16(uchar, select(r, v, keep), img + j);,
+        img[j] = (int)img[j] > t ? 255 : 0;)
 }
 
 __kernel void k_lut(__global uchar* img, int nbytes, int cn, __global const uchar* table) {
-    int o = get_global_id(0) * 16;
-    int end = min(o + 16, nbytes);
+    int o = get_global_id(0) * SPAN;
+    int end = min(o + SPAN, nbytes);
     for (int j = o; j < end; j++)
         if (!is_alpha(j, cn)) img[j] = table[img[j]];
 }

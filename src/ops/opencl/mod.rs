@@ -58,6 +58,9 @@ const KERNELS: &[&str] = &[
     "k_canny_out",
 ];
 
+/// Bytes per work-item of the point kernels on CPU devices.
+const CPU_SPAN: usize = 256;
+
 /// One OpenCL device as listed by `--list-devices`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -131,6 +134,8 @@ pub struct Gpu {
     /// Choose the algorithms meant for GPUs (many small work-items) over those for CPU
     /// devices (a few long ones) where the two differ: Canny's hysteresis.
     gpu_paths: bool,
+    /// Bytes per work-item of the point kernels (SPAN in kernels/common.cl).
+    span: usize,
     /// Work-group size for 1-D launches, and the x extent of 2-D ones (y is 1).
     local: usize,
     kernels: Mutex<HashMap<&'static str, Kernel>>,
@@ -186,8 +191,14 @@ impl Gpu {
             .map(|(_, s)| *s)
             .collect::<Vec<_>>()
             .join("\n");
-        // CPU devices take unaligned vector moves (see kernels/common.cl).
-        let options = if info.gpu { "" } else { "-DIMGPROC_UNALIGNED" };
+        // CPU devices take unaligned vector moves and longer spans (see kernels/common.cl).
+        let span = if info.gpu { 16 } else { CPU_SPAN };
+        let options = if info.gpu {
+            String::new()
+        } else {
+            format!("-DIMGPROC_UNALIGNED -DSPAN={span}")
+        };
+        let options = options.as_str();
         let cached = cache_path(&info, &source, options);
         let from_cache = cached
             .as_ref()
@@ -224,6 +235,7 @@ impl Gpu {
             queue,
             zero_copy,
             gpu_paths,
+            span,
             local,
             kernels: Mutex::new(kernels),
             _program: program,
@@ -683,11 +695,6 @@ enum Arg<'a> {
     Float(f32),
 }
 
-/// Work-items for `bytes` bytes at 16 per work-item.
-fn chunks(bytes: usize) -> usize {
-    bytes.div_ceil(16)
-}
-
 impl Gpu {
     /// Enqueues `name` over `items` work-items (1-D or 2-D); the count is rounded up to
     /// whole work-groups, and every kernel checks its range.
@@ -777,15 +784,15 @@ impl Gpu {
         let n = w * h;
         let nbytes = n * cn;
         let (wi, hi, ci) = (w as i32, h as i32, cn as i32);
-        // Row-chunk grid of the filters: (16-byte chunks of a row, rows).
-        let rows = [chunks(w * cn), h];
+        // Grid of the row kernels: (runs of `span` bytes of a row, rows).
+        let rows = [(w * cn).div_ceil(self.span), h];
         let out = match plan {
             Plan::Point { kernel, extra } => {
                 let mut args = vec![U8(&d.buf), Int(nbytes as i32), Int(ci)];
                 if let Some(v) = extra {
                     args.push(Int(v));
                 }
-                self.launch(k, kernel, &[chunks(nbytes)], &args)?;
+                self.launch(k, kernel, &[nbytes.div_ceil(self.span)], &args)?;
                 d
             }
             Plan::Lut(table) => {
@@ -793,7 +800,7 @@ impl Gpu {
                 self.launch(
                     k,
                     "k_lut",
-                    &[chunks(nbytes)],
+                    &[nbytes.div_ceil(self.span)],
                     &[U8(&d.buf), Int(nbytes as i32), Int(ci), U8(&t)],
                 )?;
                 self.finish()?;
@@ -844,7 +851,7 @@ impl Gpu {
                 self.launch(
                     k,
                     "k_unsharp",
-                    &[chunks(nbytes)],
+                    &[nbytes.div_ceil(self.span)],
                     &[
                         U8(&d.buf),
                         U8(&blurred.buf),
@@ -1052,7 +1059,7 @@ impl Gpu {
                 self.launch(
                     k,
                     "k_crop",
-                    &[chunks(cw * cn), ch],
+                    &[(cw * cn).div_ceil(self.span), ch],
                     &[
                         U8(&d.buf),
                         U8(&o.buf),
@@ -1177,7 +1184,7 @@ impl Gpu {
         let o = self.image(w, h, cn)?;
         let kb = self.buffer_from(kern)?;
         let (wi, hi, ci) = (w as i32, h as i32, cn as i32);
-        let rows = [chunks(w * cn), h];
+        let rows = [(w * cn).div_ceil(self.span), h];
         self.launch(
             k,
             "k_sep_h",
