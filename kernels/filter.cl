@@ -230,3 +230,119 @@ __kernel void k_morph(__global const uchar* src, __global uchar* dst, int w, int
     int first = get_global_id(0) * SPAN;
     for (int xb = first; xb < first + SPAN; xb += 16) morph_chunk(src, dst, w, h, cn, k, dilate, horiz, xb);
 }
+
+// The fused kernels below keep the last few horizontal results of one 16-byte column
+// chunk in a ring while walking down a band of rows, so the image is read once and
+// written once, with no intermediate buffer. They take windows of up to FUSED_MAX taps;
+// larger ones use the two-pass kernels above.
+#define FUSED_MAX 15
+
+// Horizontal weighted sum of chunk xb of row y (lanes past the row end are zero).
+inline ushort16 hsum16(__global const uchar* src, int w, int cn, int y, int xb,
+                       __global const uint* k, int ks) {
+    int rb = w * cn, a = ks / 2;
+    __global const uchar* row = src + y * rb;
+    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
+        ushort16 s = (ushort16)0;
+        for (int i = 0; i < ks; i++) s += (ushort)k[i] * convert_ushort16(LOAD16(uchar, row + xb + (i - a) * cn));
+        return s;
+    }
+    ushort t[16];
+    for (int l = 0; l < 16; l++) {
+        int b = xb + l;
+        uint s = 0;
+        if (b < rb) {
+            int x = b / cn, c = b - x * cn;
+            for (int i = 0; i < ks; i++) s += k[i] * (uint)row[reflect101(x + i - a, w) * cn + c];
+        }
+        t[l] = (ushort)s;
+    }
+    return vload16(0, t);
+}
+
+// Gaussian (mode 0) or box (mode 1) blur in one pass, as k_sep_h then k_sep_v. The grid
+// is (16-byte chunks of a row, bands of `band` rows).
+__kernel void k_sep_fused(__global const uchar* src, __global uchar* dst, int w, int h, int cn,
+                          __global const uint* k, int ks, int mode, uint delta, uint scale, int band) {
+    int xb = get_global_id(0) * 16, y0 = get_global_id(1) * band;
+    int rb = w * cn;
+    if (xb >= rb || y0 >= h) return;
+    int y1 = min(y0 + band, h), a = ks / 2;
+    ushort16 ring[FUSED_MAX];
+    for (int j = 0; j < ks - 1; j++) ring[j] = hsum16(src, w, cn, reflect101(y0 - a + j, h), xb, k, ks);
+    for (int y = y0; y < y1; y++) {
+        ring[ks - 1] = hsum16(src, w, cn, reflect101(y + ks - 1 - a, h), xb, k, ks);
+        uint16 s = (uint16)0;
+        for (int j = 0; j < ks; j++) s += k[j] * convert_uint16(ring[j]);
+        for (int j = 0; j < ks - 1; j++) ring[j] = ring[j + 1];
+        uint16 v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
+        uchar16 o = convert_uchar16_sat(v);
+        if (xb + 16 <= rb) {
+            STORE16(uchar, o, dst + y * rb + xb);
+        } else {
+            uchar t[16];
+            vstore16(o, 0, t);
+            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];
+        }
+    }
+}
+
+// Minimum (or maximum with dilate) over a window of k pixels of chunk xb of row y,
+// clipped to the row.
+inline uchar16 hmorph16(__global const uchar* src, int w, int cn, int y, int xb, int k, int dilate) {
+    int rb = w * cn, a = k / 2;
+    __global const uchar* row = src + y * rb;
+    if (xb - a * cn >= 0 && xb + 16 + (k - 1 - a) * cn <= rb) {
+        uchar16 m = LOAD16(uchar, row + xb - a * cn);
+        for (int i = 1; i < k; i++) {
+            uchar16 v = LOAD16(uchar, row + xb + (i - a) * cn);
+            m = dilate ? max(m, v) : min(m, v);
+        }
+        return m;
+    }
+    uchar t[16];
+    for (int l = 0; l < 16; l++) {
+        int b = xb + l;
+        uchar m = dilate ? 0 : 255;
+        if (b < rb) {
+            int x = b / cn, c = b - x * cn;
+            int lo = max(x - a, 0), hi = min(x + k - a, w);
+            for (int p = lo; p < hi; p++) {
+                uchar v = row[p * cn + c];
+                m = dilate ? max(m, v) : min(m, v);
+            }
+        }
+        t[l] = m;
+    }
+    return vload16(0, t);
+}
+
+// One erosion or dilation in one pass, as k_morph across then down; rows outside the
+// image are left out of the window. The grid is (16-byte chunks, bands of rows).
+__kernel void k_morph_fused(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                            int dilate, int band) {
+    int xb = get_global_id(0) * 16, y0 = get_global_id(1) * band;
+    int rb = w * cn;
+    if (xb >= rb || y0 >= h) return;
+    int y1 = min(y0 + band, h), a = k / 2;
+    uchar16 none = dilate ? (uchar16)0 : (uchar16)255;
+    uchar16 ring[FUSED_MAX];
+    for (int j = 0; j < k - 1; j++) {
+        int sy = y0 - a + j;
+        ring[j] = sy >= 0 && sy < h ? hmorph16(src, w, cn, sy, xb, k, dilate) : none;
+    }
+    for (int y = y0; y < y1; y++) {
+        int sy = y + k - 1 - a;
+        ring[k - 1] = sy < h ? hmorph16(src, w, cn, sy, xb, k, dilate) : none;
+        uchar16 m = ring[0];
+        for (int j = 1; j < k; j++) m = dilate ? max(m, ring[j]) : min(m, ring[j]);
+        for (int j = 0; j < k - 1; j++) ring[j] = ring[j + 1];
+        if (xb + 16 <= rb) {
+            STORE16(uchar, m, dst + y * rb + xb);
+        } else {
+            uchar t[16];
+            vstore16(m, 0, t);
+            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];
+        }
+    }
+}

@@ -103,8 +103,9 @@ fn synthetic(w: u32, h: u32, cn: u8, seed: u32) -> Image {
 
 #[test]
 fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
-    // Widths that leave partial 16-byte chunks and border chunks in every layout, and
-    // sizes where a whole row is a border.
+    // Widths that leave partial 16-byte chunks and border chunks in every layout, sizes
+    // where a whole row is a border, and a height over one band of the one-pass filters.
+    // Window sizes on both sides of the one-pass kernels' limit (15).
     let gpu = gpu();
     let ops = [
         "invert",
@@ -146,7 +147,7 @@ fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
     ];
     let mut failures = Vec::new();
     let mut checked = 0;
-    for (w, h) in [(301, 19), (37, 23), (16, 4), (21, 2)] {
+    for (w, h) in [(301, 19), (37, 23), (16, 4), (21, 2), (45, 70)] {
         for cn in 1..=4u8 {
             let img = synthetic(w, h, cn, w * 7 + cn as u32);
             for text in ops {

@@ -44,6 +44,8 @@ const KERNELS: &[&str] = &[
     "k_sobel",
     "k_median",
     "k_morph",
+    "k_sep_fused",
+    "k_morph_fused",
     "k_flip",
     "k_rotate",
     "k_crop",
@@ -57,6 +59,12 @@ const KERNELS: &[&str] = &[
     "k_canny_trace",
     "k_canny_out",
 ];
+
+/// Largest window of the one-pass filter kernels (FUSED_MAX in kernels/filter.cl).
+const FUSED_MAX: usize = 15;
+
+/// Rows per work-item of the one-pass filter kernels.
+const FUSED_BAND: usize = 32;
 
 /// Bytes per work-item of the point kernels on CPU devices.
 const CPU_SPAN: usize = 256;
@@ -907,9 +915,29 @@ impl Gpu {
                 iterations,
             } => {
                 let mut cur = d;
-                let t = self.buffer::<u8>(nbytes)?;
+                let t = self.buffer::<u8>(if size <= FUSED_MAX { 1 } else { nbytes })?;
                 for _ in 0..iterations {
                     let o = self.image(w, h, cn)?;
+                    if size <= FUSED_MAX {
+                        self.launch(
+                            k,
+                            "k_morph_fused",
+                            &[(w * cn).div_ceil(16), h.div_ceil(FUSED_BAND)],
+                            &[
+                                U8(&cur.buf),
+                                U8(&o.buf),
+                                Int(wi),
+                                Int(hi),
+                                Int(ci),
+                                Int(size as i32),
+                                Int(dilate as i32),
+                                Int(FUSED_BAND as i32),
+                            ],
+                        )?;
+                        self.finish()?;
+                        cur = o;
+                        continue;
+                    }
                     for (src, dst, horiz) in [(&cur.buf, &t, 1), (&t, &o.buf, 0)] {
                         self.launch(
                             k,
@@ -1180,10 +1208,32 @@ impl Gpu {
     ) -> Result<DevImage, RunError> {
         use Arg::*;
         let (w, h, cn) = (d.w, d.h, d.cn);
-        let tmp = self.buffer::<u16>(w * h * cn)?;
         let o = self.image(w, h, cn)?;
         let kb = self.buffer_from(kern)?;
         let (wi, hi, ci) = (w as i32, h as i32, cn as i32);
+        if kern.len() <= FUSED_MAX {
+            self.launch(
+                k,
+                "k_sep_fused",
+                &[(w * cn).div_ceil(16), h.div_ceil(FUSED_BAND)],
+                &[
+                    U8(&d.buf),
+                    U8(&o.buf),
+                    Int(wi),
+                    Int(hi),
+                    Int(ci),
+                    U32(&kb),
+                    Int(kern.len() as i32),
+                    Int(mode),
+                    Uint(delta),
+                    Uint(scale),
+                    Int(FUSED_BAND as i32),
+                ],
+            )?;
+            self.finish()?;
+            return Ok(o);
+        }
+        let tmp = self.buffer::<u16>(w * h * cn)?;
         let rows = [(w * cn).div_ceil(self.span), h];
         self.launch(
             k,
