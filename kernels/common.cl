@@ -66,3 +66,12 @@ inline void store_rgba16(uchar16 r, uchar16 g, uchar16 b, uchar16 a, __global uc
     uint16 px = convert_uint16(r) | (convert_uint16(g) << 8) | (convert_uint16(b) << 16) | (convert_uint16(a) << 24);
     STORE16(uint, px, p);
 }
+
+// Border rules: reflect-101 (OpenCV's default) and replicate.
+inline int reflect101(int p, int len) {
+    if (len == 1) return 0;
+    while (p < 0 || p >= len) p = p < 0 ? -p : 2 * len - p - 2;
+    return p;
+}
+
+inline int replicate(int p, int len) { return clamp(p, 0, len - 1); }

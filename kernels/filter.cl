@@ -7,14 +7,6 @@
 // work-item.
 #pragma OPENCL FP_CONTRACT OFF
 
-inline int reflect101(int p, int len) {
-    if (len == 1) return 0;
-    while (p < 0 || p >= len) p = p < 0 ? -p : 2 * len - p - 2;
-    return p;
-}
-
-inline int replicate(int p, int len) { return clamp(p, 0, len - 1); }
-
 // Horizontal pass of a separable filter with integer weights summing to at most 256
 // (Gaussian) or at most 16 ones (box), so that a sum fits 16 bits.
 inline void sep_h_chunk(__global const uchar* src, __global ushort* tmp, int w, int h, int cn,
@@ -143,7 +135,13 @@ inline void median_chunk(__global const uchar* src, __global uchar* dst, int w, 
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
     int a = k / 2, n = k * k;
-    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
+    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb && k <= 7) {
+        // Unrolled networks generated from the CPU's (see median_source in opencl/mod.rs).
+        uchar16 m = k == 3 ? median3_vec(src, rb, h, y, cn, xb)
+                  : k == 5 ? median5_vec(src, rb, h, y, cn, xb)
+                           : median7_vec(src, rb, h, y, cn, xb);
+        STORE16(uchar, m, dst + y * rb + xb);
+    } else if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
         uchar16 v[64];
         int m = 0;
         for (int j = 0; j < k; j++) {

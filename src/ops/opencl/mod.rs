@@ -69,6 +69,34 @@ const FUSED_BAND: usize = 32;
 /// Bytes per work-item of the point kernels on CPU devices.
 const CPU_SPAN: usize = 256;
 
+/// OpenCL source for `medianK_vec` (K = 3, 5, 7): the median of each lane of a 16-byte
+/// chunk over a K x K window, border replicate rows, through the CPU's selection network
+/// written out as straight-line min/max, which the device compiler keeps in registers.
+fn median_source() -> String {
+    let mut s = String::from("// Generated from filter::median_network.\n");
+    for k in [3usize, 5, 7] {
+        let (size, net) = filter::median_network(k * k);
+        let a = k / 2;
+        s += &format!(
+            "inline uchar16 median{k}_vec(__global const uchar* src, int rb, int h, int y, int cn, int xb) {{\n\
+             \x20   uchar16 v[{size}], t;\n\
+             \x20   for (int j = 0; j < {k}; j++) {{\n\
+             \x20       __global const uchar* r = src + replicate(y + j - {a}, h) * rb + xb - {a} * cn;\n\
+             \x20       for (int i = 0; i < {k}; i++) v[j * {k} + i] = LOAD16(uchar, r + i * cn);\n\
+             \x20   }}\n\
+             \x20   for (int m = {n}; m < {size}; m++) v[m] = (uchar16)255;\n",
+            n = k * k
+        );
+        for (x, y) in net {
+            s += &format!(
+                "    t = min(v[{x}], v[{y}]); v[{y}] = max(v[{x}], v[{y}]); v[{x}] = t;\n"
+            );
+        }
+        s += &format!("    return v[{}];\n}}\n", k * k / 2);
+    }
+    s
+}
+
 /// One OpenCL device as listed by `--list-devices`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceInfo {
@@ -194,11 +222,9 @@ impl Gpu {
         // SAFETY: the context and device are valid; no properties.
         let queue = unsafe { CommandQueue::create(&context, device.id(), 0) }
             .map_err(|e| cl_err("cannot create a command queue", e))?;
-        let source: String = SOURCES
-            .iter()
-            .map(|(_, s)| *s)
-            .collect::<Vec<_>>()
-            .join("\n");
+        let mut parts: Vec<String> = SOURCES.iter().map(|(_, s)| s.to_string()).collect();
+        parts.insert(1, median_source());
+        let source = parts.join("\n");
         // CPU devices take unaligned vector moves and longer spans (see kernels/common.cl).
         let span = if info.gpu { 16 } else { CPU_SPAN };
         let options = if info.gpu {
