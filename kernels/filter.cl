@@ -285,62 +285,83 @@ __kernel void k_sep_fused(__global const uchar* src, __global uchar* dst, int w,
     }
 }
 
-// Minimum (or maximum with dilate) over a window of k pixels of chunk xb of row y,
-// clipped to the row.
-inline uchar16 hmorph16(__global const uchar* src, int w, int cn, int y, int xb, int k, int dilate) {
-    int rb = w * cn, a = k / 2;
-    __global const uchar* row = src + y * rb;
-    if (xb - a * cn >= 0 && xb + 16 + (k - 1 - a) * cn <= rb) {
-        uchar16 m = LOAD16(uchar, row + xb - a * cn);
-        for (int i = 1; i < k; i++) {
-            uchar16 v = LOAD16(uchar, row + xb + (i - a) * cn);
-            m = dilate ? max(m, v) : min(m, v);
-        }
-        return m;
-    }
-    uchar t[16];
-    for (int l = 0; l < 16; l++) {
-        int b = xb + l;
-        uchar m = dilate ? 0 : 255;
-        if (b < rb) {
-            int x = b / cn, c = b - x * cn;
-            int lo = max(x - a, 0), hi = min(x + k - a, w);
-            for (int p = lo; p < hi; p++) {
-                uchar v = row[p * cn + c];
-                m = dilate ? max(m, v) : min(m, v);
-            }
-        }
-        t[l] = m;
-    }
-    return vload16(0, t);
+// Erosion (OP min, NONE 255) and dilation (OP max, NONE 0) in one pass each, as k_morph
+// across then down; rows outside the image are left out of the window. The grid is
+// (16-byte chunks, bands of rows). The default 3x3 window has its own walker with the
+// ring in registers (PoCL leaves a ring array in memory even for a constant k).
+#define MORPH_FUSED(NAME, OP, NONE)                                                            \
+__attribute__((always_inline)) inline uchar16 NAME##_h16(__global const uchar* src, int w, int cn, int y, int xb, const int k) { \
+    int rb = w * cn, a = k / 2;                                                                \
+    __global const uchar* row = src + y * rb;                                                  \
+    if (xb - a * cn >= 0 && xb + 16 + (k - 1 - a) * cn <= rb) {                                \
+        uchar16 m = LOAD16(uchar, row + xb - a * cn);                                          \
+        for (int i = 1; i < k; i++) m = OP(m, LOAD16(uchar, row + xb + (i - a) * cn));         \
+        return m;                                                                              \
+    }                                                                                          \
+    uchar t[16];                                                                               \
+    for (int l = 0; l < 16; l++) {                                                             \
+        int b = xb + l;                                                                        \
+        uchar m = NONE;                                                                        \
+        if (b < rb) {                                                                          \
+            int x = b / cn, c = b - x * cn;                                                    \
+            int lo = max(x - a, 0), hi = min(x + k - a, w);                                    \
+            for (int p = lo; p < hi; p++) m = OP(m, row[p * cn + c]);                          \
+        }                                                                                      \
+        t[l] = m;                                                                              \
+    }                                                                                          \
+    return vload16(0, t);                                                                      \
+}                                                                                              \
+__attribute__((always_inline)) inline void NAME##_band(__global const uchar* src, __global uchar* dst, int w, int h, int cn,  \
+                        const int k, int xb, int y0, int y1) {                                 \
+    int rb = w * cn, a = k / 2;                                                                \
+    uchar16 ring[FUSED_MAX];                                                                   \
+    for (int j = 0; j < k - 1; j++) {                                                          \
+        int sy = y0 - a + j;                                                                   \
+        ring[j] = sy >= 0 && sy < h ? NAME##_h16(src, w, cn, sy, xb, k) : (uchar16)NONE;       \
+    }                                                                                          \
+    for (int y = y0; y < y1; y++) {                                                            \
+        int sy = y + k - 1 - a;                                                                \
+        ring[k - 1] = sy < h ? NAME##_h16(src, w, cn, sy, xb, k) : (uchar16)NONE;              \
+        uchar16 m = ring[0];                                                                   \
+        for (int j = 1; j < k; j++) m = OP(m, ring[j]);                                        \
+        for (int j = 0; j < k - 1; j++) ring[j] = ring[j + 1];                                 \
+        if (xb + 16 <= rb) {                                                                   \
+            STORE16(uchar, m, dst + y * rb + xb);                                              \
+        } else {                                                                               \
+            uchar t[16];                                                                       \
+            vstore16(m, 0, t);                                                                 \
+            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];                         \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+/* The 3x3 window (the default) with the ring in three variables. */                         \
+__attribute__((always_inline)) inline void NAME##_band3(__global const uchar* src,             \
+        __global uchar* dst, int w, int h, int cn, int xb, int y0, int y1) {                   \
+    int rb = w * cn;                                                                           \
+    uchar16 r0 = y0 > 0 ? NAME##_h16(src, w, cn, y0 - 1, xb, 3) : (uchar16)NONE;               \
+    uchar16 r1 = NAME##_h16(src, w, cn, y0, xb, 3);                                            \
+    for (int y = y0; y < y1; y++) {                                                            \
+        uchar16 r2 = y + 1 < h ? NAME##_h16(src, w, cn, y + 1, xb, 3) : (uchar16)NONE;         \
+        uchar16 m = OP(OP(r0, r1), r2);                                                        \
+        r0 = r1;                                                                               \
+        r1 = r2;                                                                               \
+        if (xb + 16 <= rb) {                                                                   \
+            STORE16(uchar, m, dst + y * rb + xb);                                              \
+        } else {                                                                               \
+            uchar t[16];                                                                       \
+            vstore16(m, 0, t);                                                                 \
+            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];                         \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+__kernel void k_##NAME##_fused(__global const uchar* src, __global uchar* dst, int w, int h,   \
+                               int cn, int k, int band) {                                      \
+    int xb = get_global_id(0) * 16, y0 = get_global_id(1) * band;                              \
+    if (xb >= w * cn || y0 >= h) return;                                                       \
+    int y1 = min(y0 + band, h);                                                                \
+    if (k == 3) NAME##_band3(src, dst, w, h, cn, xb, y0, y1);                                  \
+    else NAME##_band(src, dst, w, h, cn, k, xb, y0, y1);                                       \
 }
 
-// One erosion or dilation in one pass, as k_morph across then down; rows outside the
-// image are left out of the window. The grid is (16-byte chunks, bands of rows).
-__kernel void k_morph_fused(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
-                            int dilate, int band) {
-    int xb = get_global_id(0) * 16, y0 = get_global_id(1) * band;
-    int rb = w * cn;
-    if (xb >= rb || y0 >= h) return;
-    int y1 = min(y0 + band, h), a = k / 2;
-    uchar16 none = dilate ? (uchar16)0 : (uchar16)255;
-    uchar16 ring[FUSED_MAX];
-    for (int j = 0; j < k - 1; j++) {
-        int sy = y0 - a + j;
-        ring[j] = sy >= 0 && sy < h ? hmorph16(src, w, cn, sy, xb, k, dilate) : none;
-    }
-    for (int y = y0; y < y1; y++) {
-        int sy = y + k - 1 - a;
-        ring[k - 1] = sy < h ? hmorph16(src, w, cn, sy, xb, k, dilate) : none;
-        uchar16 m = ring[0];
-        for (int j = 1; j < k; j++) m = dilate ? max(m, ring[j]) : min(m, ring[j]);
-        for (int j = 0; j < k - 1; j++) ring[j] = ring[j + 1];
-        if (xb + 16 <= rb) {
-            STORE16(uchar, m, dst + y * rb + xb);
-        } else {
-            uchar t[16];
-            vstore16(m, 0, t);
-            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];
-        }
-    }
-}
+MORPH_FUSED(erode, min, 255)
+MORPH_FUSED(dilate, max, 0)

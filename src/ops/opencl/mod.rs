@@ -45,7 +45,8 @@ const KERNELS: &[&str] = &[
     "k_median",
     "k_morph",
     "k_sep_fused",
-    "k_morph_fused",
+    "k_erode_fused",
+    "k_dilate_fused",
     "k_flip",
     "k_rotate",
     "k_crop",
@@ -947,7 +948,11 @@ impl Gpu {
                     if size <= FUSED_MAX {
                         self.launch(
                             k,
-                            "k_morph_fused",
+                            if dilate {
+                                "k_dilate_fused"
+                            } else {
+                                "k_erode_fused"
+                            },
                             &[(w * cn).div_ceil(16), h.div_ceil(FUSED_BAND)],
                             &[
                                 U8(&cur.buf),
@@ -956,7 +961,6 @@ impl Gpu {
                                 Int(hi),
                                 Int(ci),
                                 Int(size as i32),
-                                Int(dilate as i32),
                                 Int(FUSED_BAND as i32),
                             ],
                         )?;
