@@ -9,15 +9,25 @@ use imgproc::ops::opencl::{list_devices, Gpu};
 use imgproc::ops::{apply, parse_op_str};
 use std::path::Path;
 
-fn gpu() -> Gpu {
+fn device_index() -> usize {
     let devices = list_devices().expect("an OpenCL platform (scripts/test.sh installs PoCL)");
     assert!(!devices.is_empty(), "no OpenCL device");
     // IMGPROC_TEST_DEVICE picks the device (scripts/gpu_check.sh sets it to the GPU).
-    let index = std::env::var("IMGPROC_TEST_DEVICE")
+    std::env::var("IMGPROC_TEST_DEVICE")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Gpu::open(index).expect("the OpenCL device opens and builds the kernels")
+        .unwrap_or(0)
+}
+
+fn gpu() -> Gpu {
+    Gpu::open(device_index()).expect("the OpenCL device opens and builds the kernels")
+}
+
+/// The device as it is, and the device built and driven as a discrete GPU would be
+/// (other kernel variants, copies instead of zero-copy), so that PoCL covers both.
+fn both_styles() -> [Gpu; 2] {
+    let as_gpu = Gpu::open_as_gpu(device_index()).expect("the device builds the GPU variants");
+    [gpu(), as_gpu]
 }
 
 fn fixture(name: &str) -> Image {
@@ -33,7 +43,7 @@ fn fixture(name: &str) -> Image {
 
 #[test]
 fn every_supported_op_equals_the_cpu_on_every_fixture() {
-    let gpu = gpu();
+    let styles = both_styles();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/cases.json");
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root).unwrap()).unwrap();
@@ -47,23 +57,25 @@ fn every_supported_op_equals_the_cpu_on_every_fixture() {
         let op = parse_op_str(text).unwrap();
         let img = fixture(fx);
         let cpu = apply(&op, img.clone()).unwrap();
-        let (dev, backend) = gpu
-            .run(std::slice::from_ref(&op), img.clone())
-            .unwrap_or_else(|e| panic!("{fx} {text}: {e:?}"));
-        if backend == "opencl" {
-            checked += 1;
-        }
-        if dev != cpu {
-            let differ = dev
-                .u8_data()
-                .iter()
-                .zip(cpu.u8_data())
-                .filter(|(a, b)| a != b)
-                .count();
-            failures.push(format!(
-                "{fx} {text} ({backend}): {differ} samples differ, shapes {}x{}x{} vs {}x{}x{}",
-                dev.width, dev.height, dev.channels, cpu.width, cpu.height, cpu.channels
+        for (style, gpu) in styles.iter().enumerate() {
+            let (dev, backend) = gpu
+                .run(std::slice::from_ref(&op), img.clone())
+                .unwrap_or_else(|e| panic!("{fx} {text}: {e:?}"));
+            if backend == "opencl" {
+                checked += 1;
+            }
+            if dev != cpu {
+                let differ = dev
+                    .u8_data()
+                    .iter()
+                    .zip(cpu.u8_data())
+                    .filter(|(a, b)| a != b)
+                    .count();
+                failures.push(format!(
+                "{fx} {text} ({backend}, GPU style: {}): {differ} samples differ, shapes {}x{}x{} vs {}x{}x{}",
+                style == 1, dev.width, dev.height, dev.channels, cpu.width, cpu.height, cpu.channels
             ));
+            }
         }
     }
     assert!(
@@ -72,7 +84,7 @@ fn every_supported_op_equals_the_cpu_on_every_fixture() {
         failures.len(),
         failures.join("\n")
     );
-    assert!(checked > 150, "only {checked} cases ran on the device");
+    assert!(checked > 300, "only {checked} cases ran on the device");
 }
 
 /// Noise with flat patches and edges, so that Canny, median and the morphology ops see
@@ -105,8 +117,8 @@ fn synthetic(w: u32, h: u32, cn: u8, seed: u32) -> Image {
 fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
     // Widths that leave partial 16-byte chunks and border chunks in every layout, sizes
     // where a whole row is a border, and a height over one band of the one-pass filters.
-    // Window sizes on both sides of the one-pass kernels' limit (15).
-    let gpu = gpu();
+    // Window sizes on both sides of the one-pass kernels' limit (15). Both kernel styles.
+    let styles = both_styles();
     let ops = [
         "invert",
         "brighten",
@@ -155,12 +167,17 @@ fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
                 let Ok(cpu) = apply(&op, img.clone()) else {
                     continue; // a crop outside a small image: refused on both sides
                 };
-                let (dev, backend) = gpu
-                    .run(std::slice::from_ref(&op), img.clone())
-                    .unwrap_or_else(|e| panic!("{w}x{h}x{cn} {text}: {e:?}"));
-                checked += (backend == "opencl") as usize;
-                if dev != cpu {
-                    failures.push(format!("{w}x{h}x{cn} {text} ({backend})"));
+                for (style, gpu) in styles.iter().enumerate() {
+                    let (dev, backend) = gpu
+                        .run(std::slice::from_ref(&op), img.clone())
+                        .unwrap_or_else(|e| panic!("{w}x{h}x{cn} {text}: {e:?}"));
+                    checked += (backend == "opencl") as usize;
+                    if dev != cpu {
+                        failures.push(format!(
+                            "{w}x{h}x{cn} {text} ({backend}, GPU style: {})",
+                            style == 1
+                        ));
+                    }
                 }
             }
         }
@@ -170,13 +187,14 @@ fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
         "differ from the CPU:\n{}",
         failures.join("\n")
     );
-    assert!(checked > 400, "only {checked} cases ran on the device");
+    assert!(checked > 1000, "only {checked} cases ran on the device");
 }
 
 #[test]
 fn both_hysteresis_algorithms_equal_the_cpu() {
-    // CPU devices trace edges in one pass, GPUs repeat parallel passes: check both here.
-    let devices = [gpu(), gpu().with_gpu_paths()];
+    // CPU devices trace edges in one pass, GPUs repeat parallel passes: check both here,
+    // on images of several bands.
+    let devices = both_styles();
     let mut images: Vec<Image> = ["photo_rgb.png", "graphic_rgba.png", "gray_odd.png"]
         .iter()
         .map(|f| fixture(f))

@@ -209,6 +209,18 @@ fn cache_path(info: &DeviceInfo, source: &str, options: &str) -> Option<std::pat
 impl Gpu {
     /// Opens device `index` (see [`list_devices`]) and compiles the kernels.
     pub fn open(index: usize) -> Result<Gpu, String> {
+        Self::open_styled(index, None)
+    }
+
+    /// Opens device `index` built and driven as if it were a discrete GPU: 16 bytes per
+    /// work-item, aligned-safe vector loads, copies instead of zero-copy, and the GPU
+    /// algorithms. Tests use it so that a CPU device covers the GPU code paths too.
+    #[doc(hidden)]
+    pub fn open_as_gpu(index: usize) -> Result<Gpu, String> {
+        Self::open_styled(index, Some(true))
+    }
+
+    fn open_styled(index: usize, gpu_style: Option<bool>) -> Result<Gpu, String> {
         let devices = all_devices()?;
         if devices.is_empty() {
             return Err("the OpenCL platforms report no device".into());
@@ -227,8 +239,9 @@ impl Gpu {
         parts.insert(1, median_source());
         let source = parts.join("\n");
         // CPU devices take unaligned vector moves and longer spans (see kernels/common.cl).
-        let span = if info.gpu { 16 } else { CPU_SPAN };
-        let options = if info.gpu {
+        let gpu_style = gpu_style.unwrap_or(info.gpu);
+        let span = if gpu_style { 16 } else { CPU_SPAN };
+        let options = if gpu_style {
             String::new()
         } else {
             format!("-DIMGPROC_UNALIGNED -DSPAN={span}")
@@ -260,10 +273,16 @@ impl Gpu {
                 Kernel::create(&program, name).map_err(|e| cl_err(&format!("kernel {name}"), e))?;
             kernels.insert(name, k);
         }
-        let gpu_paths = info.gpu;
-        let zero_copy = !info.gpu || device.host_unified_memory().unwrap_or(false);
-        let local =
-            if info.gpu { 256 } else { 1024 }.min(device.max_work_group_size().unwrap_or(1).max(1));
+        let gpu_paths = gpu_style;
+        // Host memory in place on CPU devices and integrated GPUs (not when a CPU device
+        // stands in for a discrete GPU).
+        let zero_copy = if gpu_style && !info.gpu {
+            false
+        } else {
+            !info.gpu || device.host_unified_memory().unwrap_or(false)
+        };
+        let local = if gpu_style { 256 } else { 1024 }
+            .min(device.max_work_group_size().unwrap_or(1).max(1));
         Ok(Gpu {
             info,
             context,
@@ -275,14 +294,6 @@ impl Gpu {
             kernels: Mutex::new(kernels),
             _program: program,
         })
-    }
-
-    /// Uses the GPU algorithms whatever the device, so that tests on a CPU device cover
-    /// them too.
-    #[doc(hidden)]
-    pub fn with_gpu_paths(mut self) -> Gpu {
-        self.gpu_paths = true;
-        self
     }
 
     /// Whether this device can run `op` on an image of `channels` 8-bit channels exactly
@@ -371,7 +382,9 @@ impl Gpu {
         };
         let t = std::time::Instant::now();
         let dev = self.upload(img)?;
-        self.finish()?;
+        if !self.zero_copy {
+            self.finish()?;
+        }
         let k0 = t.elapsed().as_secs_f64();
         let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
         let out = self.apply(&kernels, plan, dev)?;
