@@ -4,12 +4,16 @@
 # 4, 24 and 100 MP images, written to a markdown file. Aim: under five minutes.
 #
 #   scripts/gpu_check.sh [OUT.md] [SIZES_MP...]      (default: gpu_check.md 4 24 100)
+#
+# ITERS (default 3) sets the runs per op; the CPU and the device alternate, and each
+# figure is the median. Without a GPU it measures device 0 (PoCL in CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
 need_packages "${IMGPROC_PACKAGES[@]}"
 need_rust
 out=${1:-gpu_check.md}
+iters=${ITERS:-3}
 shift || true
 sizes=("${@:-4 24 100}")
 [ $# -gt 0 ] || sizes=(4 24 100)
@@ -29,14 +33,14 @@ src=../shared/corpus/photos/Elephants_5640x3172.jpg
 {
     echo "# OpenCL check on $(target/release/imgproc --list-devices | sed -n "$((dev + 1))p")"
     echo
-    echo "MP/s per op, median of 3; CPU all = $(nproc) threads; OpenCL includes the upload and download, kernels does not."
+    echo "MP/s per op, median of $iters; CPU all = $(nproc) threads; OpenCL includes the upload and download, kernels does not."
 } > "$out"
 for mp in "${sizes[@]}"; do
     scale=$(python3 -c "print(($mp / 17.89) ** 0.5)")
     target/release/imgproc -q --backend cpu --op "resize:scale=$scale,filter=area" --format png -o "$tmp/$mp" "$src"
     img=$(ls "$tmp/$mp"/*.png)
-    "$bench" --image "$img" --iters 3 --threads 1 > "$tmp/cpu1.jsonl"
-    "$bench" --image "$img" --iters 3 --threads "$(nproc)" --backend opencl --device "$dev" > "$tmp/cl.jsonl"
+    "$bench" --image "$img" --iters "$iters" --threads 1 > "$tmp/cpu1.jsonl"
+    "$bench" --image "$img" --iters "$iters" --threads "$(nproc)" --backend opencl --device "$dev" > "$tmp/cl.jsonl"
     python3 - "$tmp/cpu1.jsonl" "$tmp/cl.jsonl" "$mp" >> "$out" <<'PY'
 import json, sys
 one = {j["name"]: j for j in map(json.loads, open(sys.argv[1])) if "mp_s" in j}
