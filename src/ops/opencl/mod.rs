@@ -408,12 +408,26 @@ fn dev_err(what: &str, e: impl std::fmt::Debug) -> RunError {
     RunError::Device(format!("{what}: {e:?}"))
 }
 
+/// Host memory wrapped by a zero-copy buffer. Dropping it first waits for the queue, so
+/// that a kernel still running after an error never writes into freed memory.
+struct HostMemory {
+    data: Vec<u8>,
+    queue: opencl3::types::cl_command_queue,
+}
+
+impl Drop for HostMemory {
+    fn drop(&mut self) {
+        // Cheap when the queue is idle, as it is everywhere but on an error path.
+        let _ = opencl3::command_queue::finish(self.queue);
+    }
+}
+
 /// An 8-bit image in device memory.
 struct DevImage {
     /// Declared first so that it is released before the host memory it may wrap.
     buf: Buffer<u8>,
     /// The host memory behind `buf` on zero-copy devices (at least one byte long).
-    host: Option<Vec<u8>>,
+    host: Option<HostMemory>,
     w: usize,
     h: usize,
     cn: usize,
@@ -641,7 +655,10 @@ impl Gpu {
         .map_err(|e| dev_err("cannot wrap host memory", e))?;
         Ok(DevImage {
             buf,
-            host: Some(data),
+            host: Some(HostMemory {
+                data,
+                queue: self.queue.get(),
+            }),
             w,
             h,
             cn,
@@ -688,19 +705,19 @@ impl Gpu {
             cn,
         } = d;
         let out = match host {
-            Some(mut data) => {
+            Some(mut memory) => {
                 // Mapping makes the kernels' writes visible in `data` (the mapped pointer
                 // is `data` itself for a CL_MEM_USE_HOST_PTR buffer).
                 let mut ptr = std::ptr::null_mut();
-                // SAFETY: the buffer is `data.len()` bytes; the map, the unmap and the
-                // finish below complete before `data` is read.
+                // SAFETY: the buffer is `memory.data.len()` bytes; the map, the unmap and
+                // the finish below complete before the data is read.
                 unsafe {
                     self.queue.enqueue_map_buffer(
                         &buf,
                         CL_NON_BLOCKING,
                         CL_MAP_READ,
                         0,
-                        data.len(),
+                        memory.data.len(),
                         &mut ptr,
                         &[],
                     )
@@ -711,6 +728,8 @@ impl Gpu {
                     .map_err(|e| dev_err("unmap", e))?;
                 self.queue.finish().map_err(|e| dev_err("finish", e))?;
                 drop(buf);
+                // Only now, with the queue idle and the buffer gone, the memory is ours.
+                let mut data = std::mem::take(&mut memory.data);
                 data.truncate(len);
                 data
             }
