@@ -32,9 +32,15 @@ __kernel void k_flip(__global const uchar* src, __global uchar* dst, int w, int 
     } else if (x0 + 16 <= w && cn == 4) {
         STORE16(uint, LOAD16(uint, s + sx * 4).sfedcba9876543210, d + x0 * 4);
     } else if (x0 + 16 <= w && cn == 3) {
-        uchar16 r, g, b;
-        load_rgb16(s + sx * 3, &r, &g, &b);
-        store_rgb16(r.sfedcba9876543210, g.sfedcba9876543210, b.sfedcba9876543210, d + x0 * 3);
+        // Output byte 3p + c is source byte 45 - 3p + c of the 48 loaded.
+        uchar16 a0 = LOAD16(uchar, s + sx * 3), a1 = LOAD16(uchar, s + sx * 3 + 16);
+        uchar16 a2 = LOAD16(uchar, s + sx * 3 + 32);
+        uchar16 o0 = (uchar16)(a2.sdef, a2.sabc, a2.s789, a2.s456, a2.s123, a1.se);
+        uchar16 o1 = (uchar16)(a1.sf, a2.s0, a1.sbcd, a1.s89a, a1.s567, a1.s234, a0.sf, a1.s0);
+        uchar16 o2 = (uchar16)(a1.s1, a0.scde, a0.s9ab, a0.s678, a0.s345, a0.s012);
+        STORE16(uchar, o0, d + x0 * 3);
+        STORE16(uchar, o1, d + x0 * 3 + 16);
+        STORE16(uchar, o2, d + x0 * 3 + 32);
     } else if (x0 + 16 <= w && cn == 2) {
         STORE16(ushort, LOAD16(ushort, s + sx * 2).sfedcba9876543210, d + x0 * 2);
     } else {
