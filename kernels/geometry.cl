@@ -125,6 +125,44 @@ __kernel void k_resize_v(__global const int* tmp, __global uchar* dst, int dw, i
     }
 }
 
+// Horizontal sum of output column x on source row sy, as k_resize_h stores it.
+inline int resize_hsum(__global const uchar* src, int sw, int cn, int sy, int x, int c,
+                       __global const int* taps, __global const int* alpha, int ks) {
+    int s = 0;
+    for (int j = 0; j < ks; j++) s += (int)src[(sy * sw + taps[x * ks + j]) * cn + c] * alpha[x * ks + j];
+    return s;
+}
+
+// Both passes at once for CPU devices: each output sample recomputes the horizontal sums
+// of its source rows instead of reading them from an intermediate buffer (for a large
+// image that buffer is four bytes per sample, written and read back through memory).
+// The arithmetic is k_resize_h then k_resize_v, step for step.
+__kernel void k_resize_direct(__global const uchar* src, __global uchar* dst, int sw, int cn, int dw, int dh,
+                              __global const int* taps, __global const int* alpha,
+                              __global const int* rows, __global const int* beta, int ks, int cubic) {
+    int x = get_global_id(0), y = get_global_id(1);
+    if (x >= dw || y >= dh) return;
+    for (int c = 0; c < cn; c++) {
+        int v;
+        if (!cubic) {
+            int s0 = resize_hsum(src, sw, cn, rows[y * ks], x, c, taps, alpha, ks);
+            int s1 = resize_hsum(src, sw, cn, rows[y * ks + 1], x, c, taps, alpha, ks);
+            int t = (((s0 >> 4) * beta[y * ks]) >> 16) + (((s1 >> 4) * beta[y * ks + 1]) >> 16);
+            v = (t + 2) >> 2;
+        } else {
+            float scale = 1.0f / (2048.0f * 2048.0f);
+            float b[4];
+            for (int j = 0; j < 4; j++) b[j] = (float)beta[y * ks + j] * scale;
+            float t = (float)resize_hsum(src, sw, cn, rows[y * ks + 3], x, c, taps, alpha, ks) * b[3];
+            t = fma((float)resize_hsum(src, sw, cn, rows[y * ks + 2], x, c, taps, alpha, ks), b[2], t);
+            t = fma((float)resize_hsum(src, sw, cn, rows[y * ks + 1], x, c, taps, alpha, ks), b[1], t);
+            t = fma((float)resize_hsum(src, sw, cn, rows[y * ks], x, c, taps, alpha, ks), b[0], t);
+            v = (int)clamp(rint(t), 0.0f, 255.0f);
+        }
+        dst[(y * dw + x) * cn + c] = (uchar)clamp(v, 0, 255);
+    }
+}
+
 // Area averaging by an integer factor (fx x fy source pixels per output pixel).
 __kernel void k_resize_area_int(__global const uchar* src, __global uchar* dst, int sw, int cn, int dw, int dh,
                               int fx, int fy) {

@@ -53,6 +53,7 @@ const KERNELS: &[&str] = &[
     "k_resize_nearest",
     "k_resize_h",
     "k_resize_v",
+    "k_resize_direct",
     "k_resize_area_int",
     "k_canny_grad",
     "k_canny_nms",
@@ -1194,9 +1195,34 @@ impl Gpu {
                         ks,
                         cubic,
                     } => {
-                        let tmp = self.buffer::<i32>(dw * h * cn)?;
                         let (tb, ab) = (self.buffer_from(&taps)?, self.buffer_from(&alpha)?);
                         let (rb, bb) = (self.buffer_from(&rows)?, self.buffer_from(&beta)?);
+                        // CPU devices: one pass, no intermediate buffer (measured 1.5-2x
+                        // faster on PoCL at 24 MP); GPUs: the two passes.
+                        if !self.gpu_paths {
+                            self.launch(
+                                k,
+                                "k_resize_direct",
+                                &[dw, dh],
+                                &[
+                                    U8(&d.buf),
+                                    U8(&o.buf),
+                                    Int(wi),
+                                    Int(ci),
+                                    Int(dwi),
+                                    Int(dhi),
+                                    I32(&tb),
+                                    I32(&ab),
+                                    I32(&rb),
+                                    I32(&bb),
+                                    Int(ks as i32),
+                                    Int(cubic as i32),
+                                ],
+                            )?;
+                            self.finish()?;
+                            return Ok(o);
+                        }
+                        let tmp = self.buffer::<i32>(dw * h * cn)?;
                         self.launch(
                             k,
                             "k_resize_h",
