@@ -15,6 +15,8 @@
 typedef uchar16 __attribute__((aligned(1))) uchar16_u;
 typedef ushort16 __attribute__((aligned(1))) ushort16_u;
 typedef uint16 __attribute__((aligned(1))) uint16_u;
+typedef short16 __attribute__((aligned(1))) short16_u;
+typedef int16 __attribute__((aligned(1))) int16_u;
 #define LOAD16(T, p) (*(const __global T##16_u*)(p))
 #define STORE16(T, v, p) (*(__global T##16_u*)(p) = (v))
 #else

@@ -1034,7 +1034,7 @@ impl Gpu {
                 self.launch(
                     k,
                     "k_canny_grad",
-                    &grid,
+                    &[w.div_ceil(16), h],
                     &[
                         U8(&d.buf),
                         I32(&mag),
