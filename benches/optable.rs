@@ -6,7 +6,8 @@
 //!
 //! With `--backend opencl` each op line also gives `cl_mp_s` (device, upload and
 //! download included) and `kernel_mp_s` (the kernels alone), or null where the op has
-//! no kernel.
+//! no kernel; the CPU and the device then alternate run by run, so that both see the same
+//! machine load, and `mp_s` is the CPU with `--threads` threads.
 
 use imgproc::codec::{self, DecodeOptions, EncodeOptions, Frame, OutputFormat};
 use imgproc::ops::{apply, apply_ref, parse_op_str};

@@ -8,6 +8,15 @@
 //! in device memory, and downloads once; an op without a kernel (or a variant the device
 //! cannot reproduce exactly) runs on the CPU at that step. Every kernel is bit-exact with
 //! the CPU implementation, which the tests check on PoCL.
+//!
+//! The same sources serve two kinds of device. On a GPU a work-item handles 16 bytes, so
+//! that neighbouring work-items touch neighbouring memory, and images are copied to
+//! device memory. On a CPU device (PoCL) the program is built with longer runs per
+//! work-item and unaligned vector moves, images are wrapped in place
+//! (`CL_MEM_USE_HOST_PTR`) and mapped back instead of copied, and a few algorithms differ
+//! where one suits a handful of threads better than thousands (Canny's hysteresis, the
+//! resize passes). `Gpu::open_as_gpu` builds the GPU variant on any device, so the tests
+//! cover both on PoCL.
 
 use super::{apply, filter, geometry, point, Op, OpError, SobelDir};
 use crate::image::Image;
