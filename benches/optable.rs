@@ -7,7 +7,8 @@
 //! With `--backend opencl` each op line also gives `cl_mp_s` (device, upload and
 //! download included) and `kernel_mp_s` (the kernels alone), or null where the op has
 //! no kernel; the CPU and the device then alternate run by run, so that both see the same
-//! machine load, and `mp_s` is the CPU with `--threads` threads.
+//! machine load (each timed run right after an untimed one of the same side), and `mp_s`
+//! is the CPU with `--threads` threads.
 
 use imgproc::codec::{self, DecodeOptions, EncodeOptions, Frame, OutputFormat};
 use imgproc::ops::{apply, apply_ref, parse_op_str};
@@ -123,7 +124,19 @@ fn main() {
             let (mut cpu, mut total, mut kernel) = (Vec::new(), Vec::new(), Vec::new());
             let mut dev_work = Some(img.clone());
             for _ in 0..iters {
+                // Each side runs once untimed, then timed, so that each is measured in its
+                // own steady state: right after the other, rayon's threads may still spin
+                // while the device's start, and after a pause an idle virtual CPU takes
+                // milliseconds to wake.
+                cpu_once();
                 cpu.push(cpu_once());
+                let warm = match dev_work.take() {
+                    Some(w) if in_place => w,
+                    _ => img.clone(),
+                };
+                if let Ok(Some((out, _, _))) = g.profile(&op, warm) {
+                    dev_work = Some(out);
+                }
                 // In-place ops get their own output back, as on the CPU side.
                 let input = match dev_work.take() {
                     Some(w) if in_place => w,
