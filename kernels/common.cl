@@ -77,3 +77,14 @@ inline int reflect101(int p, int len) {
 }
 
 inline int replicate(int p, int len) { return clamp(p, 0, len - 1); }
+
+// Stores chunk v at byte xb of a row of rb bytes; past the row's end nothing is written.
+inline void store_chunk(uchar16 v, __global uchar* row, int xb, int rb) {
+    if (xb + 16 <= rb) {
+        STORE16(uchar, v, row + xb);
+    } else {
+        uchar t[16];
+        vstore16(v, 0, t);
+        for (int b = xb; b < rb; b++) row[b] = t[b - xb];
+    }
+}

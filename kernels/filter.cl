@@ -274,14 +274,7 @@ __kernel void k_sep_fused(__global const uchar* src, __global uchar* dst, int w,
         for (int j = 0; j < ks; j++) s += k[j] * convert_uint16(ring[j]);
         for (int j = 0; j < ks - 1; j++) ring[j] = ring[j + 1];
         uint16 v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
-        uchar16 o = convert_uchar16_sat(v);
-        if (xb + 16 <= rb) {
-            STORE16(uchar, o, dst + y * rb + xb);
-        } else {
-            uchar t[16];
-            vstore16(o, 0, t);
-            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];
-        }
+        store_chunk(convert_uchar16_sat(v), dst + y * rb, xb, rb);
     }
 }
 
@@ -325,13 +318,7 @@ __attribute__((always_inline)) inline void NAME##_band(__global const uchar* src
         uchar16 m = ring[0];                                                                   \
         for (int j = 1; j < k; j++) m = OP(m, ring[j]);                                        \
         for (int j = 0; j < k - 1; j++) ring[j] = ring[j + 1];                                 \
-        if (xb + 16 <= rb) {                                                                   \
-            STORE16(uchar, m, dst + y * rb + xb);                                              \
-        } else {                                                                               \
-            uchar t[16];                                                                       \
-            vstore16(m, 0, t);                                                                 \
-            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];                         \
-        }                                                                                      \
+        store_chunk(m, dst + y * rb, xb, rb);                                                  \
     }                                                                                          \
 }                                                                                              \
 /* The 3x3 window (the default) with the ring in three variables. */                         \
@@ -345,13 +332,7 @@ __attribute__((always_inline)) inline void NAME##_band3(__global const uchar* sr
         uchar16 m = OP(OP(r0, r1), r2);                                                        \
         r0 = r1;                                                                               \
         r1 = r2;                                                                               \
-        if (xb + 16 <= rb) {                                                                   \
-            STORE16(uchar, m, dst + y * rb + xb);                                              \
-        } else {                                                                               \
-            uchar t[16];                                                                       \
-            vstore16(m, 0, t);                                                                 \
-            for (int b = xb; b < rb; b++) dst[y * rb + b] = t[b - xb];                         \
-        }                                                                                      \
+        store_chunk(m, dst + y * rb, xb, rb);                                                  \
     }                                                                                          \
 }                                                                                              \
 __kernel void k_##NAME##_fused(__global const uchar* src, __global uchar* dst, int w, int h,   \
