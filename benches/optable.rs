@@ -123,6 +123,16 @@ fn main() {
             // The CPU and the device alternate, so that both see the same machine load.
             let (mut cpu, mut total, mut kernel) = (Vec::new(), Vec::new(), Vec::new());
             let mut dev_work = Some(img.clone());
+            // In-place ops get their own output back, as on the CPU side.
+            let mut dev_once = || {
+                let input = match dev_work.take() {
+                    Some(w) if in_place => w,
+                    _ => img.clone(),
+                };
+                let (out, t, k) = g.profile(&op, input).ok().flatten()?;
+                dev_work = Some(out);
+                Some((t, k))
+            };
             for _ in 0..iters {
                 // Each side runs once untimed, then timed, so that each is measured in its
                 // own steady state: right after the other, rayon's threads may still spin
@@ -130,22 +140,10 @@ fn main() {
                 // milliseconds to wake.
                 cpu_once();
                 cpu.push(cpu_once());
-                let warm = match dev_work.take() {
-                    Some(w) if in_place => w,
-                    _ => img.clone(),
-                };
-                if let Ok(Some((out, _, _))) = g.profile(&op, warm) {
-                    dev_work = Some(out);
-                }
-                // In-place ops get their own output back, as on the CPU side.
-                let input = match dev_work.take() {
-                    Some(w) if in_place => w,
-                    _ => img.clone(),
-                };
-                if let Ok(Some((out, t, k))) = g.profile(&op, input) {
+                dev_once();
+                if let Some((t, k)) = dev_once() {
                     total.push(t);
                     kernel.push(k);
-                    dev_work = Some(out);
                 }
             }
             let rate = |v: Vec<f64>| {

@@ -3,12 +3,11 @@
 // by repeated propagation until nothing changes.
 #pragma OPENCL FP_CONTRACT OFF
 
-inline int repl(int p, int len) { return clamp(p, 0, len - 1); }
 
 // mag is (w+2) x (h+2) with a zero border; dxs, dys are w x h.
 inline void grad_pixel(__global const uchar* src, __global int* mag, __global short* dxs, __global short* dys,
                        int w, int h, int cn, int colors, int x, int y) {
-    int ym = repl(y - 1, h), yp = repl(y + 1, h), xm = repl(x - 1, w), xp = repl(x + 1, w);
+    int ym = replicate(y - 1, h), yp = replicate(y + 1, h), xm = replicate(x - 1, w), xp = replicate(x + 1, w);
     int best = -1, bdx = 0, bdy = 0;
     for (int c = 0; c < colors; c++) {
 #define P(yy, xx) ((int)src[((yy) * w + (xx)) * cn + c])
@@ -42,9 +41,9 @@ __kernel void k_canny_grad(__global const uchar* src, __global int* mag, __globa
         for (int x = x0; x < min(x0 + 16, w); x++) grad_pixel(src, mag, dxs, dys, w, h, cn, colors, x, y);
         return;
     }
-    __global const uchar* rm = src + repl(y - 1, h) * w * cn;
+    __global const uchar* rm = src + replicate(y - 1, h) * w * cn;
     __global const uchar* r0 = src + y * w * cn;
-    __global const uchar* rp = src + repl(y + 1, h) * w * cn;
+    __global const uchar* rp = src + replicate(y + 1, h) * w * cn;
     short16 best = (short16)-1, bdx = (short16)0, bdy = (short16)0;
     for (int c = 0; c < colors; c++) {
         short16 mm = plane16(rm, x0 - 1, cn, c), m0 = plane16(rm, x0, cn, c), mp = plane16(rm, x0 + 1, cn, c);

@@ -88,3 +88,9 @@ inline void store_chunk(uchar16 v, __global uchar* row, int xb, int rb) {
         for (int b = xb; b < rb; b++) row[b] = t[b - xb];
     }
 }
+
+// Copies bytes xb..xb+15 of a row of rb bytes from s to d, fewer at the row's end.
+inline void copy_chunk(const __global uchar* s, __global uchar* d, int xb, int rb) {
+    if (xb + 16 <= rb) STORE16(uchar, LOAD16(uchar, s + xb), d + xb);
+    else for (int b = xb; b < rb; b++) d[b] = s[b];
+}

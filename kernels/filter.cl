@@ -135,27 +135,13 @@ inline void median_chunk(__global const uchar* src, __global uchar* dst, int w, 
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
     int a = k / 2, n = k * k;
-    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb && k <= 7) {
-        // Unrolled networks generated from the CPU's (see median_source in opencl/mod.rs).
+    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
+        // Unrolled networks generated from the CPU's (see median_source in opencl/mod.rs);
+        // the border bytes below run the same network from `net`.
         uchar16 m = k == 3 ? median3_vec(src, rb, h, y, cn, xb)
                   : k == 5 ? median5_vec(src, rb, h, y, cn, xb)
                            : median7_vec(src, rb, h, y, cn, xb);
         STORE16(uchar, m, dst + y * rb + xb);
-    } else if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
-        uchar16 v[64];
-        int m = 0;
-        for (int j = 0; j < k; j++) {
-            __global const uchar* r = src + replicate(y + j - a, h) * rb + xb - a * cn;
-            for (int i = 0; i < k; i++) v[m++] = LOAD16(uchar, r + i * cn);
-        }
-        for (; m < size; m++) v[m] = (uchar16)255;
-        for (int p = 0; p < nlen; p++) {
-            int2 e = net[p];
-            uchar16 x = v[e.x], z = v[e.y];
-            v[e.x] = min(x, z);
-            v[e.y] = max(x, z);
-        }
-        STORE16(uchar, v[n / 2], dst + y * rb + xb);
     } else {
         int end = min(xb + 16, rb);
         for (int b = xb; b < end; b++) {

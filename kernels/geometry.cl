@@ -6,9 +6,7 @@ inline void vflip_chunk(__global const uchar* src, __global uchar* dst, int w, i
     int y = get_global_id(1);
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
-    __global const uchar* s = src + (h - 1 - y) * rb;
-    if (xb + 16 <= rb) STORE16(uchar, LOAD16(uchar, s + xb), dst + y * rb + xb);
-    else for (int b = xb; b < rb; b++) dst[y * rb + b] = s[b];
+    copy_chunk(src + (h - 1 - y) * rb, dst + y * rb, xb, rb);
 }
 
 // Vertical flip (horizontal = 0): the grid is (runs of SPAN bytes of a row, rows).
@@ -67,9 +65,7 @@ inline void crop_chunk(__global const uchar* src, __global uchar* dst, int w, in
     int y = get_global_id(1);
     int rb = cw * cn;
     if (xb >= rb || y >= ch) return;
-    __global const uchar* s = src + ((y + y0) * w + x0) * cn;
-    if (xb + 16 <= rb) STORE16(uchar, vload16(0, s + xb), dst + y * rb + xb);
-    else for (int b = xb; b < rb; b++) dst[y * rb + b] = s[b];
+    copy_chunk(src + ((y + y0) * w + x0) * cn, dst + y * rb, xb, rb);
 }
 
 __kernel void k_crop(__global const uchar* src, __global uchar* dst, int w, int cn, int x0, int y0, int cw, int ch) {

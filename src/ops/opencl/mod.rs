@@ -179,7 +179,7 @@ pub struct Gpu {
     /// wrapped in place (`CL_MEM_USE_HOST_PTR`) and mapped back instead of copied.
     zero_copy: bool,
     /// Choose the algorithms meant for GPUs (many small work-items) over those for CPU
-    /// devices (a few long ones) where the two differ: Canny's hysteresis.
+    /// devices (a few long ones) where the two differ: Canny's hysteresis, resize.
     gpu_paths: bool,
     /// Bytes per work-item of the point kernels (SPAN in kernels/common.cl).
     span: usize,
@@ -286,10 +286,10 @@ impl Gpu {
         let gpu_paths = gpu_style;
         // Host memory in place on CPU devices and integrated GPUs (not when a CPU device
         // stands in for a discrete GPU).
-        let zero_copy = if gpu_style && !info.gpu {
-            false
+        let zero_copy = if info.gpu {
+            device.host_unified_memory().unwrap_or(false)
         } else {
-            !info.gpu || device.host_unified_memory().unwrap_or(false)
+            !gpu_style
         };
         let local = if gpu_style { 256 } else { 1024 }
             .min(device.max_work_group_size().unwrap_or(1).max(1));
@@ -388,16 +388,14 @@ impl Gpu {
             return Ok(None);
         }
         let (w, h) = (img.width as usize, img.height as usize);
-        if self.plan(op, w, h)?.is_none() {
+        let Some(plan) = self.plan(op, w, h)? else {
             return Ok(None);
-        }
+        };
         // The kernels alone: a wait before and after them. Then the whole path, timed
-        // as a pipeline runs it, without those waits.
-        let copy = img.clone();
-        let dev = self.upload(copy)?;
+        // as a pipeline runs it, without those waits (a plan is used up by its run).
+        let dev = self.upload(img.clone())?;
         self.finish()?;
         let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
-        let plan = self.plan(op, w, h)?.expect("planned above");
         let t = std::time::Instant::now();
         let out = self.apply(&kernels, plan, dev)?;
         self.finish()?;
@@ -996,11 +994,16 @@ impl Gpu {
                 iterations,
             } => {
                 let mut cur = d;
-                let t = self.buffer::<u8>(if size <= FUSED_MAX { 1 } else { nbytes })?;
+                // Windows over FUSED_MAX go across into `t`, then down.
+                let t = if size > FUSED_MAX {
+                    Some(self.buffer::<u8>(nbytes)?)
+                } else {
+                    None
+                };
                 for _ in 0..iterations {
                     let o = self.image(w, h, cn)?;
-                    if size <= FUSED_MAX {
-                        self.launch(
+                    match &t {
+                        None => self.launch(
                             k,
                             if dilate {
                                 "k_dilate_fused"
@@ -1017,27 +1020,26 @@ impl Gpu {
                                 Int(size as i32),
                                 Int(FUSED_BAND as i32),
                             ],
-                        )?;
-                        self.finish()?;
-                        cur = o;
-                        continue;
-                    }
-                    for (src, dst, horiz) in [(&cur.buf, &t, 1), (&t, &o.buf, 0)] {
-                        self.launch(
-                            k,
-                            "k_morph",
-                            &rows,
-                            &[
-                                U8(src),
-                                U8(dst),
-                                Int(wi),
-                                Int(hi),
-                                Int(ci),
-                                Int(size as i32),
-                                Int(dilate as i32),
-                                Int(horiz),
-                            ],
-                        )?;
+                        )?,
+                        Some(t) => {
+                            for (src, dst, horiz) in [(&cur.buf, t, 1), (t, &o.buf, 0)] {
+                                self.launch(
+                                    k,
+                                    "k_morph",
+                                    &rows,
+                                    &[
+                                        U8(src),
+                                        U8(dst),
+                                        Int(wi),
+                                        Int(hi),
+                                        Int(ci),
+                                        Int(size as i32),
+                                        Int(dilate as i32),
+                                        Int(horiz),
+                                    ],
+                                )?;
+                            }
+                        }
                     }
                     self.finish()?;
                     cur = o;
