@@ -6,9 +6,10 @@
 //!
 //! With `--backend opencl` each op line also gives `cl_mp_s` (device, upload and
 //! download included) and `kernel_mp_s` (the kernels alone), or null where the op has
-//! no kernel; the CPU and the device then alternate run by run, so that both see the same
-//! machine load (each timed run right after an untimed one of the same side), and `mp_s`
-//! is the CPU with `--threads` threads.
+//! no kernel, and `memory_bound` (`Op::is_memory_bound`, which `auto` goes by); the CPU
+//! and the device then alternate run by run, so that both see the same machine load
+//! (each timed run right after an untimed one of the same side), and `mp_s` is the CPU
+//! with `--threads` threads.
 
 use imgproc::codec::{self, DecodeOptions, EncodeOptions, Frame, OutputFormat};
 use imgproc::ops::{apply, apply_ref, parse_op_str};
@@ -154,10 +155,11 @@ fn main() {
                 }
             };
             println!(
-                "{{\"name\": \"{op_text}\", \"mp_s\": {:.1}, \"cl_mp_s\": {}, \"kernel_mp_s\": {}}}",
+                "{{\"name\": \"{op_text}\", \"mp_s\": {:.1}, \"cl_mp_s\": {}, \"kernel_mp_s\": {}, \"memory_bound\": {}}}",
                 mp / median(cpu),
                 rate(total),
-                rate(kernel)
+                rate(kernel),
+                op.is_memory_bound()
             );
         }
         if only.is_some() || gpu.is_some() {

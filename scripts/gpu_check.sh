@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # On a machine with a GPU: the OpenCL parity tests on that GPU, then a timing table per
 # op (CPU one thread, CPU all threads, OpenCL with transfers, OpenCL kernels only) for
-# 4, 24 and 100 MP images, written to a markdown file. Aim: under five minutes.
+# each size, written to a markdown file, and the crossover: from which size the device,
+# transfers included, beats all the CPU's threads, per op and for `auto`'s threshold
+# (AUTO_MIN_MEGAPIXELS in src/pipeline.rs). Aim: under five minutes.
 #
-#   scripts/gpu_check.sh [OUT.md] [SIZES_MP...]      (default: gpu_check.md 4 24 100)
+#   scripts/gpu_check.sh [OUT.md] [SIZES_MP...]   (default: gpu_check.md 0.5 1 2 4 24 100)
 #
 # ITERS (default 3) sets the runs per op; the CPU and the device alternate, and each
 # figure is the median. Without a GPU it measures device 0 (PoCL in CI).
@@ -15,8 +17,8 @@ need_rust
 out=${1:-gpu_check.md}
 iters=${ITERS:-3}
 shift || true
-sizes=("${@:-4 24 100}")
-[ $# -gt 0 ] || sizes=(4 24 100)
+sizes=("$@")
+[ $# -gt 0 ] || sizes=(0.5 1 2 4 24 100)
 
 cargo build --release --locked --benches --bins 2>&1 | tail -1
 target/release/imgproc --list-devices
@@ -39,20 +41,48 @@ for mp in "${sizes[@]}"; do
     scale=$(python3 -c "print(($mp / 17.89) ** 0.5)")
     target/release/imgproc -q --backend cpu --op "resize:scale=$scale,filter=area" --format png -o "$tmp/$mp" "$src"
     img=$(ls "$tmp/$mp"/*.png)
-    "$bench" --image "$img" --iters "$iters" --threads 1 > "$tmp/cpu1.jsonl"
-    "$bench" --image "$img" --iters "$iters" --threads "$(nproc)" --backend opencl --device "$dev" > "$tmp/cl.jsonl"
-    python3 - "$tmp/cpu1.jsonl" "$tmp/cl.jsonl" "$mp" >> "$out" <<'PY'
-import json, sys
-one = {j["name"]: j for j in map(json.loads, open(sys.argv[1])) if "mp_s" in j}
-cl = {j["name"]: j for j in map(json.loads, open(sys.argv[2]))}
-print(f"\n## {sys.argv[3]} MP\n\n| op | CPU 1 thread | CPU all | OpenCL | kernels | OpenCL / CPU all |\n|---|---:|---:|---:|---:|---:|")
-for name, c in cl.items():
-    if "cl_mp_s" not in c:
-        continue
-    g, k = c["cl_mp_s"], c["kernel_mp_s"]
-    ratio = f"{g / c['mp_s']:.2f}" if g else "-"
-    fmt = lambda v: f"{v:.0f}" if v else "(CPU)"
-    print(f"| {name} | {one.get(name, {}).get('mp_s', 0):.0f} | {c['mp_s']:.0f} | {fmt(g)} | {fmt(k)} | {ratio} |")
-PY
+    "$bench" --image "$img" --iters "$iters" --threads 1 > "$tmp/cpu1-$mp.jsonl"
+    "$bench" --image "$img" --iters "$iters" --threads "$(nproc)" --backend opencl --device "$dev" > "$tmp/cl-$mp.jsonl"
 done
+python3 - "$tmp" "${sizes[@]}" >> "$out" <<'PY'
+import json, sys
+tmp, sizes = sys.argv[1], sys.argv[2:]
+load = lambda f: [json.loads(l) for l in open(f"{tmp}/{f}")]
+# per size: op -> (CPU all, OpenCL with transfers or None, memory-bound)
+wins = {}
+for mp in sizes:
+    one = {j["name"]: j["mp_s"] for j in load(f"cpu1-{mp}.jsonl") if "mp_s" in j}
+    print(f"\n## {mp} MP\n\n| op | CPU 1 thread | CPU all | OpenCL | kernels | OpenCL / CPU all |\n|---|---:|---:|---:|---:|---:|")
+    for c in load(f"cl-{mp}.jsonl"):
+        if "cl_mp_s" not in c:
+            continue
+        name, g, k = c["name"], c["cl_mp_s"], c["kernel_mp_s"]
+        ratio = f"{g / c['mp_s']:.2f}" if g else "-"
+        fmt = lambda v: f"{v:.0f}" if v else "(CPU)"
+        print(f"| {name} | {one.get(name, 0):.0f} | {c['mp_s']:.0f} | {fmt(g)} | {fmt(k)} | {ratio} |")
+        if g:
+            wins.setdefault(name, {"memory_bound": c["memory_bound"]})[float(mp)] = g >= c["mp_s"]
+
+order = sorted(float(m) for m in sizes)
+def from_size(ok):
+    """The smallest measured size from which every larger one is ok, or None."""
+    found = None
+    for mp in reversed(order):
+        if not ok(mp):
+            break
+        found = mp
+    return found
+mb = lambda v: f"{v:g} MP" if v is not None else "none measured"
+print("\n## Crossover: OpenCL with transfers vs all CPU threads\n")
+print("| op | memory-bound (auto keeps it on the CPU) | device at least as fast from |\n|---|---|---|")
+for name, w in wins.items():
+    print(f"| {name} | {'yes' if w['memory_bound'] else 'no'} | {mb(from_size(lambda m: w.get(m, False)))} |")
+heavy = [w for w in wins.values() if not w["memory_bound"]]
+if heavy:
+    count = lambda m: sum(w.get(m, False) for w in heavy)
+    print(f"\nOps that are not memory-bound, faster on the device, per size: "
+          + ", ".join(f"{m:g} MP: {count(m)} of {len(heavy)}" for m in order))
+    print(f"\nFor AUTO_MIN_MEGAPIXELS: every such op wins from {mb(from_size(lambda m: count(m) == len(heavy)))}; "
+          f"most of them (over half) from {mb(from_size(lambda m: 2 * count(m) > len(heavy)))}.")
+PY
 cat "$out"

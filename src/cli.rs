@@ -117,7 +117,8 @@ pub struct Args {
     pub shared_fs: bool,
 
     /// Where ops run: cpu (rayon threads), opencl (the device, exit 2 if none), or auto
-    /// (a GPU for images of 2 MP or more, else the CPU).
+    /// (a GPU for images of 2 MP or more whose pipeline has a filter, canny, resize or
+    /// hsv; point ops and copies alone stay on the CPU).
     #[arg(long, value_name = "BACKEND", default_value = "auto", value_parser = ["cpu", "opencl", "auto"])]
     pub backend: String,
 

@@ -110,13 +110,26 @@ pub enum BackendChoice {
     Cpu,
     /// The OpenCL device for every item.
     OpenCl,
-    /// The OpenCL device when it is a GPU and the image is at least [`AUTO_MIN_MEGAPIXELS`].
+    /// The OpenCL device when [`auto_uses_device`] says so: a GPU, an image of at least
+    /// [`AUTO_MIN_MEGAPIXELS`], and an op with real work per pixel.
     Auto,
 }
 
 /// Below this size `auto` keeps an image on the CPU: the transfer would not pay off.
 /// A first estimate, not yet measured on a GPU (see the README).
 pub const AUTO_MIN_MEGAPIXELS: f64 = 2.0;
+
+/// Whether `auto` runs an item's ops on a device: only on a GPU, only for an image of
+/// at least [`AUTO_MIN_MEGAPIXELS`], and only when some op that the device runs on
+/// `channels` channels is not memory-bound ([`Op::is_memory_bound`]). A pipeline of
+/// point ops and copies alone moves fewer bytes on the CPU than over the bus and back,
+/// so it stays there at any size.
+pub fn auto_uses_device(gpu: bool, megapixels: f64, channels: u8, ops: &[Op]) -> bool {
+    gpu && megapixels >= AUTO_MIN_MEGAPIXELS
+        && ops
+            .iter()
+            .any(|op| !op.is_memory_bound() && Gpu::supports(op, channels))
+}
 
 /// Where one item's ops run.
 #[derive(Clone, Copy)]
@@ -125,7 +138,7 @@ pub enum Backend<'a> {
     Cpu,
     /// The device, for every item.
     OpenCl(&'a Gpu),
-    /// The device if it is a GPU and the image is large enough.
+    /// The device where [`auto_uses_device`] says so, else rayon threads.
     Auto(&'a Gpu),
 }
 
@@ -152,7 +165,10 @@ pub fn process_item_on(
     let gpu = match backend {
         Backend::Cpu => None,
         Backend::OpenCl(g) => Some(g),
-        Backend::Auto(g) => (g.info.gpu && mp >= AUTO_MIN_MEGAPIXELS).then_some(g),
+        Backend::Auto(g) => {
+            let channels = decoded.frames.first().map_or(0, |f| f.image.channels);
+            auto_uses_device(g.info.gpu, mp, channels, &spec.ops).then_some(g)
+        }
     };
 
     let t = Instant::now();
@@ -272,5 +288,50 @@ mod tests {
         };
         assert_eq!(ItemSpec::from_wire(&spec.to_wire()).unwrap(), spec);
         assert!(ItemSpec::from_wire("{}").is_err());
+    }
+
+    #[test]
+    fn auto_sends_only_real_work_to_a_gpu() {
+        let ops = |text: &[&str]| -> Vec<Op> {
+            text.iter().map(|t| ops::parse_op_str(t).unwrap()).collect()
+        };
+        let big = AUTO_MIN_MEGAPIXELS * 4.0;
+        // Work per pixel, large image, GPU: the device.
+        assert!(auto_uses_device(true, big, 3, &ops(&["blur"])));
+        assert!(auto_uses_device(true, big, 3, &ops(&["invert", "canny"])));
+        assert!(auto_uses_device(
+            true,
+            AUTO_MIN_MEGAPIXELS,
+            3,
+            &ops(&["median"])
+        ));
+        // Too small, or not a GPU.
+        assert!(!auto_uses_device(
+            true,
+            AUTO_MIN_MEGAPIXELS * 0.9,
+            3,
+            &ops(&["blur"])
+        ));
+        assert!(!auto_uses_device(false, big, 3, &ops(&["blur"])));
+        // Point ops and copies only: the CPU at any size.
+        let light = ops(&["grayscale", "invert", "brighten", "threshold", "gamma"]);
+        assert!(!auto_uses_device(true, big * 100.0, 3, &light));
+        let copies = ops(&["flip", "rotate:angle=90", "crop:x=0,y=0,width=8,height=8"]);
+        assert!(!auto_uses_device(true, big, 3, &copies));
+        assert!(!auto_uses_device(true, big, 3, &[]));
+        // The only heavy op has no kernel (lanczos3, hsv on gray): nothing to gain.
+        assert!(!auto_uses_device(
+            true,
+            big,
+            3,
+            &ops(&["invert", "resize:scale=0.5,filter=lanczos3"])
+        ));
+        assert!(!auto_uses_device(
+            true,
+            big,
+            1,
+            &ops(&["custom_processing"])
+        ));
+        assert!(auto_uses_device(true, big, 3, &ops(&["custom_processing"])));
     }
 }

@@ -1026,6 +1026,27 @@ impl Op {
         }
     }
 
+    /// Whether the op does so little per byte that a CPU runs it at the speed of memory:
+    /// point ops, lookup tables and pure copies. Sending an image to a discrete device
+    /// and back moves at least the bytes such an op moves on the CPU, over a slower
+    /// link, so a device pays off only for a pipeline with other work in it.
+    pub fn is_memory_bound(&self) -> bool {
+        matches!(
+            self,
+            Op::Grayscale
+                | Op::Invert
+                | Op::Brighten { .. }
+                | Op::Darken { .. }
+                | Op::Threshold { .. }
+                | Op::Gamma { .. }
+                | Op::Contrast { .. }
+                | Op::Equalize
+                | Op::Flip { .. }
+                | Op::Rotate { .. }
+                | Op::Crop { .. }
+        )
+    }
+
     fn keeps_16bit(&self) -> bool {
         lookup(self.name())
             .map(|(s, _)| s.keeps_16bit)
