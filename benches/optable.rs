@@ -67,6 +67,8 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 }
 
 fn main() {
+    // As the imgproc binary does, before any thread starts.
+    imgproc::ops::opencl::pin_cpu_device_threads();
     let args: Vec<String> = std::env::args().collect();
     let Some(image) = arg(&args, "--image") else {
         eprintln!("usage: cargo bench --bench optable -- --image FILE [--jpeg FILE] [--iters N] [--threads N] [--only OP]");

@@ -27,6 +27,8 @@ fn launcher_rank() -> usize {
 }
 
 fn main() -> ExitCode {
+    // Before anything starts a thread (see its doc).
+    opencl::pin_cpu_device_threads();
     let code = match Args::parse().into_config() {
         Ok(config) => run(config),
         Err(msg) => {

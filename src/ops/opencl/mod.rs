@@ -152,6 +152,58 @@ fn all_devices() -> Result<Vec<(DeviceInfo, Device)>, String> {
     Ok(out)
 }
 
+/// Asks PoCL, the usual CPU OpenCL driver, to pin its worker threads (thread i to CPU
+/// i) by setting `POCL_AFFINITY=1`, where that is safe: the user has not set it, and
+/// this process may run on every CPU, numbered 0 to n-1 (PoCL aborts if a pin is not
+/// allowed, as under a cgroup cpuset or an MPI launcher's binding). Unpinned, the
+/// scheduler often wakes both workers on one core: on the 2-core machine behind the
+/// README's figures, pinning made point ops on 1 to 4 MP images up to twice as fast.
+/// Other drivers ignore the variable. Returns whether it was set.
+///
+/// Call it first in `main`, while the process has one thread: setting the environment
+/// races with other threads reading it, and PoCL reads it when it starts its threads.
+pub fn pin_cpu_device_threads() -> bool {
+    if std::env::var_os("POCL_AFFINITY").is_some() {
+        return false;
+    }
+    // SAFETY: sysconf and sched_getaffinity only write into the set passed to them.
+    let (online, configured, allowed) = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let ok = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
+        let allowed: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| ok == 0 && libc::CPU_ISSET(c, &set))
+            .collect();
+        (
+            libc::sysconf(libc::_SC_NPROCESSORS_ONLN) as i64,
+            libc::sysconf(libc::_SC_NPROCESSORS_CONF) as i64,
+            allowed,
+        )
+    };
+    let max_threads = std::env::var("POCL_MAX_PTHREAD_COUNT").ok();
+    if !pinning_is_safe(online, configured, max_threads.as_deref(), &allowed) {
+        return false;
+    }
+    std::env::set_var("POCL_AFFINITY", "1");
+    true
+}
+
+/// Whether PoCL may pin thread i to CPU i for every thread it starts: all CPUs online,
+/// this process allowed on exactly CPUs 0..n-1, and no more threads asked for than CPUs.
+fn pinning_is_safe(
+    online: i64,
+    configured: i64,
+    max_threads: Option<&str>,
+    allowed: &[usize],
+) -> bool {
+    let n = allowed.len();
+    let threads_fit = max_threads.is_none_or(|m| m.trim().parse::<usize>().is_ok_and(|m| m <= n));
+    n > 0
+        && online == n as i64
+        && configured == n as i64
+        && allowed.iter().enumerate().all(|(i, &c)| i == c)
+        && threads_fit
+}
+
 /// Opens device `index` once per process and shares it (compiling the kernels once).
 pub fn shared(index: usize) -> Result<std::sync::Arc<Gpu>, String> {
     static OPENED: Mutex<Vec<(usize, std::sync::Arc<Gpu>)>> = Mutex::new(Vec::new());
@@ -1379,5 +1431,28 @@ impl Gpu {
         )?;
         self.finish()?;
         Ok(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pinning_is_safe;
+
+    #[test]
+    fn pocl_threads_are_pinned_only_where_every_pin_is_allowed() {
+        let all4 = [0, 1, 2, 3];
+        assert!(pinning_is_safe(4, 4, None, &all4));
+        assert!(pinning_is_safe(4, 4, Some("4"), &all4));
+        assert!(pinning_is_safe(4, 4, Some("2"), &all4));
+        // More threads asked for than CPUs, or a value PoCL may read differently.
+        assert!(!pinning_is_safe(4, 4, Some("8"), &all4));
+        assert!(!pinning_is_safe(4, 4, Some("many"), &all4));
+        // Bound to some CPUs (a cpuset, an MPI binding), or not starting at CPU 0.
+        assert!(!pinning_is_safe(4, 4, None, &[0, 1]));
+        assert!(!pinning_is_safe(4, 4, None, &[1, 2, 3]));
+        assert!(!pinning_is_safe(4, 4, None, &[0, 1, 3, 4]));
+        // CPUs offline, or the affinity unknown.
+        assert!(!pinning_is_safe(3, 4, None, &[0, 1, 2]));
+        assert!(!pinning_is_safe(4, 4, None, &[]));
     }
 }
