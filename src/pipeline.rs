@@ -121,9 +121,11 @@ pub const AUTO_MIN_MEGAPIXELS: f64 = 2.0;
 
 /// Whether `auto` runs an item's ops on a device: only on a GPU, only for an image of
 /// at least [`AUTO_MIN_MEGAPIXELS`], and only when some op that the device runs on
-/// `channels` channels is not memory-bound ([`Op::is_memory_bound`]). A pipeline of
-/// point ops and copies alone moves fewer bytes on the CPU than over the bus and back,
-/// so it stays there at any size.
+/// `channels` channels is not memory-bound ([`Op::is_memory_bound`]). For a pipeline
+/// of point ops and copies alone, the upload and the download move as many bytes as a
+/// CPU pass does, over a slower link, so it stays on the CPU at any size. (A long chain
+/// of such ops could pay off on a device that keeps it in its own memory; that is not
+/// modelled.)
 pub fn auto_uses_device(gpu: bool, megapixels: f64, channels: u8, ops: &[Op]) -> bool {
     gpu && megapixels >= AUTO_MIN_MEGAPIXELS
         && ops
