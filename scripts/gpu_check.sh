@@ -9,37 +9,80 @@
 #
 # ITERS (default 3) sets the runs per op; the CPU and the device alternate, and each
 # figure is the median. Without a GPU it measures device 0 (PoCL in CI).
+#
+# IMGPROC_PREBUILT=DIR runs the binaries that scripts/gpu_bundle.sh packed into DIR
+# instead of building: for a GPU machine with no Rust, no registries and no ../shared.
+# There the MPI parity test runs only if mpirun exists (it says so when it does not).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source scripts/lib.sh
-need_packages "${IMGPROC_PACKAGES[@]}"
-need_rust
 out=${1:-gpu_check.md}
 iters=${ITERS:-3}
 shift || true
 sizes=("$@")
 [ $# -gt 0 ] || sizes=(0.5 1 2 4 24 100)
 
-cargo build --release --locked --benches --bins 2>&1 | tail -1
-target/release/imgproc --list-devices
+if [ -n "${IMGPROC_PREBUILT:-}" ]; then
+    pre=$(cd "$IMGPROC_PREBUILT" && pwd)
+    export LD_LIBRARY_PATH="$pre/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    imgproc=$pre/bin/imgproc
+    bench=$pre/bin/optable
+    src=$pre/source.jpg
+    # The tests read tests/fixtures where they were compiled: point that path here.
+    built=$(cat "$pre/manifest_dir")
+    if [ "$built" != "$PWD" ] && [ ! -e "$built" ]; then
+        mkdir -p "$(dirname "$built")"
+        ln -s "$PWD" "$built"
+    fi
+    # No ICD file for the GPU's OpenCL driver: point ocl-icd at the driver's library.
+    if ! grep -qsi nvidia /etc/OpenCL/vendors/*.icd; then
+        lib=$( (ldconfig -p | awk '/libnvidia-opencl\.so\.1/ {print $NF}';
+                find /usr/local/nvidia /usr/lib /usr/lib64 -name 'libnvidia-opencl.so.1' 2>/dev/null) | head -1 || true)
+        if [ -n "$lib" ]; then
+            mkdir -p "$pre/vendors"
+            echo "$lib" > "$pre/vendors/nvidia.icd"
+            export OCL_ICD_VENDORS=$pre/vendors
+        fi
+        echo "OpenCL driver library: ${lib:-none found}"
+    fi
+    nvidia-smi -L 2>/dev/null || true
+    run_tests() {
+        local skip=()
+        if ! command -v mpirun >/dev/null 2>&1; then
+            echo "no mpirun on this machine: not running workers_under_mpi_use_the_device_and_match_the_cpu"
+            skip=(--skip workers_under_mpi)
+        fi
+        CARGO_BIN_EXE_imgproc=$imgproc timeout 600 "$pre/bin/integration" opencl --test-threads 1 "${skip[@]}"
+    }
+else
+    source scripts/lib.sh
+    need_packages "${IMGPROC_PACKAGES[@]}"
+    need_rust
+    cargo build --release --locked --benches --bins 2>&1 | tail -1
+    imgproc=target/release/imgproc
+    bench=$(ls -t target/release/deps/optable-* | grep -v '\.d$' | head -1)
+    src=../shared/corpus/photos/Elephants_5640x3172.jpg
+    run_tests() {
+        timeout 600 cargo test --release --locked --test integration opencl -- --test-threads 1
+    }
+fi
+
+"$imgproc" --list-devices
 # The first GPU, else device 0.
-dev=$(target/release/imgproc --list-devices | awk -F: '/\[GPU\]/ {print $1; exit}')
+dev=$("$imgproc" --list-devices | awk -F: '/\[GPU\]/ {print $1; exit}')
 dev=${dev:-0}
 echo "using OpenCL device $dev"
-IMGPROC_TEST_DEVICE=$dev timeout 600 cargo test --release --locked --test integration opencl -- --test-threads 1
-
-bench=$(ls -t target/release/deps/optable-* | grep -v '\.d$' | head -1)
+export IMGPROC_TEST_DEVICE=$dev
+run_tests
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-src=../shared/corpus/photos/Elephants_5640x3172.jpg
 {
-    echo "# OpenCL check on $(target/release/imgproc --list-devices | sed -n "$((dev + 1))p")"
+    echo "# OpenCL check on $("$imgproc" --list-devices | sed -n "$((dev + 1))p")"
     echo
     echo "MP/s per op, median of $iters; CPU all = $(nproc) threads; OpenCL includes the upload and download, kernels does not."
 } > "$out"
 for mp in "${sizes[@]}"; do
     scale=$(python3 -c "print(($mp / 17.89) ** 0.5)")
-    target/release/imgproc -q --backend cpu --op "resize:scale=$scale,filter=area" --format png -o "$tmp/$mp" "$src"
+    "$imgproc" -q --backend cpu --op "resize:scale=$scale,filter=area" --format png -o "$tmp/$mp" "$src"
     img=$(ls "$tmp/$mp"/*.png)
     "$bench" --image "$img" --iters "$iters" --threads 1 > "$tmp/cpu1-$mp.jsonl"
     "$bench" --image "$img" --iters "$iters" --threads "$(nproc)" --backend opencl --device "$dev" > "$tmp/cl-$mp.jsonl"
