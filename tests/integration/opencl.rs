@@ -144,6 +144,8 @@ fn kernels_equal_the_cpu_for_every_channel_count_and_awkward_widths() {
         "erode",
         "dilate:ksize=5,iterations=2",
         "erode:ksize=4",
+        "erode:ksize=17",
+        "dilate:ksize=16",
         "canny",
         "canny:low=20,high=60",
         "flip",
