@@ -1,8 +1,8 @@
 // Canny edges, bit-exact with src/ops/canny.rs: replicate-border Sobel, L1 magnitude,
-// the strongest channel, OpenCV's fixed-point non-maximum suppression, and hysteresis
-// by repeated propagation until nothing changes.
+// the strongest channel, OpenCV's fixed-point non-maximum suppression, and hysteresis:
+// on GPUs by parallel passes until nothing changes (k_canny_grow), on CPU devices by
+// tracing each edge depth first in one pass (k_canny_trace).
 #pragma OPENCL FP_CONTRACT OFF
-
 
 // mag is (w+2) x (h+2) with a zero border; dxs, dys are w x h.
 inline void grad_pixel(__global const uchar* src, __global int* mag, __global short* dxs, __global short* dys,

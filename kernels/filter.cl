@@ -1,11 +1,35 @@
 // Neighbourhood filters on interleaved 8-bit images, bit-exact with src/ops/filter.rs.
 //
 // The grid is (runs of SPAN bytes of a row, rows), and a run goes in 16-byte chunks
-// (see common.cl for SPAN). A chunk whose whole neighbourhood lies inside the row runs on vectors (neighbours of a sample are whole pixels, cn bytes,
-// away); chunks at the left and right borders, and the partial chunk at the end of a
-// row, run byte by byte with the border rule. Rows outside the image are mapped once per
+// (see common.cl for SPAN). A chunk whose whole neighbourhood lies inside the row runs
+// on vectors (neighbours of a sample are whole pixels, cn bytes, away); chunks at the
+// left and right borders, and the partial chunk at the end of a row, run byte by byte
+// with the border rule. Rows outside the image are mapped once per
 // work-item.
 #pragma OPENCL FP_CONTRACT OFF
+
+// Horizontal weighted sum of chunk xb of row y (lanes past the row end are zero).
+inline ushort16 hsum16(__global const uchar* src, int w, int cn, int y, int xb,
+                       __global const uint* k, int ks) {
+    int rb = w * cn, a = ks / 2;
+    __global const uchar* row = src + y * rb;
+    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
+        ushort16 s = (ushort16)0;
+        for (int i = 0; i < ks; i++) s += (ushort)k[i] * convert_ushort16(LOAD16(uchar, row + xb + (i - a) * cn));
+        return s;
+    }
+    ushort t[16];
+    for (int l = 0; l < 16; l++) {
+        int b = xb + l;
+        uint s = 0;
+        if (b < rb) {
+            int x = b / cn, c = b - x * cn;
+            for (int i = 0; i < ks; i++) s += k[i] * (uint)row[reflect101(x + i - a, w) * cn + c];
+        }
+        t[l] = (ushort)s;
+    }
+    return vload16(0, t);
+}
 
 // Horizontal pass of a separable filter with integer weights summing to at most 256
 // (Gaussian) or at most 16 ones (box), so that a sum fits 16 bits.
@@ -14,22 +38,14 @@ inline void sep_h_chunk(__global const uchar* src, __global ushort* tmp, int w, 
     int y = get_global_id(1);
     int rb = w * cn;
     if (xb >= rb || y >= h) return;
-    int a = ks / 2;
-    __global const uchar* row = src + y * rb;
+    ushort16 s = hsum16(src, w, cn, y, xb, k, ks);
     __global ushort* out = tmp + y * rb;
-    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
-        ushort16 s = (ushort16)0;
-        for (int i = 0; i < ks; i++)
-            s += (ushort)k[i] * convert_ushort16(LOAD16(uchar, row + xb + (i - a) * cn));
+    if (xb + 16 <= rb) {
         STORE16(ushort, s, out + xb);
     } else {
-        int end = min(xb + 16, rb);
-        for (int b = xb; b < end; b++) {
-            int x = b / cn, c = b - x * cn;
-            uint s = 0;
-            for (int i = 0; i < ks; i++) s += k[i] * (uint)row[reflect101(x + i - a, w) * cn + c];
-            out[b] = (ushort)s;
-        }
+        ushort t[16];
+        vstore16(s, 0, t);
+        for (int b = xb; b < rb; b++) out[b] = t[b - xb];
     }
 }
 
@@ -39,8 +55,13 @@ __kernel void k_sep_h(__global const uchar* src, __global ushort* tmp, int w, in
     for (int xb = first; xb < first + SPAN; xb += 16) sep_h_chunk(src, tmp, w, h, cn, k, ks, xb);
 }
 
-// Vertical pass; mode 0: Gaussian, (s + 2^15) >> 16; mode 1: box through OpenCV's
-// 16-bit fixed-point reciprocal, ((s + delta) * scale) >> 16.
+// The vertical sum s of a separable filter to 8 bits (scalar or vector); mode 0:
+// Gaussian, (s + 2^15) >> 16; mode 1: box through OpenCV's 16-bit fixed-point
+// reciprocal, ((s + delta) * scale) >> 16.
+#define SEP_ROUND(s, mode, delta, scale) \
+    ((mode) == 0 ? ((s) + 32768u) >> 16 : (((s) + (delta)) * (scale)) >> 16)
+
+// Vertical pass (see SEP_ROUND for mode, delta and scale).
 inline void sep_v_chunk(__global const ushort* tmp, __global uchar* dst, int w, int h, int cn,
                       __global const uint* k, int ks, int mode, uint delta, uint scale, int xb) {
     int y = get_global_id(1);
@@ -51,13 +72,13 @@ inline void sep_v_chunk(__global const ushort* tmp, __global uchar* dst, int w, 
         uint16 s = (uint16)0;
         for (int j = 0; j < ks; j++)
             s += k[j] * convert_uint16(LOAD16(ushort, tmp + reflect101(y + j - a, h) * rb + xb));
-        uint16 v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
+        uint16 v = SEP_ROUND(s, mode, delta, scale);
         STORE16(uchar, convert_uchar16_sat(v), dst + y * rb + xb);
     } else {
         for (int b = xb; b < rb; b++) {
             uint s = 0;
             for (int j = 0; j < ks; j++) s += k[j] * (uint)tmp[reflect101(y + j - a, h) * rb + b];
-            uint v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
+            uint v = SEP_ROUND(s, mode, delta, scale);
             dst[y * rb + b] = (uchar)min(v, 255u);
         }
     }
@@ -169,106 +190,9 @@ __kernel void k_median(__global const uchar* src, __global uchar* dst, int w, in
     for (int xb = first; xb < first + SPAN; xb += 16) median_chunk(src, dst, w, h, cn, k, net, nlen, size, xb);
 }
 
-// One pass of erosion (dilate = 0) or dilation along x (horiz = 1) or y; the window is
-// clipped to the image, as OpenCV's default border value does.
-inline void morph_chunk(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
-                      int dilate, int horiz, int xb) {
-    int y = get_global_id(1);
-    int rb = w * cn;
-    if (xb >= rb || y >= h) return;
-    int a = k / 2;
-    if (!horiz && xb + 16 <= rb) {
-        int lo = max(y - a, 0), hi = min(y + k - a, h);
-        uchar16 m = LOAD16(uchar, src + lo * rb + xb);
-        for (int p = lo + 1; p < hi; p++) {
-            uchar16 v = LOAD16(uchar, src + p * rb + xb);
-            m = dilate ? max(m, v) : min(m, v);
-        }
-        STORE16(uchar, m, dst + y * rb + xb);
-    } else if (horiz && xb - a * cn >= 0 && xb + 16 + (k - 1 - a) * cn <= rb) {
-        __global const uchar* r = src + y * rb + xb - a * cn;
-        uchar16 m = LOAD16(uchar, r);
-        for (int i = 1; i < k; i++) {
-            uchar16 v = LOAD16(uchar, r + i * cn);
-            m = dilate ? max(m, v) : min(m, v);
-        }
-        STORE16(uchar, m, dst + y * rb + xb);
-    } else {
-        int end = min(xb + 16, rb);
-        for (int b = xb; b < end; b++) {
-            int x = b / cn, c = b - x * cn;
-            int pos = horiz ? x : y, len = horiz ? w : h;
-            int lo = max(pos - a, 0), hi = min(pos + k - a, len);
-            uchar m = dilate ? 0 : 255;
-            for (int p = lo; p < hi; p++) {
-                uchar v = horiz ? src[y * rb + p * cn + c] : src[p * rb + b];
-                m = dilate ? max(m, v) : min(m, v);
-            }
-            dst[y * rb + b] = m;
-        }
-    }
-}
-
-__kernel void k_morph(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
-                      int dilate, int horiz) {
-    int first = get_global_id(0) * SPAN;
-    for (int xb = first; xb < first + SPAN; xb += 16) morph_chunk(src, dst, w, h, cn, k, dilate, horiz, xb);
-}
-
-// The fused kernels below keep the last few horizontal results of one 16-byte column
-// chunk in a ring while walking down a band of rows, so the image is read once and
-// written once, with no intermediate buffer. They take windows of up to FUSED_MAX taps;
-// larger ones use the two-pass kernels above.
-#define FUSED_MAX 15
-
-// Horizontal weighted sum of chunk xb of row y (lanes past the row end are zero).
-inline ushort16 hsum16(__global const uchar* src, int w, int cn, int y, int xb,
-                       __global const uint* k, int ks) {
-    int rb = w * cn, a = ks / 2;
-    __global const uchar* row = src + y * rb;
-    if (xb - a * cn >= 0 && xb + 16 + a * cn <= rb) {
-        ushort16 s = (ushort16)0;
-        for (int i = 0; i < ks; i++) s += (ushort)k[i] * convert_ushort16(LOAD16(uchar, row + xb + (i - a) * cn));
-        return s;
-    }
-    ushort t[16];
-    for (int l = 0; l < 16; l++) {
-        int b = xb + l;
-        uint s = 0;
-        if (b < rb) {
-            int x = b / cn, c = b - x * cn;
-            for (int i = 0; i < ks; i++) s += k[i] * (uint)row[reflect101(x + i - a, w) * cn + c];
-        }
-        t[l] = (ushort)s;
-    }
-    return vload16(0, t);
-}
-
-// Gaussian (mode 0) or box (mode 1) blur in one pass, as k_sep_h then k_sep_v. The grid
-// is (16-byte chunks of a row, bands of `band` rows).
-__kernel void k_sep_fused(__global const uchar* src, __global uchar* dst, int w, int h, int cn,
-                          __global const uint* k, int ks, int mode, uint delta, uint scale, int band) {
-    int xb = get_global_id(0) * 16, y0 = get_global_id(1) * band;
-    int rb = w * cn;
-    if (xb >= rb || y0 >= h) return;
-    int y1 = min(y0 + band, h), a = ks / 2;
-    ushort16 ring[FUSED_MAX];
-    for (int j = 0; j < ks - 1; j++) ring[j] = hsum16(src, w, cn, reflect101(y0 - a + j, h), xb, k, ks);
-    for (int y = y0; y < y1; y++) {
-        ring[ks - 1] = hsum16(src, w, cn, reflect101(y + ks - 1 - a, h), xb, k, ks);
-        uint16 s = (uint16)0;
-        for (int j = 0; j < ks; j++) s += k[j] * convert_uint16(ring[j]);
-        for (int j = 0; j < ks - 1; j++) ring[j] = ring[j + 1];
-        uint16 v = mode == 0 ? (s + 32768u) >> 16 : ((s + delta) * scale) >> 16;
-        store_chunk(convert_uchar16_sat(v), dst + y * rb, xb, rb);
-    }
-}
-
-// Erosion (OP min, NONE 255) and dilation (OP max, NONE 0) in one pass each, as k_morph
-// across then down; rows outside the image are left out of the window. The grid is
-// (16-byte chunks, bands of rows). The default 3x3 window has its own walker with the
-// ring in registers (PoCL leaves a ring array in memory even for a constant k).
-#define MORPH_FUSED(NAME, OP, NONE)                                                            \
+// Erosion (OP min, NONE 255) or dilation (OP max, NONE 0) across chunk xb of row y,
+// the window clipped to the row (lanes past the row end are NONE).
+#define MORPH_H16(NAME, OP, NONE)                                                              \
 __attribute__((always_inline)) inline uchar16 NAME##_h16(__global const uchar* src, int w, int cn, int y, int xb, const int k) { \
     int rb = w * cn, a = k / 2;                                                                \
     __global const uchar* row = src + y * rb;                                                  \
@@ -289,7 +213,78 @@ __attribute__((always_inline)) inline uchar16 NAME##_h16(__global const uchar* s
         t[l] = m;                                                                              \
     }                                                                                          \
     return vload16(0, t);                                                                      \
-}                                                                                              \
+}
+
+MORPH_H16(erode, min, 255)
+MORPH_H16(dilate, max, 0)
+
+// One pass of erosion (dilate = 0) or dilation along x (horiz = 1) or y; the window is
+// clipped to the image, as OpenCV's default border value does.
+inline void morph_chunk(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                      int dilate, int horiz, int xb) {
+    int y = get_global_id(1);
+    int rb = w * cn;
+    if (xb >= rb || y >= h) return;
+    if (horiz) {
+        uchar16 m = dilate ? dilate_h16(src, w, cn, y, xb, k) : erode_h16(src, w, cn, y, xb, k);
+        store_chunk(m, dst + y * rb, xb, rb);
+        return;
+    }
+    int a = k / 2;
+    int lo = max(y - a, 0), hi = min(y + k - a, h);
+    if (xb + 16 <= rb) {
+        uchar16 m = LOAD16(uchar, src + lo * rb + xb);
+        for (int p = lo + 1; p < hi; p++) {
+            uchar16 v = LOAD16(uchar, src + p * rb + xb);
+            m = dilate ? max(m, v) : min(m, v);
+        }
+        STORE16(uchar, m, dst + y * rb + xb);
+    } else {
+        for (int b = xb; b < rb; b++) {
+            uchar m = dilate ? 0 : 255;
+            for (int p = lo; p < hi; p++) m = dilate ? max(m, src[p * rb + b]) : min(m, src[p * rb + b]);
+            dst[y * rb + b] = m;
+        }
+    }
+}
+
+__kernel void k_morph(__global const uchar* src, __global uchar* dst, int w, int h, int cn, int k,
+                      int dilate, int horiz) {
+    int first = get_global_id(0) * SPAN;
+    for (int xb = first; xb < first + SPAN; xb += 16) morph_chunk(src, dst, w, h, cn, k, dilate, horiz, xb);
+}
+
+// The fused kernels below keep the last few horizontal results of one 16-byte column
+// chunk in a ring while walking down a band of rows, so the image is read once and
+// written once, with no intermediate buffer. They take windows of up to FUSED_MAX taps;
+// larger ones use the two-pass kernels above.
+#define FUSED_MAX 15
+
+// Gaussian (mode 0) or box (mode 1) blur in one pass, as k_sep_h then k_sep_v. The grid
+// is (16-byte chunks of a row, bands of `band` rows).
+__kernel void k_sep_fused(__global const uchar* src, __global uchar* dst, int w, int h, int cn,
+                          __global const uint* k, int ks, int mode, uint delta, uint scale, int band) {
+    int xb = get_global_id(0) * 16, y0 = get_global_id(1) * band;
+    int rb = w * cn;
+    if (xb >= rb || y0 >= h) return;
+    int y1 = min(y0 + band, h), a = ks / 2;
+    ushort16 ring[FUSED_MAX];
+    for (int j = 0; j < ks - 1; j++) ring[j] = hsum16(src, w, cn, reflect101(y0 - a + j, h), xb, k, ks);
+    for (int y = y0; y < y1; y++) {
+        ring[ks - 1] = hsum16(src, w, cn, reflect101(y + ks - 1 - a, h), xb, k, ks);
+        uint16 s = (uint16)0;
+        for (int j = 0; j < ks; j++) s += k[j] * convert_uint16(ring[j]);
+        for (int j = 0; j < ks - 1; j++) ring[j] = ring[j + 1];
+        uint16 v = SEP_ROUND(s, mode, delta, scale);
+        store_chunk(convert_uchar16_sat(v), dst + y * rb, xb, rb);
+    }
+}
+
+// Erosion (OP min, NONE 255) and dilation (OP max, NONE 0) in one pass each, as k_morph
+// across then down; rows outside the image are left out of the window. The grid is
+// (16-byte chunks, bands of rows). The default 3x3 window has its own walker with the
+// ring in registers (PoCL leaves a ring array in memory even for a constant k).
+#define MORPH_FUSED(NAME, OP, NONE)                                                            \
 __attribute__((always_inline)) inline void NAME##_band(__global const uchar* src, __global uchar* dst, int w, int h, int cn,  \
                         const int k, int xb, int y0, int y1) {                                 \
     int rb = w * cn, a = k / 2;                                                                \

@@ -60,7 +60,8 @@ __kernel void k_lut(__global uchar* img, int nbytes, int cn, __global const ucha
         if (!is_alpha(j, cn)) img[j] = table[img[j]];
 }
 
-inline uint gray_of(uint r, uint g, uint b) { return (r * 9798u + g * 19235u + b * 3735u + 16384u) >> 15; }
+// OpenCV's 15-bit luma of unsigned r, g, b (scalars or vectors).
+#define GRAY_OF(r, g, b) (((r) * 9798u + (g) * 19235u + (b) * 3735u + 16384u) >> 15)
 
 // RGB(A) to gray(+alpha), OpenCV's 15-bit coefficients; 16 pixels per work-item.
 __kernel void k_grayscale(__global const uchar* src, __global uchar* dst, int n, int cn) {
@@ -69,7 +70,7 @@ __kernel void k_grayscale(__global const uchar* src, __global uchar* dst, int n,
         uchar16 r, g, b, a;
         if (cn == 3) load_rgb16(src + i * 3, &r, &g, &b);
         else load_rgba16(src + i * 4, &r, &g, &b, &a);
-        uint16 y = (convert_uint16(r) * 9798u + convert_uint16(g) * 19235u + convert_uint16(b) * 3735u + 16384u) >> 15;
+        uint16 y = GRAY_OF(convert_uint16(r), convert_uint16(g), convert_uint16(b));
         uchar16 gy = convert_uchar16(y);
         if (cn == 4) {
             uchar16 lo = (uchar16)(gy.s0, a.s0, gy.s1, a.s1, gy.s2, a.s2, gy.s3, a.s3, gy.s4, a.s4, gy.s5, a.s5, gy.s6, a.s6, gy.s7, a.s7);
@@ -82,7 +83,7 @@ __kernel void k_grayscale(__global const uchar* src, __global uchar* dst, int n,
     } else {
         for (int j = i; j < n; j++) {
             __global const uchar* p = src + j * cn;
-            uchar gy = (uchar)gray_of(p[0], p[1], p[2]);
+            uchar gy = (uchar)GRAY_OF((uint)p[0], (uint)p[1], (uint)p[2]);
             if (cn == 4) {
                 dst[j * 2] = gy;
                 dst[j * 2 + 1] = p[3];
