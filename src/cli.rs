@@ -248,11 +248,8 @@ impl Args {
                 progress,
                 prefetch: self.prefetch as usize,
                 shared_fs: self.shared_fs,
-                backend: match self.backend.as_str() {
-                    "cpu" => BackendChoice::Cpu,
-                    "opencl" => BackendChoice::OpenCl,
-                    _ => BackendChoice::Auto,
-                },
+                // clap admits only the three names.
+                backend: BackendChoice::from_name(&self.backend).unwrap_or(BackendChoice::Auto),
                 device: self.device,
             },
             dry_run: self.dry_run,

@@ -115,6 +115,28 @@ pub enum BackendChoice {
     Auto,
 }
 
+impl BackendChoice {
+    /// The name `--backend` takes, and that travels to MPI workers.
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendChoice::Cpu => "cpu",
+            BackendChoice::OpenCl => "opencl",
+            BackendChoice::Auto => "auto",
+        }
+    }
+
+    /// The choice named `name`, if it is one.
+    pub fn from_name(name: &str) -> Option<BackendChoice> {
+        [
+            BackendChoice::Cpu,
+            BackendChoice::OpenCl,
+            BackendChoice::Auto,
+        ]
+        .into_iter()
+        .find(|c| c.name() == name)
+    }
+}
+
 /// Below this size `auto` keeps an image on the CPU: the transfer would not pay off.
 /// A first estimate, not yet measured on a GPU (see the README).
 pub const AUTO_MIN_MEGAPIXELS: f64 = 2.0;
@@ -290,6 +312,18 @@ mod tests {
         };
         assert_eq!(ItemSpec::from_wire(&spec.to_wire()).unwrap(), spec);
         assert!(ItemSpec::from_wire("{}").is_err());
+    }
+
+    #[test]
+    fn backend_names_round_trip() {
+        for c in [
+            BackendChoice::Cpu,
+            BackendChoice::OpenCl,
+            BackendChoice::Auto,
+        ] {
+            assert_eq!(BackendChoice::from_name(c.name()), Some(c));
+        }
+        assert_eq!(BackendChoice::from_name("gpu"), None);
     }
 
     #[test]

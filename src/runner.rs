@@ -44,17 +44,6 @@ pub struct RunOptions {
     pub device: Option<usize>,
 }
 
-impl RunOptions {
-    fn backend_name(&self) -> String {
-        match self.backend {
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::OpenCl => "opencl",
-            BackendChoice::Auto => "auto",
-        }
-        .into()
-    }
-}
-
 /// Opens the OpenCL device a choice needs: `None` for cpu, or for auto when no device
 /// opens (auto then runs on the CPU); an error only for an explicit `opencl`.
 pub fn open_device(choice: BackendChoice, device: usize) -> Result<Option<Arc<Gpu>>, String> {
@@ -437,7 +426,7 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
         master_host: String::new(),
         threads: Some(threads),
         shared_fs: true,
-        backend: opts.backend_name(),
+        backend: opts.backend.name().into(),
         device: opts.device,
     };
     let headers = pool.install(|| probe_all(plan));
@@ -464,7 +453,7 @@ pub fn run_mpi_master(
         master_host: host,
         threads: opts.threads_given.then_some(opts.threads),
         shared_fs: opts.shared_fs,
-        backend: opts.backend_name(),
+        backend: opts.backend.name().into(),
         device: opts.device,
     };
     run_as_master(plan, probe_all(plan), opts, link, setup, ranks)
@@ -508,11 +497,7 @@ pub fn run_mpi_worker(
                     .build()
                     .expect("a one-thread pool")
             });
-            let choice = match setup.backend.as_str() {
-                "opencl" => BackendChoice::OpenCl,
-                "auto" => BackendChoice::Auto,
-                _ => BackendChoice::Cpu,
-            };
+            let choice = BackendChoice::from_name(&setup.backend).unwrap_or(BackendChoice::Cpu);
             // Each worker takes its own device: two ranks on a two-GPU node use both.
             let (gpu, device_error) = if choice == BackendChoice::Cpu {
                 (None, None)

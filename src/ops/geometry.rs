@@ -354,12 +354,8 @@ pub(crate) fn resize_plan(
     let (method, sc) = choose(sw, sh, dw, dh, filter);
     match method {
         Method::Nearest => ResizePlan::Nearest {
-            xs: (0..dw)
-                .map(|x| ((x as f64 * sc.x).floor() as usize).min(sw - 1) as i32)
-                .collect(),
-            ys: (0..dh)
-                .map(|y| ((y as f64 * sc.y).floor() as usize).min(sh - 1) as i32)
-                .collect(),
+            xs: (0..dw).map(|x| nearest_index(x, sc.x, sw) as i32).collect(),
+            ys: (0..dh).map(|y| nearest_index(y, sc.y, sh) as i32).collect(),
         },
         Method::Lanczos3 | Method::AreaFloat => ResizePlan::CpuOnly,
         Method::AreaInt(fx, fy) => ResizePlan::AreaInt { fx, fy },
@@ -404,15 +400,19 @@ pub(crate) fn resize_plan(
     }
 }
 
+/// The source index of output index `i` for nearest-neighbour resizing (OpenCV's
+/// INTER_NEAREST): `floor(i * scale)`, kept inside a source of `len`.
+fn nearest_index(i: usize, scale: f64, len: usize) -> usize {
+    ((i as f64 * scale).floor() as usize).min(len - 1)
+}
+
 fn nearest(src: &[u8], sw: usize, cn: usize, dw: usize, dh: usize, ifx: f64, ify: f64) -> Vec<u8> {
     let sh = src.len() / (sw * cn);
-    let xs: Vec<usize> = (0..dw)
-        .map(|x| ((x as f64 * ifx).floor() as usize).min(sw - 1) * cn)
-        .collect();
+    let xs: Vec<usize> = (0..dw).map(|x| nearest_index(x, ifx, sw) * cn).collect();
     let mut out = vec![0u8; dw * dh * cn];
     par::bands(&mut out, dw * cn, |y0, band| {
         for (r, row) in band.chunks_exact_mut(dw * cn).enumerate() {
-            let sy = (((y0 + r) as f64 * ify).floor() as usize).min(sh - 1);
+            let sy = nearest_index(y0 + r, ify, sh);
             let s = &src[sy * sw * cn..(sy + 1) * sw * cn];
             for (o, &sx) in row.chunks_exact_mut(cn).zip(&xs) {
                 o.copy_from_slice(&s[sx..sx + cn]);

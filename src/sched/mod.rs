@@ -193,7 +193,6 @@ pub fn run_master(
     let mut stopped = false;
     let shared = opts.setup.shared_fs;
 
-    // Deals the next job to worker `w`; false when there is nothing left to deal.
     // Cost of the jobs from position i of `order` on, for the mean of what is left.
     let mut suffix = vec![0.0; order.len() + 1];
     for i in (0..order.len()).rev() {

@@ -258,8 +258,13 @@ fn a_pipeline_stays_on_the_device_and_matches_the_cpu() {
 }
 
 fn run_bin(args: &[&str], dir: &Path) -> std::process::Output {
+    run_bin_env(args, dir, &[])
+}
+
+fn run_bin_env(args: &[&str], dir: &Path, env: &[(&str, &Path)]) -> std::process::Output {
     std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(dir)
         .output()
         .unwrap()
@@ -333,20 +338,13 @@ fn list_devices_shows_the_device_and_no_platform_is_a_usage_error() {
     // An empty vendor folder hides every OpenCL driver from the ICD loader.
     let empty = tempfile::tempdir().unwrap();
     let photo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photo_rgb.png");
-    let r = std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
-        .args([
-            "--op",
-            "invert",
-            "-o",
-            "out",
-            "--backend",
-            "opencl",
-            photo.to_str().unwrap(),
-        ])
-        .env("OCL_ICD_VENDORS", empty.path())
-        .current_dir(d.path())
-        .output()
-        .unwrap();
+    let no_opencl = [("OCL_ICD_VENDORS", empty.path())];
+    let photo = photo.to_str().unwrap();
+    let r = run_bin_env(
+        &["--op", "invert", "-o", "out", "--backend", "opencl", photo],
+        d.path(),
+        &no_opencl,
+    );
     assert_eq!(r.status.code(), Some(2));
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
@@ -355,18 +353,13 @@ fn list_devices_shows_the_device_and_no_platform_is_a_usage_error() {
     );
     assert!(!d.path().join("out").exists());
     // auto without a device runs on the CPU.
-    let r = std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
-        .args(["--op", "invert", "-o", "out", "-q", photo.to_str().unwrap()])
-        .env("OCL_ICD_VENDORS", empty.path())
-        .current_dir(d.path())
-        .output()
-        .unwrap();
+    let r = run_bin_env(
+        &["--op", "invert", "-o", "out", "-q", photo],
+        d.path(),
+        &no_opencl,
+    );
     assert!(r.status.success());
-    let r = std::process::Command::new(assert_cmd::cargo::cargo_bin("imgproc"))
-        .arg("--list-devices")
-        .env("OCL_ICD_VENDORS", empty.path())
-        .output()
-        .unwrap();
+    let r = run_bin_env(&["--list-devices"], d.path(), &no_opencl);
     assert!(
         String::from_utf8_lossy(&r.stdout).contains("no OpenCL"),
         "{}",

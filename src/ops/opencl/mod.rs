@@ -428,9 +428,7 @@ impl Gpu {
         };
         Ok((out, backend))
     }
-}
 
-impl Gpu {
     /// Times the kernels of one op alone, without the upload and the download: a wait
     /// before them and one after. `None` when the op would run on the CPU. (The whole
     /// path is [`Gpu::run`], timed by the caller.)
