@@ -19,16 +19,33 @@ pub enum Exit {
     Usage = 2,
     /// A fatal runtime error (for example the report could not be written).
     Fatal = 3,
+    /// Interrupted by SIGINT: what was committed is kept; `--resume` finishes the run.
+    Interrupted = 130,
+    /// Ended by SIGTERM: as for SIGINT.
+    Terminated = 143,
+}
+
+impl Exit {
+    /// The exit for a run stopped by signal `sig`.
+    pub fn for_signal(sig: i32) -> Exit {
+        if sig == libc::SIGTERM {
+            Exit::Terminated
+        } else {
+            Exit::Interrupted
+        }
+    }
 }
 
 const AFTER_HELP: &str = "\
 Examples:
   imgproc --manifest jobs.json --report report.json
+  imgproc launch -np 9 --hostfile hosts -- --manifest jobs.json   (survives lost workers)
   imgproc --op grayscale --op blur:sigma=2 -o out/ photos/*.jpg
   imgproc --list-ops
 
 Exit codes: 0 all items ok; 1 some items failed (the rest were done);
-2 usage or manifest error (nothing done); 3 fatal runtime error.";
+2 usage or manifest error (nothing done); 3 fatal runtime error;
+130/143 interrupted by SIGINT/SIGTERM (--resume finishes the run).";
 
 /// imgproc: batch image processing on every core (and, under mpirun, every node).
 #[derive(Parser, Debug)]
@@ -79,9 +96,23 @@ pub struct Args {
     #[arg(long)]
     pub fail_fast: bool,
 
-    /// Skip items whose output file already exists (to resume an interrupted run).
-    #[arg(long)]
+    /// Skip items whose output file already exists (the cheap check; see --resume).
+    #[arg(long, conflicts_with = "resume")]
     pub skip_existing: bool,
+
+    /// Resume an earlier run: skip items that its journal shows done from the same
+    /// input with the same ops and settings, whose output is still intact.
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Under MPI: a worker silent this many seconds is lost and its items go to the
+    /// others (0: wait forever).
+    #[arg(long, value_name = "SECS", default_value_t = 30.0)]
+    pub worker_timeout: f64,
+
+    /// Never deal backup copies of slow workers' items to idle workers.
+    #[arg(long)]
+    pub no_backups: bool,
 
     /// Largest image accepted, in pixels (checked from the header before decoding).
     #[arg(long, value_name = "N", default_value_t = 1 << 28)]
@@ -216,6 +247,12 @@ impl Args {
                 return Err("nothing to do: give --manifest FILE, or --op OP -o DIR INPUT... (see imgproc --help)".into())
             }
         };
+        if !(self.worker_timeout.is_finite() && (0.0..=1e6).contains(&self.worker_timeout)) {
+            return Err(format!(
+                "--worker-timeout {}: use a number of seconds from 0 (never) to 1000000",
+                self.worker_timeout
+            ));
+        }
         let threads = self.threads.map(|t| t as usize).unwrap_or_else(|| {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -251,6 +288,11 @@ impl Args {
                 // clap admits only the three names.
                 backend: BackendChoice::from_name(&self.backend).unwrap_or(BackendChoice::Auto),
                 device: self.device,
+                resume: self.resume,
+                worker_timeout: (self.worker_timeout > 0.0)
+                    .then(|| std::time::Duration::from_secs_f64(self.worker_timeout)),
+                backups: !self.no_backups,
+                recovery: std::env::var_os(crate::launch::LAUNCHED).is_some(),
             },
             dry_run: self.dry_run,
             report: self.report,

@@ -10,6 +10,7 @@ use imgproc::report::Report;
 use imgproc::runner::{self, RunOptions};
 use imgproc::sched;
 use imgproc::transport::mpi as mpi_transport;
+use imgproc::{launch, output, signals};
 use std::process::ExitCode;
 
 /// mimalloc keeps freed pages for reuse: without it every multi-megabyte buffer is
@@ -27,8 +28,13 @@ fn launcher_rank() -> usize {
 }
 
 fn main() -> ExitCode {
+    let mut argv = std::env::args_os();
+    if argv.nth(1).is_some_and(|a| a == "launch") {
+        return ExitCode::from(launch::main(argv.collect()) as u8);
+    }
     // Before anything starts a thread (see its doc).
     opencl::pin_cpu_device_threads();
+    signals::install();
     let code = match Args::parse().into_config() {
         Ok(config) => run(config),
         Err(msg) => {
@@ -124,21 +130,14 @@ fn run_mpi(
         panic!("injected fault (IMGPROC_FAULT) on rank {rank}");
     }
     if rank != 0 {
+        signals::exit_on_signal();
         let mut link = session.worker();
         let (local_size, local_rank) = (mpi_transport::local_size(), mpi_transport::local_rank());
-        return match runner::run_mpi_worker(&mut link, session.host(), local_size, local_rank) {
-            Ok(0) => Exit::Ok,
-            Ok(1) => Exit::ItemsFailed,
-            Ok(2) => Exit::Usage,
-            Ok(_) => Exit::Fatal,
-            Err(e) => {
-                eprintln!("imgproc: rank {rank}: {e}");
-                Exit::Fatal
-            }
-        };
+        let end = runner::run_mpi_worker(&mut link, session.host(), local_size, local_rank);
+        return worker_exit(rank, end, run.recovery);
     }
     if size == 1 {
-        return match make_plan(source, opts) {
+        let code = match make_plan(source, opts) {
             Ok(p) if dry_run => {
                 print_plan(&p);
                 Exit::Ok
@@ -146,26 +145,98 @@ fn run_mpi(
             Ok(p) => finish(runner::run_local(&p, run), report),
             Err(code) => code,
         };
+        if run.recovery {
+            launch::report_status(code as i32);
+        }
+        return code;
     }
     let mut link = session.master();
-    let plan = match make_plan(source, opts) {
-        Ok(p) => p,
+    // Under recovery a stopped worker leaves without MPI_Finalize, which could wait for
+    // a rank that is gone.
+    let ending = if run.recovery {
+        sched::Ending::Exit
+    } else {
+        sched::Ending::Finalize
+    };
+    let (code, lost) = match make_plan(source, opts) {
         Err(code) => {
             // Every rank ends with the same code; none is left waiting.
-            let _ = sched::stop_all(&mut link, code as i32);
-            return code;
+            let _ = sched::stop_all(&mut link, code as i32, ending);
+            (code, false)
+        }
+        Ok(plan) if dry_run => {
+            print_plan(&plan);
+            let _ = sched::stop_all(&mut link, 0, ending);
+            (Exit::Ok, false)
+        }
+        Ok(plan) => {
+            let result = runner::run_mpi_master(&plan, run, &mut link, session.host(), size);
+            if result.is_err() {
+                let _ = sched::stop_all(&mut link, Exit::Fatal as i32, ending);
+            }
+            let lost = result
+                .as_ref()
+                .is_ok_and(|r| !r.lost_ranks.is_empty() || r.signal.is_some());
+            (finish(result, report), lost)
         }
     };
-    if dry_run {
-        print_plan(&plan);
-        let _ = sched::stop_all(&mut link, 0);
-        return Exit::Ok;
+    if run.recovery {
+        // MPI_Finalize would wait for lost ranks forever, and mpirun's own status
+        // means nothing under recovery: tell the launcher, then leave.
+        drop(link);
+        launch::report_status(code as i32);
+        exit_now(code as i32);
     }
-    let result = runner::run_mpi_master(&plan, run, &mut link, session.host(), size);
-    if result.is_err() {
-        let _ = sched::stop_all(&mut link, Exit::Fatal as i32);
+    if lost {
+        // Plain mpirun: only an abort ends a job that lost a rank; it exits with this code.
+        drop(link);
+        session.abort(code as i32);
     }
-    finish(result, report)
+    code
+}
+
+/// Ends this process at once, without MPI_Finalize.
+fn exit_now(code: i32) -> ! {
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    // SAFETY: _exit ends the process; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}
+
+/// How a worker rank ends, as the master asked (or on its own if the master is gone).
+fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, String>, recovery: bool) -> Exit {
+    let exit_of = |code: i32| match code {
+        0 => Exit::Ok,
+        1 => Exit::ItemsFailed,
+        2 => Exit::Usage,
+        _ => Exit::Fatal,
+    };
+    match end {
+        Ok(sched::WorkerEnd::Stopped { exit, ending }) => match ending {
+            sched::Ending::Finalize => exit_of(exit),
+            sched::Ending::Exit => exit_now(exit),
+            sched::Ending::Linger => {
+                // Rank 0 aborts the job once its report is written; leave anyway if it
+                // never does.
+                std::thread::sleep(std::time::Duration::from_secs(600));
+                exit_now(exit)
+            }
+        },
+        Ok(sched::WorkerEnd::Orphaned { silent }) => {
+            eprintln!(
+                "imgproc: rank {rank}: rank 0 has been silent for {:.0}s and is presumed dead; this rank gives up (outputs written so far are complete: run again with --resume)",
+                silent.as_secs_f64()
+            );
+            exit_now(Exit::Fatal as i32)
+        }
+        Err(e) => {
+            eprintln!("imgproc: rank {rank}: {e}");
+            if recovery {
+                exit_now(Exit::Fatal as i32)
+            }
+            Exit::Fatal
+        }
+    }
 }
 
 fn finish(result: Result<Report, String>, report: Option<&str>) -> Exit {
@@ -176,11 +247,37 @@ fn finish(result: Result<Report, String>, report: Option<&str>) -> Exit {
             return Exit::Fatal;
         }
     };
-    if let Some(path) = report {
-        if let Err(e) = report_data.write(path) {
-            eprintln!("imgproc: cannot write the report to {path}: {e}");
-            return Exit::Fatal;
-        }
+    let written = match report {
+        Some(path) => match report_data.write(path) {
+            Ok(()) => true,
+            Err(e) => {
+                eprintln!("imgproc: cannot write the report to {path}: {e}");
+                false
+            }
+        },
+        None => true,
+    };
+    if let Some(sig) = report_data.signal {
+        // The report is written; nothing else may be.
+        output::abandon_temporaries();
+        let t = &report_data.totals;
+        eprintln!(
+            "imgproc: interrupted by {}: {} of {} items done, every output written is complete; run the same command with --resume to do the rest",
+            signals::name(sig),
+            t.ok + t.failed,
+            t.items
+        );
+        return Exit::for_signal(sig);
+    }
+    if !written {
+        return Exit::Fatal;
+    }
+    if report_data.no_workers {
+        eprintln!(
+            "imgproc: every worker rank was lost ({:?}) before the batch was done; outputs written so far are complete: run again with --resume",
+            report_data.lost_ranks
+        );
+        return Exit::Fatal;
     }
     // --fail-fast only stops a batch after a failure, which `failed` counts.
     if report_data.totals.failed > 0 {

@@ -35,6 +35,8 @@ pub struct WorkItem {
 pub struct Plan {
     /// Every work item, in manifest order.
     pub items: Vec<WorkItem>,
+    /// The output folder the items write under (where the run's journal lives).
+    pub output_dir: PathBuf,
 }
 
 /// One problem found in a manifest.
@@ -316,7 +318,10 @@ pub fn parse(
     }
     check_collisions(&mut ctx, &items);
     if ctx.problems.is_empty() {
-        Ok(Plan { items })
+        Ok(Plan {
+            items,
+            output_dir: out_dir.to_path_buf(),
+        })
     } else {
         Err(err(ctx.problems))
     }
@@ -745,7 +750,10 @@ pub fn quick(
         }
     }
     if ctx.problems.is_empty() {
-        Ok(Plan { items })
+        Ok(Plan {
+            items,
+            output_dir: out_dir.to_path_buf(),
+        })
     } else {
         Err(ManifestError {
             source: "command line".into(),

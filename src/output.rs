@@ -1,14 +1,27 @@
 //! Atomic output files.
 //!
 //! An output path holds nothing, the old file, or the complete new file, never a
-//! partial one: bytes go to a hidden temporary file in the same folder, are flushed to
-//! disk, and the temporary file is renamed over the target.
+//! partial one: bytes go to a hidden temporary file in the same folder (created
+//! exclusively under an unpredictable name, never through an existing link), are
+//! flushed to disk, and the temporary file is renamed over the target.
+//!
+//! Every temporary file is registered while it exists, so that an interrupted run
+//! ([`abandon_temporaries`]) removes its own and starts no new one.
 
+use std::collections::HashSet;
 use std::io::Write;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
-static COUNTER: AtomicU64 = AtomicU64::new(0);
+/// Temporary files being written, and whether the run has been abandoned.
+static TEMPORARIES: Mutex<(bool, Option<HashSet<PathBuf>>)> = Mutex::new((false, None));
+
+/// The suffix of every temporary file imgproc creates.
+pub const TEMP_SUFFIX: &str = ".imgproc-tmp";
+
+fn registry() -> std::sync::MutexGuard<'static, (bool, Option<HashSet<PathBuf>>)> {
+    TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Writes `bytes` to `path` atomically, creating parent folders as needed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -21,22 +34,78 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_else(|| "out".into());
-    let tmp = dir.join(format!(
-        ".{name}.imgproc-{}-{}.tmp",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
+    let tmp = {
+        let mut reg = registry();
+        if reg.0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::Interrupted,
+                "the run was interrupted",
+            ));
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!(".{name}."))
+            .suffix(TEMP_SUFFIX)
+            .rand_bytes(10)
+            .tempfile_in(dir)?;
+        reg.1
+            .get_or_insert_with(HashSet::new)
+            .insert(tmp.path().to_path_buf());
+        tmp
+    };
+    let tmp_path = tmp.path().to_path_buf();
     let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
+        let mut f = tmp.as_file();
         f.write_all(bytes)?;
         f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
     })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+    if let Some(set) = registry().1.as_mut() {
+        set.remove(&tmp_path);
     }
     result
+}
+
+/// Removes temporary files of imgproc's own pattern (`.NAME.RANDOM.imgproc-tmp`,
+/// regular files only) last modified before `before` from each of `dirs`: what an
+/// interrupted or killed run left. Returns how many were removed.
+pub fn remove_stale_temporaries<'a>(
+    dirs: impl IntoIterator<Item = &'a Path>,
+    before: std::time::SystemTime,
+) -> usize {
+    let mut removed = 0;
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if !(name.starts_with('.') && name.ends_with(TEMP_SUFFIX)) {
+                continue;
+            }
+            let Ok(m) = std::fs::symlink_metadata(e.path()) else {
+                continue;
+            };
+            if m.is_file()
+                && m.modified().is_ok_and(|t| t < before)
+                && std::fs::remove_file(e.path()).is_ok()
+            {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
+/// Removes every temporary file still being written and makes later writes fail:
+/// called once when a run is interrupted, just before the process exits.
+pub fn abandon_temporaries() {
+    let mut reg = registry();
+    reg.0 = true;
+    for p in reg.1.take().unwrap_or_default() {
+        let _ = std::fs::remove_file(p);
+    }
 }
 
 #[cfg(test)]
@@ -53,5 +122,18 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_at_the_target_is_replaced_not_written_through() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let p = d.path().join("out.bin");
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        super::write_atomic(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
     }
 }

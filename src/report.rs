@@ -49,6 +49,11 @@ pub struct ItemRecord {
     pub rank: usize,
     /// What ran the ops: "cpu".
     pub backend: String,
+    /// Times the item was dealt: 1, or more when a lost worker's item was re-dealt or a
+    /// backup copy ran (0 if never dealt).
+    pub copies: usize,
+    /// Whether the committed result came from the backup copy.
+    pub backup_won: bool,
 }
 
 /// What one rank did. Rank 0 deals items and does the file I/O; the others process.
@@ -68,6 +73,15 @@ pub struct RankRecord {
     pub bytes_sent: u64,
     /// CPU seconds the rank's process used (rank 0 always; workers under MPI).
     pub cpu_seconds: Option<f64>,
+    /// "ok", or "lost" (killed, cut off or silent past `--worker-timeout`).
+    pub state: String,
+    /// When it was declared lost, in seconds from the start of dealing.
+    pub lost_at_seconds: Option<f64>,
+    /// Backup copies of other workers' items it was dealt.
+    pub backup_copies: usize,
+    /// Results it sent that were discarded (another copy was committed first, or it
+    /// had been declared lost).
+    pub discarded_results: usize,
 }
 
 /// Totals over all items.
@@ -87,6 +101,10 @@ pub struct Totals {
     pub megapixels_per_second: f64,
     /// Workers' busy time / (workers x wall time): 1 is perfect balance.
     pub load_balance: f64,
+    /// Backup copies dealt (slow workers' items given to idle ones at the end).
+    pub backup_copies: usize,
+    /// Items whose committed result came from a backup copy.
+    pub backup_wins: usize,
 }
 
 /// The whole report.
@@ -103,10 +121,20 @@ pub struct Report {
     /// Per rank: rank 0 first, then the workers (without MPI, one entry per worker thread,
     /// numbered from 1, all within rank 0's process).
     pub ranks_detail: Vec<RankRecord>,
+    /// Worker ranks lost during the run, in increasing order.
+    pub lost_ranks: Vec<usize>,
+    /// The signal that interrupted the run ("SIGINT", "SIGTERM"), if one did.
+    pub interrupted_by: Option<String>,
     /// Per item, in plan order.
     pub items: Vec<ItemRecord>,
     /// Totals.
     pub totals: Totals,
+    /// The signal number that interrupted the run.
+    #[serde(skip)]
+    pub signal: Option<i32>,
+    /// Every worker was lost before the work was done.
+    #[serde(skip)]
+    pub no_workers: bool,
 }
 
 impl Report {
@@ -130,6 +158,8 @@ impl Report {
                 0.0
             },
             load_balance: 0.0,
+            backup_copies: 0,
+            backup_wins: items.iter().filter(|i| i.backup_won).count(),
         };
         Report {
             imgproc_version: env!("CARGO_PKG_VERSION"),
@@ -137,8 +167,12 @@ impl Report {
             threads,
             ranks: 1,
             ranks_detail: Vec::new(),
+            lost_ranks: Vec::new(),
+            interrupted_by: None,
             items,
             totals,
+            signal: None,
+            no_workers: false,
         }
     }
 
@@ -147,6 +181,7 @@ impl Report {
         let busy: f64 = workers.iter().map(|w| w.busy_seconds).sum();
         let denom = workers.len() as f64 * self.wall_seconds;
         self.totals.load_balance = if denom > 0.0 { busy / denom } else { 0.0 };
+        self.totals.backup_copies = workers.iter().map(|w| w.backup_copies).sum();
         self.ranks = ranks;
         self.ranks_detail = std::iter::once(master).chain(workers).collect();
     }

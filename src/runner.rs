@@ -9,17 +9,18 @@
 //! machine is never oversubscribed.
 
 use crate::error::ItemError;
+use crate::journal::{self, Entry, InputId, Journal, Redo};
 use crate::manifest::{Plan, WorkItem};
 use crate::ops::opencl::{self, Gpu};
 use crate::pipeline::{self, Backend, BackendChoice, ItemSpec};
 use crate::progress::{Mode, Progress};
 use crate::report::{ItemRecord, RankRecord, Report, Status};
-use crate::sched::{self, Done, Executor, Job, MasterOptions, Setup, Sink, Task};
+use crate::sched::{self, Commit, Done, Executor, Job, MasterOptions, Setup, Sink, Task, Unrun};
 use crate::transport::{local, MasterLink, WorkerLink};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -42,7 +43,30 @@ pub struct RunOptions {
     pub backend: BackendChoice,
     /// `--device`, if given.
     pub device: Option<usize>,
+    /// `--resume`: skip items the journal shows done with the same input and settings.
+    pub resume: bool,
+    /// `--worker-timeout`: a worker silent this long is lost (`None`: never). MPI only.
+    pub worker_timeout: Option<Duration>,
+    /// Deal backup copies of the slowest items to idle workers at the end.
+    pub backups: bool,
+    /// Started by `imgproc launch`: the job survives lost ranks.
+    pub recovery: bool,
 }
+
+/// `--worker-timeout`'s default: long enough for a busy node to miss many heartbeats
+/// (one a second) or sit through an NFS hiccup, short enough that a lost node costs
+/// less than a minute.
+pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Heartbeat period of MPI workers.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+
+/// A batch of small items costs about this much (megapixels times the pipeline's
+/// weight): about one 2-megapixel photo, a few ms of work.
+const BATCH_COST: f64 = 2.0;
+
+/// At most this many items travel in one batch.
+const BATCH_ITEMS: usize = 256;
 
 /// Opens the OpenCL device a choice needs: `None` for cpu, or for auto when no device
 /// opens (auto then runs on the CPU); an error only for an explicit `opencl`.
@@ -115,6 +139,8 @@ pub fn base_record(item: &WorkItem, header: &Header) -> ItemRecord {
         encode_ms: 0.0,
         rank: 0,
         backend: "cpu".into(),
+        copies: 0,
+        backup_won: false,
     }
 }
 
@@ -179,6 +205,7 @@ pub fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, String> {
 
 impl Executor for PipelineExecutor {
     fn execute(&self, task: &Task, input: Option<Vec<u8>>) -> (Done, Option<Vec<u8>>) {
+        let start = Instant::now();
         let mut done = Done {
             id: task.id,
             backend: "cpu".into(),
@@ -202,8 +229,10 @@ impl Executor for PipelineExecutor {
             }
             Ok::<_, ItemError>(out)
         })();
+        done.busy_ms = start.elapsed().as_secs_f64() * 1e3;
         match result {
             Ok(out) => {
+                done.out_crc = Some(journal::crc(&out.bytes));
                 done.width = Some(out.width);
                 done.height = Some(out.height);
                 done.bytes_out = out.bytes.len() as u64;
@@ -220,6 +249,23 @@ impl Executor for PipelineExecutor {
             }
         }
     }
+
+    /// Items of a batch run side by side on the pool (each may split its own work
+    /// across the pool too), so a batch of small items keeps every thread busy.
+    fn execute_batch(&self, tasks: Vec<(Task, Option<Vec<u8>>)>) -> Vec<(Done, Option<Vec<u8>>)> {
+        if tasks.len() < 2 {
+            return tasks
+                .into_iter()
+                .map(|(t, i)| self.execute(&t, i))
+                .collect();
+        }
+        self.pool.install(|| {
+            tasks
+                .into_par_iter()
+                .map(|(t, i)| self.execute(&t, i))
+                .collect()
+        })
+    }
 }
 
 fn write_error(path: &std::path::Path, e: std::io::Error) -> ItemError {
@@ -229,13 +275,21 @@ fn write_error(path: &std::path::Path, e: std::io::Error) -> ItemError {
     ))
 }
 
-/// Rank 0's side: inputs out, outputs in, records and progress.
+/// Rank 0's side: inputs out, outputs in, records, the journal and progress.
 struct RunnerSink<'a> {
     plan: &'a Plan,
     headers: &'a [Header],
     records: Vec<Option<ItemRecord>>,
     progress: &'a Progress,
     io_seconds: f64,
+    journal: Option<Journal>,
+    journal_error: Option<String>,
+    /// Input identities read when the run started, per item.
+    inputs: Vec<Option<InputId>>,
+    /// Seconds from the start, for messages.
+    start: Instant,
+    /// When the run started, to tell earlier runs' temporary files from ours.
+    started: std::time::SystemTime,
 }
 
 impl RunnerSink<'_> {
@@ -253,6 +307,36 @@ impl RunnerSink<'_> {
         );
         self.records[id] = Some(rec);
     }
+
+    /// Appends the committed output of item `id` to the journal.
+    fn journal(&mut self, id: usize, done: &Done) {
+        let (Some(j), Some(input_id), Some(crc)) =
+            (self.journal.as_mut(), self.inputs[id], done.out_crc)
+        else {
+            return;
+        };
+        let item = &self.plan.items[id];
+        let e = Entry {
+            output: journal::key(&self.plan.output_dir, &item.output),
+            input: item.input.display().to_string(),
+            input_id,
+            spec: item.spec.to_wire(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            output_size: done.bytes_out,
+            output_crc: crc,
+        };
+        if let Err(err) = j.record(&e) {
+            // The outputs are still fine; only a later resume redoes more.
+            if self.journal_error.is_none() {
+                self.progress.println(&format!(
+                    "imgproc: cannot append to the journal {}: {err}; outputs are still written, but --resume will redo the items after this one",
+                    j.path().display()
+                ));
+            }
+            self.journal_error = Some(err.to_string());
+            self.journal = None;
+        }
+    }
 }
 
 impl Sink for RunnerSink<'_> {
@@ -263,10 +347,12 @@ impl Sink for RunnerSink<'_> {
         r
     }
 
-    fn result(&mut self, job: &Job, worker: usize, done: Done, output: Option<Vec<u8>>) {
+    fn result(&mut self, job: &Job, commit: Commit, done: Done, output: Option<Vec<u8>>) {
         let item = &self.plan.items[job.id];
         let mut rec = base_record(item, &self.headers[job.id]);
-        rec.rank = worker;
+        rec.rank = commit.worker;
+        rec.copies = commit.copies;
+        rec.backup_won = commit.backup_won;
         rec.backend = done.backend.clone();
         rec.bytes_in = done.bytes_in;
         let mut error = done.error.clone();
@@ -282,6 +368,7 @@ impl Sink for RunnerSink<'_> {
         }
         match error {
             None => {
+                self.journal(job.id, &done);
                 rec.width = done.width;
                 rec.height = done.height;
                 rec.megapixels = done
@@ -311,12 +398,147 @@ impl Sink for RunnerSink<'_> {
         self.finish(job.id, rec);
     }
 
-    fn skipped(&mut self, job: &Job) {
+    fn skipped(&mut self, job: &Job, why: Unrun) {
         let mut rec = base_record(&self.plan.items[job.id], &self.headers[job.id]);
         rec.status = Status::Skipped;
-        rec.error = Some("not started: --fail-fast stopped the batch after a failure".into());
+        rec.error = Some(
+            match why {
+                Unrun::FailFast => "not started: --fail-fast stopped the batch after a failure",
+                Unrun::Interrupted => "not done: the run was interrupted; --resume finishes it",
+                Unrun::NoWorkers => "not done: every worker was lost; --resume finishes it",
+            }
+            .into(),
+        );
         self.records[job.id] = Some(rec);
     }
+
+    fn worker_lost(&mut self, worker: usize, silent: Duration, redealt: &[&Job]) {
+        let names: Vec<String> = redealt
+            .iter()
+            .take(10)
+            .map(|j| j.input.display().to_string())
+            .collect();
+        let more = redealt.len().saturating_sub(names.len());
+        self.progress.println(&format!(
+            "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s); re-dealing its {} item{}{}{}",
+            self.start.elapsed().as_secs_f64(),
+            silent.as_secs_f64(),
+            redealt.len(),
+            if redealt.len() == 1 { "" } else { "s" },
+            if names.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", names.join(", "))
+            },
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+
+    fn interrupted(&mut self) -> bool {
+        crate::signals::received().is_some()
+    }
+}
+
+/// Marks items as skipped before the run: `--resume` with the journal's evidence,
+/// `--skip-existing` with the output's existence. Returns the ids left to run.
+fn skip_done(
+    plan: &Plan,
+    opts: &RunOptions,
+    sink: &mut RunnerSink<'_>,
+) -> Result<Vec<usize>, String> {
+    let all: Vec<usize> = (0..plan.items.len()).collect();
+    if opts.resume || opts.skip_existing {
+        let dirs: std::collections::BTreeSet<&std::path::Path> = plan
+            .items
+            .iter()
+            .filter_map(|it| it.output.parent())
+            .collect();
+        let removed = crate::output::remove_stale_temporaries(dirs, sink.started);
+        if removed > 0 {
+            sink.progress.println(&format!(
+                "imgproc: removed {removed} temporary file{} left by an earlier run",
+                if removed == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    if opts.resume {
+        let entries = journal::read(&plan.output_dir).map_err(|e| {
+            format!(
+                "cannot read the journal {}: {e}",
+                plan.output_dir.join(journal::FILE_NAME).display()
+            )
+        })?;
+        let verdicts: Vec<Option<Redo>> = plan
+            .items
+            .par_iter()
+            .map(|it| {
+                let key = journal::key(&plan.output_dir, &it.output);
+                journal::check(entries.get(&key), &it.input, &it.spec.to_wire(), &it.output)
+            })
+            .collect();
+        let mut left = Vec::new();
+        let mut redo: std::collections::BTreeMap<Redo, usize> = Default::default();
+        for (i, v) in verdicts.into_iter().enumerate() {
+            match v {
+                None => {
+                    let mut rec = base_record(&plan.items[i], &sink.headers[i]);
+                    rec.status = Status::Skipped;
+                    rec.error = Some(
+                        "done in an earlier run (--resume: journal and output checked)".into(),
+                    );
+                    sink.records[i] = Some(rec);
+                    sink.progress
+                        .item_done(sink.headers[i].megapixels().unwrap_or(0.0), true);
+                }
+                Some(r) => {
+                    *redo.entry(r).or_default() += 1;
+                    left.push(i);
+                }
+            }
+        }
+        let why: Vec<String> = redo
+            .iter()
+            .map(|(r, n)| format!("{n} {}", r.describe()))
+            .collect();
+        sink.progress.println(&format!(
+            "imgproc: resume: {} of {} items already done, skipped; {} to do{}",
+            plan.items.len() - left.len(),
+            plan.items.len(),
+            left.len(),
+            if why.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", why.join(", "))
+            }
+        ));
+        return Ok(left);
+    }
+    if opts.skip_existing {
+        let mut left = Vec::new();
+        for i in all {
+            if plan.items[i].output.exists() {
+                let mut rec = base_record(&plan.items[i], &sink.headers[i]);
+                rec.status = Status::Skipped;
+                rec.error = Some("output exists (--skip-existing)".into());
+                sink.records[i] = Some(rec);
+                sink.progress
+                    .item_done(sink.headers[i].megapixels().unwrap_or(0.0), true);
+            } else {
+                left.push(i);
+            }
+        }
+        sink.progress.println(&format!(
+            "imgproc: --skip-existing: {} of {} items skipped (their output exists; --resume also checks it is complete and current)",
+            plan.items.len() - left.len(),
+            plan.items.len()
+        ));
+        return Ok(left);
+    }
+    Ok(all)
 }
 
 /// CPU seconds this process has used (user + system).
@@ -332,8 +554,8 @@ pub fn process_cpu_seconds() -> f64 {
     }
 }
 
-/// Everything rank 0 does around the scheduler: headers, skip-existing, progress,
-/// the master loop over `link`, and the report.
+/// Everything rank 0 does around the scheduler: headers, resume, progress, the
+/// journal, the master loop over `link`, and the report.
 fn run_as_master(
     plan: &Plan,
     headers: Vec<Header>,
@@ -345,37 +567,60 @@ fn run_as_master(
     let start = Instant::now();
     let total_mp: f64 = headers.iter().map(|h| h.megapixels().unwrap_or(0.0)).sum();
     let progress = Progress::new(opts.progress, plan.items.len(), total_mp);
+    let journal = Journal::open(&plan.output_dir).map_err(|e| {
+        format!(
+            "cannot open the journal {}: {e}; check that the output folder is writable",
+            plan.output_dir.join(journal::FILE_NAME).display()
+        )
+    })?;
     let mut sink = RunnerSink {
         plan,
         headers: &headers,
         records: vec![None; plan.items.len()],
         progress: &progress,
         io_seconds: 0.0,
+        journal: Some(journal),
+        journal_error: None,
+        inputs: plan
+            .items
+            .par_iter()
+            .map(|it| InputId::of(&it.input))
+            .collect(),
+        start,
+        started: std::time::SystemTime::now(),
     };
-    let mut jobs = Vec::new();
-    for (i, item) in plan.items.iter().enumerate() {
-        if opts.skip_existing && item.output.exists() {
-            let mut rec = base_record(item, &headers[i]);
-            rec.status = Status::Skipped;
-            rec.error = Some("output exists (--skip-existing)".into());
-            sink.records[i] = Some(rec);
-            progress.item_done(headers[i].megapixels().unwrap_or(0.0), true);
-            continue;
-        }
-        jobs.push(Job {
-            id: i,
-            cost: cost(item, &headers[i]),
-            spec: Arc::from(item.spec.to_wire()),
-            input: item.input.clone(),
-            output: item.output.clone(),
-        });
-    }
+    let todo = skip_done(plan, opts, &mut sink)?;
+    let jobs: Vec<Job> = todo
+        .into_iter()
+        .map(|i| {
+            let item = &plan.items[i];
+            Job {
+                id: i,
+                cost: cost(item, &headers[i]),
+                spec: Arc::from(item.spec.to_wire()),
+                input: item.input.clone(),
+                output: item.output.clone(),
+            }
+        })
+        .collect();
     let mopts = MasterOptions {
         prefetch: opts.prefetch,
         fail_fast: opts.fail_fast,
+        worker_timeout: if setup.heartbeat_ms > 0 {
+            opts.worker_timeout
+        } else {
+            None
+        },
         setup,
+        batch_cost: BATCH_COST,
+        batch_items: BATCH_ITEMS,
+        backups: opts.backups,
+        recovery: opts.recovery,
     };
-    let stats = sched::run_master(link, &jobs, &mopts, &mut sink).map_err(|e| e.to_string())?;
+    let outcome = sched::run_master(link, &jobs, &mopts, &mut sink).map_err(|e| e.to_string())?;
+    if let Some(j) = sink.journal.as_mut() {
+        let _ = j.sync();
+    }
     progress.finish();
     let wall = start.elapsed().as_secs_f64();
     let records: Vec<ItemRecord> = sink.records.into_iter().flatten().collect();
@@ -385,24 +630,45 @@ fn run_as_master(
         items: 0,
         busy_seconds: sink.io_seconds,
         idle_seconds: (wall - sink.io_seconds).max(0.0),
-        bytes_received: stats.iter().map(|s| s.bytes_from).sum(),
-        bytes_sent: stats.iter().map(|s| s.bytes_to).sum(),
+        bytes_received: outcome.stats.iter().map(|s| s.bytes_from).sum(),
+        bytes_sent: outcome.stats.iter().map(|s| s.bytes_to).sum(),
         cpu_seconds: Some(process_cpu_seconds()),
+        state: "ok".into(),
+        lost_at_seconds: None,
+        backup_copies: 0,
+        discarded_results: 0,
     };
-    let workers: Vec<RankRecord> = stats
+    let workers: Vec<RankRecord> = outcome
+        .stats
         .iter()
         .enumerate()
-        .map(|(i, s)| RankRecord {
-            rank: i + 1,
-            items: s.items,
-            busy_seconds: s.busy_seconds,
-            idle_seconds: (wall - s.busy_seconds).max(0.0),
-            bytes_received: s.bytes_to,
-            bytes_sent: s.bytes_from,
-            cpu_seconds: (ranks > 1).then_some(s.cpu_seconds),
+        .map(|(i, s)| {
+            let lost_at = match s.state {
+                sched::WorkerState::Ok => None,
+                sched::WorkerState::Lost { at_seconds } => Some(at_seconds),
+            };
+            RankRecord {
+                rank: i + 1,
+                items: s.items,
+                busy_seconds: s.busy_seconds,
+                idle_seconds: (wall - s.busy_seconds).max(0.0),
+                bytes_received: s.bytes_to,
+                bytes_sent: s.bytes_from,
+                cpu_seconds: (ranks > 1 && lost_at.is_none()).then_some(s.cpu_seconds),
+                state: if lost_at.is_some() { "lost" } else { "ok" }.into(),
+                lost_at_seconds: lost_at,
+                backup_copies: s.backups,
+                discarded_results: s.discarded,
+            }
         })
         .collect();
     report.set_ranks(ranks, master, workers);
+    report.lost_ranks = outcome.lost.clone();
+    report.no_workers = outcome.no_workers;
+    if outcome.interrupted {
+        report.signal = crate::signals::received();
+        report.interrupted_by = report.signal.map(|s| crate::signals::name(s).to_string());
+    }
     Ok(report)
 }
 
@@ -428,15 +694,20 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
         shared_fs: true,
         backend: opts.backend.name().into(),
         device: opts.device,
+        heartbeat_ms: 0,
+        master_timeout_ms: 0,
     };
     let headers = pool.install(|| probe_all(plan));
     let result = run_as_master(plan, headers, opts, &mut master, setup, 1);
     if result.is_err() {
-        let _ = sched::stop_all(&mut master, 3);
+        let _ = sched::stop_all(&mut master, 3, sched::Ending::Finalize);
     }
     drop(master);
-    for h in handles {
-        let _ = h.join();
+    // An interrupted run does not wait for the items still running.
+    if crate::signals::received().is_none() {
+        for h in handles {
+            let _ = h.join();
+        }
     }
     result
 }
@@ -449,12 +720,20 @@ pub fn run_mpi_master(
     host: String,
     ranks: usize,
 ) -> Result<Report, String> {
+    let timeout = opts.worker_timeout.unwrap_or(Duration::ZERO);
     let setup = Setup {
         master_host: host,
         threads: opts.threads_given.then_some(opts.threads),
         shared_fs: opts.shared_fs,
         backend: opts.backend.name().into(),
         device: opts.device,
+        heartbeat_ms: HEARTBEAT.as_millis() as u64,
+        // Workers wait for a silent master longer than it waits for them.
+        master_timeout_ms: if timeout.is_zero() {
+            0
+        } else {
+            (timeout * 2).as_millis() as u64
+        },
     };
     run_as_master(plan, probe_all(plan), opts, link, setup, ranks)
 }
@@ -477,13 +756,13 @@ pub fn worker_threads(setup: &Setup, my_host: &str, local_size: Option<usize>) -
     (cores / workers_here).max(1)
 }
 
-/// A worker rank under MPI: runs tasks until the master says stop; returns the exit code.
+/// A worker rank under MPI: runs tasks until the master says stop; returns how it ended.
 pub fn run_mpi_worker(
     link: &mut dyn WorkerLink,
     my_host: String,
     local_size: Option<usize>,
     local_rank: Option<usize>,
-) -> Result<i32, String> {
+) -> Result<sched::WorkerEnd, String> {
     let mut pool_error = None;
     let end = sched::run_worker(
         link,
@@ -519,6 +798,5 @@ pub fn run_mpi_worker(
     if let Some(e) = pool_error {
         eprintln!("imgproc: rank {}: {e}; ran with one thread", link.id());
     }
-    let sched::WorkerEnd::Stopped(code) = end;
-    Ok(code)
+    Ok(end)
 }

@@ -1,20 +1,35 @@
 //! The scheduler: rank 0's master loop and the workers' loop, over any transport.
 //!
-//! The master deals work items largest first. Each worker holds up to `prefetch` items
-//! in flight so it never waits for the next, and gets one new item per result, so
-//! fast workers take more (dynamic balancing). Results are handed to a [`Sink`] as
-//! they arrive; the master holds only in-flight inputs in memory. The scheduler knows
-//! item ids, costs, paths and bytes, never pixels: workers run items through an
-//! [`Executor`], the sink writes files.
+//! The master deals work items largest first, several small items to one message
+//! (a batch worth about one large item), so rank 0's cost per item stays small. Each
+//! worker holds up to `prefetch` batches in flight so it never waits for the next, and
+//! gets a new batch per result, so fast workers take more (dynamic balancing). Results
+//! are handed to a [`Sink`] as they arrive; the master holds only in-flight inputs in
+//! memory.
 //!
-//! A frame on the wire is a little-endian u32 header length, a JSON header, and the
-//! payload (input or output bytes).
+//! Failures of workers are the master's business too. Workers send a heartbeat while
+//! they work; one silent for longer than the timeout is *lost*: the master forgets it
+//! (never waits on it again), re-deals every item it held to the living workers, and
+//! discards anything it sends later. When nothing is left to deal and a worker is idle,
+//! the master deals it a *backup copy* of the in-flight batch expected to finish last;
+//! the first result for an item is committed and every other copy discarded, so each
+//! output is written exactly once.
+//!
+//! The scheduler knows item ids, costs, paths and bytes, never pixels: workers run
+//! items through an [`Executor`], the sink writes files. A frame on the wire is a
+//! little-endian u32 header length, a JSON header, and the payload (input or output
+//! bytes of every item of the batch, one after another).
 
-use crate::transport::{MasterLink, TransportError, WorkerLink};
+mod worker;
+
+pub use worker::{run_worker, WorkerEnd};
+
+use crate::transport::{MasterLink, TransportError};
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// What the master knows of one item.
 #[derive(Clone, Debug)]
@@ -44,6 +59,9 @@ pub struct Task {
     pub output: PathBuf,
     /// Whether the worker writes the output (shared filesystem) or returns the bytes.
     pub write_output: bool,
+    /// Bytes of the frame's payload that are this task's input.
+    #[serde(default)]
+    pub len: u64,
 }
 
 /// A worker's account of one task.
@@ -61,6 +79,8 @@ pub struct Done {
     pub bytes_in: u64,
     /// Output size.
     pub bytes_out: u64,
+    /// CRC-32 of the output bytes (for the journal).
+    pub out_crc: Option<u32>,
     /// Decoding time.
     pub decode_ms: f64,
     /// Processing time.
@@ -71,6 +91,8 @@ pub struct Done {
     pub busy_ms: f64,
     /// What ran the ops.
     pub backend: String,
+    /// Bytes of the frame's payload that are this task's output.
+    pub len: u64,
 }
 
 /// Settings every worker receives before its first task.
@@ -86,14 +108,33 @@ pub struct Setup {
     pub backend: String,
     /// `--device`, if given (else each worker takes its local rank modulo the devices).
     pub device: Option<usize>,
+    /// Heartbeat period in ms while a worker works (0: none, items run inline).
+    #[serde(default)]
+    pub heartbeat_ms: u64,
+    /// A worker whose master is silent this long gives up (0: never).
+    #[serde(default)]
+    pub master_timeout_ms: u64,
+}
+
+/// How a worker process ends once its work is over (under MPI).
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Ending {
+    /// MPI_Finalize and return (every rank is alive).
+    Finalize,
+    /// Leave at once without MPI_Finalize (a run that survives lost ranks: Finalize
+    /// would wait for them forever).
+    Exit,
+    /// Wait until rank 0 ends the job (it aborts it after a plain `mpirun` lost a rank).
+    Linger,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Header {
     Setup(Setup),
-    Task(Task),
-    Stop { exit: i32 },
-    Done(Done),
+    Tasks(Vec<Task>),
+    Stop { exit: i32, ending: Ending },
+    Results { dones: Vec<Done>, busy_ms: f64 },
+    Alive,
     Bye { cpu_seconds: f64 },
 }
 
@@ -119,16 +160,66 @@ fn unframe(mut f: Vec<u8>) -> Result<(Header, Vec<u8>), TransportError> {
     Ok((h, payload))
 }
 
+/// Splits a batch payload into the pieces of the given lengths (missing bytes give
+/// empty pieces; the frame was checked by the transport).
+fn split_payload(mut payload: Vec<u8>, lens: impl Iterator<Item = u64>) -> Vec<Vec<u8>> {
+    let lens: Vec<usize> = lens.map(|l| l as usize).collect();
+    let mut out = Vec::with_capacity(lens.len());
+    if lens.len() == 1 {
+        payload.truncate(lens[0]);
+        out.push(payload);
+        return out;
+    }
+    let mut at = 0;
+    for l in lens {
+        let end = (at + l).min(payload.len());
+        out.push(payload[at.min(end)..end].to_vec());
+        at = end;
+    }
+    out
+}
+
+/// How a committed result came about.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Commit {
+    /// The worker whose result is committed.
+    pub worker: usize,
+    /// Times the item was dealt (more than 1 after a re-deal or a backup copy).
+    pub copies: usize,
+    /// Whether the committed result came from the backup copy.
+    pub backup_won: bool,
+}
+
 /// The master's side of the work: reading inputs and taking results.
 pub trait Sink {
     /// Reads an input to send to a worker (not called with a shared filesystem).
     fn read_input(&mut self, job: &Job) -> std::io::Result<Vec<u8>>;
     /// Takes a result; `output` holds the bytes to write when the worker did not write them.
-    fn result(&mut self, job: &Job, worker: usize, done: Done, output: Option<Vec<u8>>);
+    fn result(&mut self, job: &Job, commit: Commit, done: Done, output: Option<Vec<u8>>);
     /// An input the master could not read: the item fails without reaching a worker.
     fn input_failed(&mut self, job: &Job, error: std::io::Error);
-    /// An item that will not run (`--fail-fast` stopped the batch).
-    fn skipped(&mut self, job: &Job);
+    /// An item that will not run, and why (`--fail-fast` stopped the batch, the run was
+    /// interrupted, or every worker was lost).
+    fn skipped(&mut self, job: &Job, why: Unrun);
+    /// A worker was declared lost; `redealt` are the items it held that go to others.
+    fn worker_lost(&mut self, worker: usize, silent: Duration, redealt: &[&Job]) {
+        let _ = (worker, silent, redealt);
+    }
+    /// Polled while the master waits: true stops dealing (SIGINT, SIGTERM).
+    fn interrupted(&mut self) -> bool {
+        false
+    }
+}
+
+/// Why an item was not run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unrun {
+    /// `--fail-fast` stopped the batch.
+    FailFast,
+    /// The run was interrupted by a signal.
+    Interrupted,
+    /// Every worker was lost.
+    NoWorkers,
 }
 
 /// What workers do with a task: everything that touches pixels lives behind this.
@@ -136,25 +227,73 @@ pub trait Executor {
     /// Runs `task`; `input` holds the bytes when the master sent them. Returns the
     /// account and, unless the task says the worker writes it, the output bytes.
     fn execute(&self, task: &Task, input: Option<Vec<u8>>) -> (Done, Option<Vec<u8>>);
+
+    /// Runs a batch of tasks; the default runs them one after another. Results are in
+    /// the tasks' order.
+    fn execute_batch(&self, tasks: Vec<(Task, Option<Vec<u8>>)>) -> Vec<(Done, Option<Vec<u8>>)> {
+        tasks
+            .into_iter()
+            .map(|(t, i)| self.execute(&t, i))
+            .collect()
+    }
 }
 
 /// Master settings.
 #[derive(Clone, Debug)]
 pub struct MasterOptions {
-    /// Items in flight per worker (at least 1).
+    /// Batches in flight per worker (at least 1).
     pub prefetch: usize,
     /// Stop dealing after the first failure.
     pub fail_fast: bool,
     /// Sent to every worker first.
     pub setup: Setup,
+    /// A worker silent this long is lost (`None`: never).
+    pub worker_timeout: Option<Duration>,
+    /// Small items are grouped until a batch costs this much (0: one item per batch).
+    pub batch_cost: f64,
+    /// At most this many items per batch.
+    pub batch_items: usize,
+    /// Deal backup copies of the slowest in-flight batches to idle workers at the end.
+    pub backups: bool,
+    /// The job survives lost ranks (`imgproc launch`): workers leave without Finalize.
+    pub recovery: bool,
+}
+
+impl MasterOptions {
+    /// Options with one item per batch, no timeout and no backups (tests, simple runs).
+    pub fn simple(prefetch: usize, fail_fast: bool, setup: Setup) -> MasterOptions {
+        MasterOptions {
+            prefetch,
+            fail_fast,
+            setup,
+            worker_timeout: None,
+            batch_cost: 0.0,
+            batch_items: 1,
+            backups: false,
+            recovery: false,
+        }
+    }
+}
+
+/// A worker's state at the end of the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub enum WorkerState {
+    /// Worked to the end.
+    #[default]
+    Ok,
+    /// Declared lost this many seconds into the run.
+    Lost {
+        /// Seconds after the master started.
+        at_seconds: f64,
+    },
 }
 
 /// Per-worker counters kept by the master.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerStats {
-    /// Items it finished.
+    /// Items it finished whose result was committed.
     pub items: usize,
-    /// Seconds it spent on items.
+    /// Seconds it spent on batches.
     pub busy_seconds: f64,
     /// Bytes the master sent it.
     pub bytes_to: u64,
@@ -162,475 +301,584 @@ pub struct WorkerStats {
     pub bytes_from: u64,
     /// CPU seconds it reported at the end.
     pub cpu_seconds: f64,
+    /// Its state at the end.
+    pub state: WorkerState,
+    /// Backup copies it was dealt.
+    pub backups: usize,
+    /// Results it sent that were discarded (another copy won, or it was lost).
+    pub discarded: usize,
 }
 
-/// Tells every worker to stop with `exit` before any work (an invalid manifest, a dry run).
-pub fn stop_all(link: &mut dyn MasterLink, exit: i32) -> Result<(), TransportError> {
-    for w in 1..=link.workers() {
-        link.send(w, frame(&Header::Stop { exit }, &[]))?;
-    }
-    link.flush()
+/// What the master loop ended with.
+#[derive(Clone, Debug, Default)]
+pub struct MasterOutcome {
+    /// Per worker (index 0 is worker 1).
+    pub stats: Vec<WorkerStats>,
+    /// Workers declared lost, in increasing order.
+    pub lost: Vec<usize>,
+    /// A signal stopped the run.
+    pub interrupted: bool,
+    /// Every worker was lost with items left.
+    pub no_workers: bool,
 }
 
-/// Runs every job on the workers behind `link`; returns per-worker counters (index 0 is worker 1).
-pub fn run_master(
+/// Tells every worker to stop with `exit` before any work (an invalid manifest, a dry
+/// run), and how to end; waits a few seconds at most for the messages to leave.
+pub fn stop_all(
     link: &mut dyn MasterLink,
-    jobs: &[Job],
-    opts: &MasterOptions,
-    sink: &mut dyn Sink,
-) -> Result<Vec<WorkerStats>, TransportError> {
-    let n = link.workers();
-    let mut stats = vec![WorkerStats::default(); n];
-    for w in 1..=n {
-        link.send(w, frame(&Header::Setup(opts.setup.clone()), &[]))?;
+    exit: i32,
+    ending: Ending,
+) -> Result<(), TransportError> {
+    for w in 1..=link.workers() {
+        link.send(w, frame(&Header::Stop { exit, ending }, &[]))?;
     }
-    let mut order: Vec<usize> = (0..jobs.len()).collect();
-    order.sort_by(|&a, &b| jobs[b].cost.total_cmp(&jobs[a].cost).then(a.cmp(&b)));
-    let by_id: std::collections::HashMap<usize, usize> =
-        jobs.iter().enumerate().map(|(i, j)| (j.id, i)).collect();
-    let mut next = 0;
-    let mut outstanding = 0;
-    let mut stopped = false;
-    let shared = opts.setup.shared_fs;
+    link.flush(Duration::from_secs(5)).map(|_| ())
+}
 
-    // Cost of the jobs from position i of `order` on, for the mean of what is left.
-    let mut suffix = vec![0.0; order.len() + 1];
-    for i in (0..order.len()).rev() {
-        suffix[i] = suffix[i + 1] + jobs[order[i]].cost;
+/// A batch in flight on one worker.
+#[derive(Clone, Debug)]
+struct Batch {
+    /// Indexes into `jobs` not yet answered by this worker.
+    jobs: Vec<usize>,
+    cost: f64,
+    dealt: Instant,
+    /// A copy dealt as a backup.
+    backup: bool,
+    /// A backup of this batch has been dealt elsewhere.
+    backed_up: bool,
+}
+
+#[derive(Clone, Debug)]
+struct WorkerSlot {
+    alive: bool,
+    heard: Instant,
+    inflight: VecDeque<Batch>,
+    /// When it last finished a batch.
+    last_finish: Option<Instant>,
+    /// Cost finished and the seconds it took, for its speed.
+    rate_cost: f64,
+    rate_secs: f64,
+}
+
+impl WorkerSlot {
+    fn rate(&self) -> Option<f64> {
+        (self.rate_secs > 0.0 && self.rate_cost > 0.0).then(|| self.rate_cost / self.rate_secs)
     }
-    // Per worker: items in flight and their cost.
-    let mut load = vec![(0usize, 0.0f64); n];
+    fn load(&self) -> f64 {
+        self.inflight.iter().map(|b| b.cost).sum()
+    }
+}
 
-    // Deals the next job to worker `w`; false when there is nothing (more) to deal to it.
-    // Prefetch only hides a round trip, so a worker that is busy with much more than an
-    // average job gets nothing queued behind it: an idle worker should take that job.
-    let deal = |w: usize,
-                link: &mut dyn MasterLink,
-                sink: &mut dyn Sink,
-                stats: &mut [WorkerStats],
-                load: &mut [(usize, f64)],
-                next: &mut usize,
-                stopped: bool|
-     -> Result<bool, TransportError> {
-        while !stopped && *next < order.len() {
-            let (count, busy) = load[w - 1];
-            let mean = suffix[*next] / (order.len() - *next) as f64;
-            if count > 0 && busy > 2.0 * mean {
-                return Ok(false);
+struct Master<'a> {
+    link: &'a mut dyn MasterLink,
+    sink: &'a mut dyn Sink,
+    jobs: &'a [Job],
+    opts: &'a MasterOptions,
+    start: Instant,
+    slots: Vec<WorkerSlot>,
+    stats: Vec<WorkerStats>,
+    /// Jobs to deal, front first, and their total cost.
+    queue: VecDeque<usize>,
+    queue_cost: f64,
+    /// Item id to index in `jobs`.
+    by_id: HashMap<usize, usize>,
+    /// Per job: committed (or failed at the master), copies dealt, copies in flight,
+    /// whether a copy is a backup.
+    settled: Vec<bool>,
+    copies: Vec<usize>,
+    live_copies: Vec<usize>,
+    unsettled: usize,
+    stopped: bool,
+}
+
+impl Master<'_> {
+    fn batch_target(&self) -> f64 {
+        let left = self.queue_cost.max(0.0);
+        let alive = self.slots.iter().filter(|s| s.alive).count().max(1);
+        // Never so large that the remaining work is split into fewer than four
+        // batches per worker, which would unbalance the end of the run.
+        self.opts.batch_cost.min(left / (4 * alive) as f64).max(0.0)
+    }
+
+    /// Deals batches to worker `w` until it holds `prefetch` or nothing is left.
+    fn fill(&mut self, w: usize) -> Result<(), TransportError> {
+        self.fill_to(w, self.opts.prefetch.max(1))
+    }
+
+    /// Deals batches to worker `w` until it holds `limit` or nothing is left.
+    fn fill_to(&mut self, w: usize, limit: usize) -> Result<(), TransportError> {
+        while !self.stopped && self.slots[w - 1].alive && self.slots[w - 1].inflight.len() < limit {
+            // Prefetch only hides a round trip, so a worker that is busy with much
+            // more than an average item gets nothing queued behind it: an idle worker
+            // should take that item.
+            if self.queue.is_empty() {
+                return Ok(());
             }
-            let job = &jobs[order[*next]];
-            *next += 1;
-            let task = Task {
+            let mean = self.queue_cost.max(0.0) / self.queue.len() as f64;
+            let load = self.slots[w - 1].load();
+            if !self.slots[w - 1].inflight.is_empty() && load > 2.0 * mean.max(self.batch_target())
+            {
+                return Ok(());
+            }
+            if !self.deal_batch(w)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes jobs from the queue into one batch for `w` and sends it; false when the
+    /// queue held nothing dealable.
+    fn deal_batch(&mut self, w: usize) -> Result<bool, TransportError> {
+        let target = self.batch_target();
+        let max_items = self.opts.batch_items.max(1);
+        let shared = self.opts.setup.shared_fs;
+        let mut tasks = Vec::new();
+        let mut payload = Vec::new();
+        let mut ids = Vec::new();
+        let mut cost = 0.0;
+        while let Some(&j) = self.queue.front() {
+            if !ids.is_empty() && (cost >= target || ids.len() >= max_items) {
+                break;
+            }
+            self.queue.pop_front();
+            self.queue_cost -= self.jobs[j].cost;
+            if self.settled[j] {
+                continue;
+            }
+            let job = &self.jobs[j];
+            let input = if shared {
+                Vec::new()
+            } else {
+                match self.sink.read_input(job) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.sink.input_failed(job, e);
+                        self.settle(j);
+                        continue;
+                    }
+                }
+            };
+            tasks.push(Task {
                 id: job.id,
                 spec: job.spec.to_string(),
                 input: job.input.clone(),
                 output: job.output.clone(),
                 write_output: shared,
+                len: input.len() as u64,
+            });
+            payload.extend_from_slice(&input);
+            ids.push(j);
+            cost += job.cost;
+        }
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        self.send_batch(w, tasks, payload, ids, cost, false)?;
+        Ok(true)
+    }
+
+    fn send_batch(
+        &mut self,
+        w: usize,
+        tasks: Vec<Task>,
+        payload: Vec<u8>,
+        ids: Vec<usize>,
+        cost: f64,
+        backup: bool,
+    ) -> Result<(), TransportError> {
+        self.stats[w - 1].bytes_to += payload.len() as u64;
+        self.link.send(w, frame(&Header::Tasks(tasks), &payload))?;
+        for &j in &ids {
+            self.copies[j] += 1;
+            self.live_copies[j] += 1;
+        }
+        self.slots[w - 1].inflight.push_back(Batch {
+            jobs: ids,
+            cost,
+            dealt: Instant::now(),
+            backup,
+            backed_up: false,
+        });
+        Ok(())
+    }
+
+    fn settle(&mut self, j: usize) {
+        if !self.settled[j] {
+            self.settled[j] = true;
+            self.unsettled -= 1;
+        }
+    }
+
+    /// Handles one batch of results from worker `w`.
+    fn results(
+        &mut self,
+        w: usize,
+        dones: Vec<Done>,
+        busy_ms: f64,
+        payload: Vec<u8>,
+    ) -> Result<(), TransportError> {
+        let shared = self.opts.setup.shared_fs;
+        self.stats[w - 1].bytes_from += payload.len() as u64;
+        self.stats[w - 1].busy_seconds += busy_ms / 1e3;
+        let outputs = split_payload(payload, dones.iter().map(|d| d.len));
+        let now = Instant::now();
+        for (done, out) in dones.into_iter().zip(outputs) {
+            let Some(&j) = self.by_id.get(&done.id) else {
+                return Err(TransportError(format!(
+                    "worker {w} reported unknown item {}",
+                    done.id
+                )));
             };
-            let payload = if shared {
+            // Take the item out of the batch that held it.
+            let slot = &mut self.slots[w - 1];
+            let mut backup = false;
+            if let Some(bi) = slot.inflight.iter().position(|b| b.jobs.contains(&j)) {
+                let b = &mut slot.inflight[bi];
+                backup = b.backup;
+                b.jobs.retain(|&x| x != j);
+                if b.jobs.is_empty() {
+                    let b = slot.inflight.remove(bi).expect("batch exists");
+                    let since = slot.last_finish.map_or(b.dealt, |t| t.max(b.dealt));
+                    slot.rate_cost += b.cost;
+                    slot.rate_secs += (now - since).as_secs_f64();
+                    slot.last_finish = Some(now);
+                }
+                self.live_copies[j] = self.live_copies[j].saturating_sub(1);
+            }
+            if self.settled[j] {
+                self.stats[w - 1].discarded += 1;
+                continue;
+            }
+            self.stats[w - 1].items += 1;
+            let failed = done.error.is_some();
+            let commit = Commit {
+                worker: w,
+                copies: self.copies[j],
+                backup_won: backup,
+            };
+            self.sink
+                .result(&self.jobs[j], commit, done, (!shared).then_some(out));
+            self.settle(j);
+            if failed && self.opts.fail_fast {
+                self.stopped = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Declares worker `w` lost and puts back every item only it held.
+    fn lose(&mut self, w: usize, silent: Duration) {
+        let slot = &mut self.slots[w - 1];
+        slot.alive = false;
+        self.link.forget(w);
+        self.stats[w - 1].state = WorkerState::Lost {
+            at_seconds: self.start.elapsed().as_secs_f64(),
+        };
+        let batches: Vec<Batch> = slot.inflight.drain(..).collect();
+        let mut redealt = Vec::new();
+        for b in batches {
+            for j in b.jobs {
+                self.live_copies[j] = self.live_copies[j].saturating_sub(1);
+                if !self.settled[j] && self.live_copies[j] == 0 && !self.stopped {
+                    redealt.push(j);
+                }
+            }
+        }
+        // The lost worker's items are the oldest: they go first.
+        for &j in redealt.iter().rev() {
+            self.queue.push_front(j);
+            self.queue_cost += self.jobs[j].cost;
+        }
+        let jobs: Vec<&Job> = redealt.iter().map(|&j| &self.jobs[j]).collect();
+        self.sink.worker_lost(w, silent, &jobs);
+    }
+
+    /// When nothing is left to deal, gives idle worker `w` a copy of the in-flight batch
+    /// expected to finish last, if `w` would likely finish it sooner.
+    fn backup(&mut self, w: usize) -> Result<(), TransportError> {
+        if !self.opts.backups || self.stopped || !self.slots[w - 1].inflight.is_empty() {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let rates: Vec<f64> = self.slots.iter().filter_map(WorkerSlot::rate).collect();
+        let best = rates
+            .iter()
+            .copied()
+            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+        let mut pick: Option<(Instant, usize, usize)> = None;
+        for (v, slot) in self.slots.iter().enumerate() {
+            if !slot.alive || v + 1 == w || slot.inflight.is_empty() {
+                continue;
+            }
+            let rate = slot.rate().or(best);
+            let start = slot.inflight[0]
+                .dealt
+                .max(slot.last_finish.unwrap_or(slot.inflight[0].dealt));
+            let mut cum = 0.0;
+            for (k, b) in slot.inflight.iter().enumerate() {
+                cum += b.cost;
+                if b.backup || b.backed_up || b.jobs.iter().all(|&j| self.settled[j]) {
+                    continue;
+                }
+                let mut est = match rate {
+                    Some(r) => start + Duration::from_secs_f64(cum / r),
+                    None => now + (now - b.dealt),
+                };
+                if est <= now {
+                    // Overdue: assume it needs as long again as it has had.
+                    est = now + (now - start);
+                }
+                if pick.is_none_or(|(e, _, _)| est > e) {
+                    pick = Some((est, v + 1, k));
+                }
+            }
+        }
+        let Some((est, v, k)) = pick else {
+            return Ok(());
+        };
+        let batch = &self.slots[v - 1].inflight[k];
+        let ids: Vec<usize> = batch
+            .jobs
+            .iter()
+            .copied()
+            .filter(|&j| !self.settled[j])
+            .collect();
+        let cost: f64 = ids.iter().map(|&j| self.jobs[j].cost).sum();
+        if let Some(r) = self.slots[w - 1].rate().or(best) {
+            if now + Duration::from_secs_f64(cost / r) >= est {
+                return Ok(());
+            }
+        }
+        self.slots[v - 1].inflight[k].backed_up = true;
+        let shared = self.opts.setup.shared_fs;
+        let mut tasks = Vec::new();
+        let mut payload = Vec::new();
+        let mut kept = Vec::new();
+        for j in ids {
+            let job = &self.jobs[j];
+            let input = if shared {
                 Vec::new()
             } else {
-                match sink.read_input(job) {
+                match self.sink.read_input(job) {
                     Ok(b) => b,
-                    Err(e) => {
-                        sink.input_failed(job, e);
-                        continue;
-                    }
+                    // The original copy will report it.
+                    Err(_) => continue,
                 }
             };
-            stats[w - 1].bytes_to += payload.len() as u64;
-            link.send(w, frame(&Header::Task(task), &payload))?;
-            load[w - 1] = (count + 1, busy + job.cost);
-            return Ok(true);
+            tasks.push(Task {
+                id: job.id,
+                spec: job.spec.to_string(),
+                input: job.input.clone(),
+                output: job.output.clone(),
+                write_output: shared,
+                len: input.len() as u64,
+            });
+            payload.extend_from_slice(&input);
+            kept.push(j);
         }
-        Ok(false)
-    };
+        if kept.is_empty() {
+            return Ok(());
+        }
+        self.stats[w - 1].backups += kept.len();
+        self.send_batch(w, tasks, payload, kept, cost, true)
+    }
 
-    let prefetch = opts.prefetch.max(1);
-    for _ in 0..prefetch {
+    fn run(&mut self) -> Result<MasterOutcome, TransportError> {
+        let n = self.link.workers();
         for w in 1..=n {
-            if deal(w, link, sink, &mut stats, &mut load, &mut next, stopped)? {
-                outstanding += 1;
-            }
+            self.link
+                .send(w, frame(&Header::Setup(self.opts.setup.clone()), &[]))?;
         }
-    }
-    while outstanding > 0 {
-        let (w, f) = link.recv()?;
-        let (h, payload) = unframe(f)?;
-        let Header::Done(done) = h else { continue };
-        outstanding -= 1;
-        let Some(&j) = by_id.get(&done.id) else {
-            return Err(TransportError(format!(
-                "worker {w} reported unknown item {}",
-                done.id
-            )));
+        let heartbeat = Duration::from_millis(self.opts.setup.heartbeat_ms);
+        let tick = if heartbeat.is_zero() {
+            Duration::from_millis(200)
+        } else {
+            (heartbeat / 4).clamp(Duration::from_millis(5), Duration::from_millis(200))
         };
-        let st = &mut stats[w - 1];
-        st.items += 1;
-        st.busy_seconds += done.busy_ms / 1e3;
-        st.bytes_from += payload.len() as u64;
-        let failed = done.error.is_some();
-        sink.result(&jobs[j], w, done, (!shared).then_some(payload));
-        if failed && opts.fail_fast {
-            stopped = true;
+        let mut last_beat = Instant::now();
+        let mut interrupted = false;
+        let mut no_workers = false;
+        // Round robin at the start, so the largest items spread over the workers.
+        for round in 1..=self.opts.prefetch.max(1) {
+            for w in 1..=n {
+                self.fill_to(w, round)?;
+            }
         }
-        let (count, busy) = load[w - 1];
-        load[w - 1] = (count.saturating_sub(1), (busy - jobs[j].cost).max(0.0));
-        while load[w - 1].0 < prefetch
-            && deal(w, link, sink, &mut stats, &mut load, &mut next, stopped)?
-        {
-            outstanding += 1;
+        loop {
+            let busy = self.slots.iter().any(|s| s.alive && !s.inflight.is_empty());
+            if self.unsettled == 0 || (self.stopped && !busy) {
+                break;
+            }
+            if self.sink.interrupted() {
+                interrupted = true;
+                self.stopped = true;
+                break;
+            }
+            if !self.slots.iter().any(|s| s.alive) {
+                no_workers = true;
+                break;
+            }
+            if let Some((w, f)) = self.link.recv_timeout(tick)? {
+                if w == 0 || w > n {
+                    continue;
+                }
+                if !self.slots[w - 1].alive {
+                    // A lost worker woke up: whatever it says is discarded.
+                    if let Ok((Header::Results { dones, .. }, _)) = unframe(f) {
+                        self.stats[w - 1].discarded += dones.len();
+                    }
+                    continue;
+                }
+                self.slots[w - 1].heard = Instant::now();
+                if let (Header::Results { dones, busy_ms }, payload) = unframe(f)? {
+                    self.results(w, dones, busy_ms, payload)?;
+                    self.fill(w)?;
+                }
+            }
+            let now = Instant::now();
+            if !heartbeat.is_zero() && now - last_beat >= heartbeat {
+                last_beat = now;
+                for w in 1..=n {
+                    if self.slots[w - 1].alive {
+                        self.link.send(w, frame(&Header::Alive, &[]))?;
+                    }
+                }
+            }
+            if let Some(limit) = self.opts.worker_timeout {
+                for w in 1..=n {
+                    let silent = now - self.slots[w - 1].heard;
+                    if self.slots[w - 1].alive && silent > limit {
+                        self.lose(w, silent);
+                    }
+                }
+            }
+            for w in 1..=n {
+                self.fill(w)?;
+            }
+            if self.queue.is_empty() {
+                for w in 1..=n {
+                    if self.slots[w - 1].alive {
+                        self.backup(w)?;
+                    }
+                }
+            }
         }
-    }
-    for &j in &order[next..] {
-        sink.skipped(&jobs[j]);
-    }
-    for w in 1..=n {
-        link.send(w, frame(&Header::Stop { exit: 0 }, &[]))?;
-    }
-    let mut byes = 0;
-    while byes < n {
-        let (w, f) = link.recv()?;
-        if let (Header::Bye { cpu_seconds }, _) = unframe(f)? {
-            stats[w - 1].cpu_seconds = cpu_seconds;
-            byes += 1;
+        let why = if interrupted {
+            Unrun::Interrupted
+        } else if no_workers {
+            Unrun::NoWorkers
+        } else {
+            Unrun::FailFast
+        };
+        for j in 0..self.jobs.len() {
+            if !self.settled[j] {
+                self.sink.skipped(&self.jobs[j], why);
+                self.settle(j);
+            }
         }
+        let lost: Vec<usize> = (1..=n).filter(|&w| !self.slots[w - 1].alive).collect();
+        self.stop_workers(&lost, interrupted)?;
+        Ok(MasterOutcome {
+            stats: std::mem::take(&mut self.stats),
+            lost,
+            interrupted,
+            no_workers,
+        })
     }
-    link.flush()?;
-    Ok(stats)
+
+    /// Tells the living workers to stop and collects their CPU time, waiting a bounded
+    /// time: a worker that does not answer is left alone, never waited on.
+    fn stop_workers(&mut self, lost: &[usize], interrupted: bool) -> Result<(), TransportError> {
+        let n = self.link.workers();
+        let ending = if self.opts.recovery {
+            Ending::Exit
+        } else if lost.is_empty() {
+            Ending::Finalize
+        } else {
+            Ending::Linger
+        };
+        let mut waiting: Vec<usize> = (1..=n).filter(|w| !lost.contains(w)).collect();
+        for &w in &waiting {
+            let stop = Header::Stop { exit: 0, ending };
+            self.link.send(w, frame(&stop, &[]))?;
+        }
+        let limit = if interrupted {
+            // Workers got the signal too; the launcher may not wait for them long.
+            Duration::from_millis(200)
+        } else {
+            self.opts
+                .worker_timeout
+                .unwrap_or(Duration::from_secs(3600))
+        };
+        let deadline = Instant::now() + limit;
+        while !waiting.is_empty() {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let Some((w, f)) = self.link.recv_timeout(deadline - now)? else {
+                break;
+            };
+            match unframe(f)? {
+                (Header::Bye { cpu_seconds }, _) if waiting.contains(&w) => {
+                    self.stats[w - 1].cpu_seconds = cpu_seconds;
+                    waiting.retain(|&x| x != w);
+                }
+                (Header::Results { dones, .. }, _) if (1..=n).contains(&w) => {
+                    self.stats[w - 1].discarded += dones.len();
+                }
+                _ => {}
+            }
+        }
+        for w in waiting {
+            self.link.forget(w);
+        }
+        let _ = self.link.flush(Duration::from_secs(5))?;
+        Ok(())
+    }
 }
 
-/// How a worker's run ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum WorkerEnd {
-    /// Stopped by the master with this exit code.
-    Stopped(i32),
-}
-
-/// Waits for the master's setup (or an early stop), then runs tasks with the executor
-/// `make` builds from it until told to stop. `cpu_seconds` is reported at the end.
-pub fn run_worker<E: Executor>(
-    link: &mut dyn WorkerLink,
-    make: impl FnOnce(&Setup) -> E,
-    cpu_seconds: impl Fn() -> f64,
-) -> Result<WorkerEnd, TransportError> {
-    let setup = loop {
-        match unframe(link.recv()?)?.0 {
-            Header::Setup(s) => break s,
-            Header::Stop { exit } => return Ok(WorkerEnd::Stopped(exit)),
-            _ => continue,
-        }
+/// Runs every job on the workers behind `link`.
+pub fn run_master(
+    link: &mut dyn MasterLink,
+    jobs: &[Job],
+    opts: &MasterOptions,
+    sink: &mut dyn Sink,
+) -> Result<MasterOutcome, TransportError> {
+    let n = link.workers();
+    let now = Instant::now();
+    let mut order: Vec<usize> = (0..jobs.len()).collect();
+    order.sort_by(|&a, &b| jobs[b].cost.total_cmp(&jobs[a].cost).then(a.cmp(&b)));
+    let mut master = Master {
+        link,
+        sink,
+        jobs,
+        opts,
+        start: now,
+        slots: vec![
+            WorkerSlot {
+                alive: true,
+                heard: now,
+                inflight: VecDeque::new(),
+                last_finish: None,
+                rate_cost: 0.0,
+                rate_secs: 0.0,
+            };
+            n
+        ],
+        stats: vec![WorkerStats::default(); n],
+        queue: order.into_iter().collect(),
+        queue_cost: jobs.iter().map(|j| j.cost).sum(),
+        by_id: jobs.iter().enumerate().map(|(i, j)| (j.id, i)).collect(),
+        settled: vec![false; jobs.len()],
+        copies: vec![0; jobs.len()],
+        live_copies: vec![0; jobs.len()],
+        unsettled: jobs.len(),
+        stopped: false,
     };
-    let exec = make(&setup);
-    loop {
-        let (h, payload) = unframe(link.recv()?)?;
-        match h {
-            Header::Task(task) => {
-                let t = Instant::now();
-                let input = (!setup.shared_fs).then_some(payload);
-                let (mut done, out) = exec.execute(&task, input);
-                done.id = task.id;
-                done.busy_ms = t.elapsed().as_secs_f64() * 1e3;
-                link.send(frame(&Header::Done(done), out.as_deref().unwrap_or(&[])))?;
-            }
-            Header::Stop { exit } => {
-                link.send(frame(
-                    &Header::Bye {
-                        cpu_seconds: cpu_seconds(),
-                    },
-                    &[],
-                ))?;
-                return Ok(WorkerEnd::Stopped(exit));
-            }
-            _ => {}
-        }
-    }
+    master.run()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::collections::VecDeque;
-
-    fn jobs(costs: &[f64]) -> Vec<Job> {
-        costs
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| Job {
-                id: i,
-                cost: c,
-                spec: Arc::from("spec"),
-                input: PathBuf::from(format!("in{i}")),
-                output: PathBuf::from(format!("out{i}")),
-            })
-            .collect()
-    }
-
-    /// A master link whose workers are simulated: each answers its tasks in order,
-    /// and `recv` picks the worker named by the script (or the next one with work).
-    struct ScriptedLink {
-        workers: usize,
-        queues: Vec<VecDeque<Task>>,
-        sent: Vec<(usize, String)>,
-        script: VecDeque<usize>,
-        fail: Vec<usize>,
-        stopping: VecDeque<usize>,
-    }
-
-    impl ScriptedLink {
-        fn new(workers: usize, script: &[usize], fail: &[usize]) -> Self {
-            ScriptedLink {
-                workers,
-                queues: vec![VecDeque::new(); workers],
-                sent: vec![],
-                script: script.iter().copied().collect(),
-                fail: fail.to_vec(),
-                stopping: VecDeque::new(),
-            }
-        }
-    }
-
-    impl MasterLink for ScriptedLink {
-        fn workers(&self) -> usize {
-            self.workers
-        }
-        fn send(&mut self, to: usize, f: Vec<u8>) -> Result<(), TransportError> {
-            match unframe(f)?.0 {
-                Header::Task(t) => {
-                    self.sent.push((to, format!("task {}", t.id)));
-                    self.queues[to - 1].push_back(t);
-                }
-                Header::Stop { exit } => {
-                    self.sent.push((to, format!("stop {exit}")));
-                    self.stopping.push_back(to);
-                }
-                Header::Setup(_) => self.sent.push((to, "setup".into())),
-                _ => {}
-            }
-            Ok(())
-        }
-        fn recv(&mut self) -> Result<(usize, Vec<u8>), TransportError> {
-            let busy = |q: &Vec<VecDeque<Task>>, w: usize| !q[w - 1].is_empty();
-            let w = match self.script.pop_front() {
-                Some(w) if busy(&self.queues, w) => w,
-                _ => match (1..=self.workers).find(|&w| busy(&self.queues, w)) {
-                    Some(w) => w,
-                    None => {
-                        let w = self
-                            .stopping
-                            .pop_front()
-                            .ok_or_else(|| TransportError("nothing to receive".into()))?;
-                        return Ok((w, frame(&Header::Bye { cpu_seconds: 0.5 }, &[])));
-                    }
-                },
-            };
-            let t = self.queues[w - 1].pop_front().expect("queued task");
-            let error = self
-                .fail
-                .contains(&t.id)
-                .then(|| ("decode".to_string(), "bad".to_string()));
-            let done = Done {
-                id: t.id,
-                error,
-                busy_ms: 10.0,
-                ..Done::default()
-            };
-            Ok((w, frame(&Header::Done(done), b"out")))
-        }
-        fn flush(&mut self) -> Result<(), TransportError> {
-            Ok(())
-        }
-    }
-
-    #[derive(Default)]
-    struct RecordingSink {
-        results: Vec<(usize, usize, bool)>,
-        skipped: Vec<usize>,
-        unreadable: Vec<usize>,
-        bad_inputs: Vec<usize>,
-    }
-
-    impl Sink for RecordingSink {
-        fn read_input(&mut self, job: &Job) -> std::io::Result<Vec<u8>> {
-            if self.unreadable.contains(&job.id) {
-                return Err(std::io::Error::other("gone"));
-            }
-            Ok(vec![0; 3])
-        }
-        fn result(&mut self, job: &Job, worker: usize, done: Done, output: Option<Vec<u8>>) {
-            assert_eq!(output.as_deref(), Some(&b"out"[..]));
-            self.results.push((job.id, worker, done.error.is_none()));
-        }
-        fn input_failed(&mut self, job: &Job, _: std::io::Error) {
-            self.bad_inputs.push(job.id);
-        }
-        fn skipped(&mut self, job: &Job) {
-            self.skipped.push(job.id);
-        }
-    }
-
-    fn opts(prefetch: usize, fail_fast: bool) -> MasterOptions {
-        MasterOptions {
-            prefetch,
-            fail_fast,
-            setup: Setup::default(),
-        }
-    }
-
-    #[test]
-    fn deals_largest_first_with_prefetch_round_robin_then_refills() {
-        // Similar costs, so prefetch applies everywhere.
-        let j = jobs(&[1.0, 1.5, 1.2, 1.4, 1.1, 1.3]);
-        let mut link = ScriptedLink::new(2, &[2, 2, 1], &[]);
-        let mut sink = RecordingSink::default();
-        let stats = run_master(&mut link, &j, &opts(2, false), &mut sink).unwrap();
-        let tasks: Vec<(usize, String)> = link
-            .sent
-            .iter()
-            .filter(|(_, s)| s.starts_with("task"))
-            .cloned()
-            .collect();
-        // Costs order the ids 1, 3, 5, 2, 4, 0. Two rounds of prefetch: w1, w2, w1, w2.
-        assert_eq!(
-            tasks[..4],
-            [
-                (1, "task 1".into()),
-                (2, "task 3".into()),
-                (1, "task 5".into()),
-                (2, "task 2".into())
-            ]
-        );
-        // Worker 2 answers first, so it is refilled first; then again; then worker 1.
-        assert_eq!(tasks[4..], [(2, "task 4".into()), (2, "task 0".into())]);
-        assert_eq!(sink.results.len(), 6);
-        assert_eq!(stats.iter().map(|s| s.items).sum::<usize>(), 6);
-        assert_eq!(stats[0].cpu_seconds, 0.5);
-        assert!(link.sent.iter().filter(|(_, s)| s == "stop 0").count() == 2);
-        assert_eq!(link.sent.iter().filter(|(_, s)| s == "setup").count(), 2);
-    }
-
-    #[test]
-    fn nothing_is_queued_behind_an_item_much_larger_than_the_rest() {
-        // One huge item and small ones: the worker with the huge one gets no prefetch,
-        // so every small item goes to the other worker as it asks.
-        let j = jobs(&[100.0, 1.0, 1.0, 1.0, 1.0, 1.0]);
-        let mut link = ScriptedLink::new(2, &[2, 2, 2, 2, 2], &[]);
-        let mut sink = RecordingSink::default();
-        run_master(&mut link, &j, &opts(2, false), &mut sink).unwrap();
-        let to_w1: Vec<&String> = link
-            .sent
-            .iter()
-            .filter(|(w, s)| *w == 1 && s.starts_with("task"))
-            .map(|(_, s)| s)
-            .collect();
-        assert_eq!(to_w1, ["task 0"], "worker 1 holds only the huge item");
-        assert_eq!(sink.results.len(), 6);
-    }
-
-    #[test]
-    fn a_failed_item_is_reported_and_the_rest_completes() {
-        let j = jobs(&[3.0, 2.0, 1.0]);
-        let mut link = ScriptedLink::new(1, &[], &[1]);
-        let mut sink = RecordingSink::default();
-        run_master(&mut link, &j, &opts(1, false), &mut sink).unwrap();
-        assert_eq!(
-            sink.results,
-            vec![(0, 1, true), (1, 1, false), (2, 1, true)]
-        );
-        assert!(sink.skipped.is_empty());
-    }
-
-    #[test]
-    fn fail_fast_stops_dealing_and_skips_the_rest() {
-        let j = jobs(&[5.0, 4.0, 3.0, 2.0, 1.0]);
-        let mut link = ScriptedLink::new(1, &[], &[0]);
-        let mut sink = RecordingSink::default();
-        run_master(&mut link, &j, &opts(2, true), &mut sink).unwrap();
-        // Items 0 and 1 were in flight; 0 failed, 1 completed, 2..4 never dealt.
-        assert_eq!(sink.results, vec![(0, 1, false), (1, 1, true)]);
-        assert_eq!(sink.skipped, vec![2, 3, 4]);
-    }
-
-    #[test]
-    fn an_unreadable_input_fails_at_the_master_without_stalling() {
-        let j = jobs(&[2.0, 1.0]);
-        let mut link = ScriptedLink::new(1, &[], &[]);
-        let mut sink = RecordingSink {
-            unreadable: vec![0],
-            ..Default::default()
-        };
-        run_master(&mut link, &j, &opts(1, false), &mut sink).unwrap();
-        assert_eq!(sink.bad_inputs, vec![0]);
-        assert_eq!(sink.results, vec![(1, 1, true)]);
-    }
-
-    #[test]
-    fn frames_round_trip_with_payload() {
-        let f = frame(&Header::Stop { exit: 2 }, b"abc");
-        let (h, p) = unframe(f).unwrap();
-        assert!(matches!(h, Header::Stop { exit: 2 }));
-        assert_eq!(p, b"abc");
-        assert!(unframe(vec![1, 2]).is_err());
-    }
-
-    struct Upper;
-    impl Executor for Upper {
-        fn execute(&self, task: &Task, input: Option<Vec<u8>>) -> (Done, Option<Vec<u8>>) {
-            let bytes = input.unwrap_or_default();
-            let error = (task.id == 2).then(|| ("operation".to_string(), "no".to_string()));
-            (
-                Done {
-                    error,
-                    ..Done::default()
-                },
-                Some(bytes.to_ascii_uppercase()),
-            )
-        }
-    }
-
-    struct Echo(Vec<u8>);
-    impl Sink for Echo {
-        fn read_input(&mut self, _: &Job) -> std::io::Result<Vec<u8>> {
-            Ok(b"abc".to_vec())
-        }
-        fn result(&mut self, job: &Job, _: usize, done: Done, output: Option<Vec<u8>>) {
-            assert_eq!(done.id, job.id);
-            if done.error.is_none() {
-                self.0.extend(output.unwrap());
-            }
-        }
-        fn input_failed(&mut self, _: &Job, _: std::io::Error) {}
-        fn skipped(&mut self, _: &Job) {}
-    }
-
-    #[test]
-    fn master_and_workers_over_real_threads_finish_and_shut_down() {
-        let (mut master, workers) = crate::transport::local::links(3);
-        let handles: Vec<_> = workers
-            .into_iter()
-            .map(|mut w| std::thread::spawn(move || run_worker(&mut w, |_| Upper, || 0.0).unwrap()))
-            .collect();
-        let j = jobs(&[1.0; 10]);
-        let mut sink = Echo(vec![]);
-        let stats = run_master(&mut master, &j, &opts(2, false), &mut sink).unwrap();
-        for h in handles {
-            assert_eq!(h.join().unwrap(), WorkerEnd::Stopped(0));
-        }
-        assert_eq!(sink.0, b"ABC".repeat(9));
-        assert_eq!(stats.iter().map(|s| s.items).sum::<usize>(), 10);
-        assert_eq!(stats.iter().map(|s| s.bytes_to).sum::<u64>(), 30);
-    }
-
-    #[test]
-    fn an_early_stop_ends_workers_with_its_exit_code() {
-        let (mut master, workers) = crate::transport::local::links(2);
-        let handles: Vec<_> = workers
-            .into_iter()
-            .map(|mut w| std::thread::spawn(move || run_worker(&mut w, |_| Upper, || 0.0).unwrap()))
-            .collect();
-        stop_all(&mut master, 2).unwrap();
-        for h in handles {
-            assert_eq!(h.join().unwrap(), WorkerEnd::Stopped(2));
-        }
-    }
-}
+mod tests;

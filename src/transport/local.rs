@@ -1,7 +1,8 @@
 //! The in-process transport: worker threads and channels.
 
 use super::{MasterLink, TransportError, WorkerLink};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
 
 /// The master's end of a set of in-process channels.
 pub struct LocalMaster {
@@ -54,11 +55,19 @@ impl MasterLink for LocalMaster {
             .send(frame)
             .map_err(|_| gone(&format!("worker {to}")))
     }
-    fn recv(&mut self) -> Result<(usize, Vec<u8>), TransportError> {
-        self.from_workers.recv().map_err(|_| gone("every worker"))
+    fn recv_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
+        match self.from_workers.recv_timeout(timeout) {
+            Ok(m) => Ok(Some(m)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(gone("every worker")),
+        }
     }
-    fn flush(&mut self) -> Result<(), TransportError> {
-        Ok(())
+    fn forget(&mut self, _to: usize) {}
+    fn flush(&mut self, _timeout: Duration) -> Result<bool, TransportError> {
+        Ok(true)
     }
 }
 
@@ -71,7 +80,11 @@ impl WorkerLink for LocalWorker {
             .send((self.id, frame))
             .map_err(|_| gone("the master"))
     }
-    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
-        self.from_master.recv().map_err(|_| gone("the master"))
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, TransportError> {
+        match self.from_master.recv_timeout(timeout) {
+            Ok(m) => Ok(Some(m)),
+            Err(RecvTimeoutError::Timeout) => Ok(None),
+            Err(RecvTimeoutError::Disconnected) => Err(gone("the master")),
+        }
     }
 }

@@ -9,6 +9,8 @@
 pub mod local;
 pub mod mpi;
 
+use std::time::Duration;
+
 /// A transport failure (a peer vanished, an MPI error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("transport: {0}")]
@@ -20,10 +22,18 @@ pub trait MasterLink {
     fn workers(&self) -> usize;
     /// Queues `frame` for worker `to`; never waits for the worker to receive it.
     fn send(&mut self, to: usize, frame: Vec<u8>) -> Result<(), TransportError>;
-    /// Waits, without spinning a core, for the next frame from any worker.
-    fn recv(&mut self) -> Result<(usize, Vec<u8>), TransportError>;
-    /// Waits until every queued frame has been delivered.
-    fn flush(&mut self) -> Result<(), TransportError>;
+    /// Waits up to `timeout`, without spinning a core, for the next frame from any
+    /// worker; `None` when nothing came in time.
+    fn recv_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<(usize, Vec<u8>)>, TransportError>;
+    /// Gives up on worker `to` (lost): frames still queued for it are dropped without
+    /// waiting, and nothing is ever sent to it again.
+    fn forget(&mut self, to: usize);
+    /// Waits up to `timeout` until every queued frame (to workers not forgotten) has
+    /// been delivered; false when some were still pending.
+    fn flush(&mut self, timeout: Duration) -> Result<bool, TransportError>;
 }
 
 /// A worker's end: its link to the master.
@@ -32,6 +42,10 @@ pub trait WorkerLink {
     fn id(&self) -> usize;
     /// Sends `frame` to the master.
     fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError>;
-    /// Waits, without spinning a core, for the next frame from the master.
-    fn recv(&mut self) -> Result<Vec<u8>, TransportError>;
+    /// Waits up to `timeout`, without spinning a core, for the next frame from the
+    /// master; `None` when nothing came in time.
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, TransportError>;
+    /// How long a send may wait for the master to take a frame before it fails
+    /// (`None`: as long as it takes). Transports that never block ignore it.
+    fn set_patience(&mut self, _patience: Option<Duration>) {}
 }

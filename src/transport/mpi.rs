@@ -8,7 +8,7 @@ use super::{MasterLink, TransportError, WorkerLink};
 use ::mpi::request::{Request, StaticScope};
 use ::mpi::topology::SimpleCommunicator;
 use ::mpi::traits::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// True when this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI).
 pub fn launched_by_mpi() -> bool {
@@ -77,12 +77,16 @@ impl Session {
         MpiMaster {
             world: &self.world,
             pending: Vec::new(),
+            forgotten: Vec::new(),
         }
     }
 
     /// A worker's end of the transport.
     pub fn worker(&self) -> MpiWorker<'_> {
-        MpiWorker { world: &self.world }
+        MpiWorker {
+            world: &self.world,
+            patience: None,
+        }
     }
 
     /// Ends every rank of the job with `code`.
@@ -108,35 +112,42 @@ pub fn abort_job_on_panic() {
     }));
 }
 
-/// Polls `probe` with a sleep that grows from 20 us to 2 ms while nothing arrives.
-fn poll<T>(mut probe: impl FnMut() -> Option<T>) -> T {
+/// Polls `probe` with a sleep that grows from 20 us to 2 ms while nothing arrives;
+/// `None` once `timeout` has passed.
+fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
     let mut nap = Duration::from_micros(20);
     loop {
         if let Some(v) = probe() {
-            return v;
+            return Some(v);
         }
-        std::thread::sleep(nap);
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(nap.min(deadline - now));
         nap = (nap * 2).min(Duration::from_millis(2));
     }
 }
 
-type Pending = (Request<'static, [u8], StaticScope>, *mut [u8]);
+type Pending = (usize, Request<'static, [u8], StaticScope>, *mut [u8]);
 
 /// Rank 0's end.
 pub struct MpiMaster<'a> {
     world: &'a SimpleCommunicator,
     pending: Vec<Pending>,
+    forgotten: Vec<usize>,
 }
 
 impl MpiMaster<'_> {
     /// Frees the frames whose sends have completed.
     fn reap(&mut self) {
         let mut still = Vec::with_capacity(self.pending.len());
-        for (req, ptr) in self.pending.drain(..) {
+        for (to, req, ptr) in self.pending.drain(..) {
             match req.test() {
                 // SAFETY: `ptr` came from Box::into_raw in `send`, and MPI is done with it.
                 Ok(_) => drop(unsafe { Box::from_raw(ptr) }),
-                Err(req) => still.push((req, ptr)),
+                Err(req) => still.push((to, req, ptr)),
             }
         }
         self.pending = still;
@@ -149,6 +160,9 @@ impl MasterLink for MpiMaster<'_> {
     }
 
     fn send(&mut self, to: usize, frame: Vec<u8>) -> Result<(), TransportError> {
+        if self.forgotten.contains(&to) {
+            return Ok(());
+        }
         let ptr = Box::into_raw(frame.into_boxed_slice());
         // SAFETY: the frame stays allocated until `reap` sees its request completed.
         let buf: &'static [u8] = unsafe { &*ptr };
@@ -156,39 +170,62 @@ impl MasterLink for MpiMaster<'_> {
             .world
             .process_at_rank(to as i32)
             .immediate_send(StaticScope, buf);
-        self.pending.push((req, ptr));
+        self.pending.push((to, req, ptr));
         self.reap();
         Ok(())
     }
 
-    fn recv(&mut self) -> Result<(usize, Vec<u8>), TransportError> {
+    fn recv_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<Option<(usize, Vec<u8>)>, TransportError> {
         let world = self.world;
-        let probed = poll(|| {
+        let probed = poll(timeout, || {
             self.reap();
             world.any_process().immediate_matched_probe()
         });
-        let (data, status) = probed.matched_receive_vec::<u8>();
-        Ok((status.source_rank() as usize, data))
+        Ok(probed.map(|p| {
+            let (data, status) = p.matched_receive_vec::<u8>();
+            (status.source_rank() as usize, data)
+        }))
     }
 
-    fn flush(&mut self) -> Result<(), TransportError> {
-        poll(|| {
+    fn forget(&mut self, to: usize) {
+        self.forgotten.push(to);
+        let (lost, kept): (Vec<Pending>, Vec<Pending>) =
+            self.pending.drain(..).partition(|(t, _, _)| *t == to);
+        self.pending = kept;
+        // A send to a dead rank may never complete: its request and buffer are leaked
+        // rather than waited for (dropping an incomplete request would panic).
+        for (_, req, _) in lost {
+            std::mem::forget(req);
+        }
+    }
+
+    fn flush(&mut self, timeout: Duration) -> Result<bool, TransportError> {
+        Ok(poll(timeout, || {
             self.reap();
             self.pending.is_empty().then_some(())
-        });
-        Ok(())
+        })
+        .is_some())
     }
 }
 
 impl Drop for MpiMaster<'_> {
     fn drop(&mut self) {
-        let _ = self.flush();
+        if !self.flush(Duration::from_secs(10)).unwrap_or(false) {
+            // Never wait on a rank that stopped listening; leak what it did not take.
+            for (_, req, _) in self.pending.drain(..) {
+                std::mem::forget(req);
+            }
+        }
     }
 }
 
 /// A worker's end.
 pub struct MpiWorker<'a> {
     world: &'a SimpleCommunicator,
+    patience: Option<Duration>,
 }
 
 impl WorkerLink for MpiWorker<'_> {
@@ -197,13 +234,50 @@ impl WorkerLink for MpiWorker<'_> {
     }
 
     fn send(&mut self, frame: Vec<u8>) -> Result<(), TransportError> {
-        self.world.process_at_rank(0).send(&frame[..]);
-        Ok(())
+        let Some(patience) = self.patience else {
+            self.world.process_at_rank(0).send(&frame[..]);
+            return Ok(());
+        };
+        // A send to a dead master can block forever over TCP: send without blocking and
+        // give up (leaking the frame) once the master has been silent too long.
+        let ptr = Box::into_raw(frame.into_boxed_slice());
+        // SAFETY: the frame is freed only once MPI reports the send complete.
+        let buf: &'static [u8] = unsafe { &*ptr };
+        let mut req = Some(
+            self.world
+                .process_at_rank(0)
+                .immediate_send(StaticScope, buf),
+        );
+        let done = poll(patience, || match req.take()?.test() {
+            Ok(_) => Some(()),
+            Err(r) => {
+                req = Some(r);
+                None
+            }
+        });
+        match done {
+            // SAFETY: as above; the request has completed.
+            Some(()) => {
+                drop(unsafe { Box::from_raw(ptr) });
+                Ok(())
+            }
+            None => {
+                std::mem::forget(req);
+                Err(TransportError(format!(
+                    "rank 0 took no message for {} s",
+                    patience.as_secs()
+                )))
+            }
+        }
     }
 
-    fn recv(&mut self) -> Result<Vec<u8>, TransportError> {
+    fn set_patience(&mut self, patience: Option<Duration>) {
+        self.patience = patience;
+    }
+
+    fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, TransportError> {
         let master = self.world.process_at_rank(0);
-        let probed = poll(|| master.immediate_matched_probe());
-        Ok(probed.matched_receive_vec::<u8>().0)
+        let probed = poll(timeout, || master.immediate_matched_probe());
+        Ok(probed.map(|p| p.matched_receive_vec::<u8>().0))
     }
 }

@@ -58,7 +58,7 @@ impl TestEnv {
                     let path = e.path();
                     if path.is_dir() {
                         walk(&path, base, out);
-                    } else {
+                    } else if e.file_name() != JOURNAL {
                         out.push(path.strip_prefix(base).unwrap().display().to_string());
                     }
                 }
@@ -69,6 +69,9 @@ impl TestEnv {
         out
     }
 }
+
+/// The run journal (run metadata beside the outputs, tested on its own).
+const JOURNAL: &str = ".imgproc-journal";
 
 fn read_image(p: &Path) -> Image {
     let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));

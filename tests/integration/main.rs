@@ -2,6 +2,7 @@
 //! the real `imgproc` executable driven through its command line, and under mpirun.
 
 mod cli;
+mod faults;
 mod golden;
 mod mpi;
 mod opencl;

@@ -76,7 +76,7 @@ fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
             let path = e.path();
             if path.is_dir() {
                 stack.push(path);
-            } else {
+            } else if e.file_name() != ".imgproc-journal" {
                 out.push((
                     path.strip_prefix(dir).unwrap().display().to_string(),
                     std::fs::read(&path).unwrap(),

@@ -1,0 +1,225 @@
+//! The worker's loop: take batches from the master, run them, send results back, and
+//! prove it is alive while it works.
+//!
+//! Under MPI (`heartbeat_ms > 0`) items run on a thread of their own while this loop
+//! keeps talking to the master: it sends a heartbeat whenever it has said nothing for
+//! a period, so a long item never looks like a dead worker, and it gives up when the
+//! master has been silent too long (rank 0 died), instead of waiting forever. In a
+//! single process (`heartbeat_ms == 0`) batches run inline on the calling thread.
+//!
+//! Test hook: `IMGPROC_FAULT` holds comma-separated faults for one rank each:
+//! `hang-rank:N:K` (rank N stops answering, heartbeats included, on its K-th batch),
+//! `exit-rank:N:K` (rank N dies on its K-th batch, as with SIGKILL; K = 0: at start), and
+//! `slow-rank:N:MS` (rank N sleeps MS ms before each item, heartbeats going on).
+
+use super::{frame, split_payload, unframe, Done, Ending, Executor, Header, Setup, Task};
+use crate::transport::{TransportError, WorkerLink};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a worker's run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// Stopped by the master with this exit code; `ending` says how to leave.
+    Stopped {
+        /// The exit code the master chose.
+        exit: i32,
+        /// How this process should end.
+        ending: Ending,
+    },
+    /// The master was silent for longer than its timeout: it is presumed dead.
+    Orphaned {
+        /// How long it was silent.
+        silent: Duration,
+    },
+}
+
+/// A fault injected for the tests (see the module header).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    Hang { batch: usize },
+    Exit { batch: usize },
+    Slow { ms: u64 },
+}
+
+fn fault_for(rank: usize) -> Option<Fault> {
+    let spec = std::env::var("IMGPROC_FAULT").ok()?;
+    spec.split(',').find_map(|f| {
+        let parts: Vec<&str> = f.trim().split(':').collect();
+        let [kind, r, n] = parts[..] else {
+            return None;
+        };
+        if r.parse::<usize>().ok()? != rank {
+            return None;
+        }
+        let n: u64 = n.parse().ok()?;
+        match kind {
+            "hang-rank" => Some(Fault::Hang { batch: n as usize }),
+            "exit-rank" => Some(Fault::Exit { batch: n as usize }),
+            "slow-rank" => Some(Fault::Slow { ms: n }),
+            _ => None,
+        }
+    })
+}
+
+/// Runs one batch and frames its results.
+fn run_batch<E: Executor + ?Sized>(
+    exec: &E,
+    tasks: Vec<Task>,
+    payload: Vec<u8>,
+    shared_fs: bool,
+    fault: Option<Fault>,
+) -> Vec<u8> {
+    let t = Instant::now();
+    let ids: Vec<usize> = tasks.iter().map(|t| t.id).collect();
+    let inputs = split_payload(payload, tasks.iter().map(|t| t.len));
+    if let Some(Fault::Slow { ms }) = fault {
+        std::thread::sleep(Duration::from_millis(ms * tasks.len() as u64));
+    }
+    let pairs = tasks
+        .into_iter()
+        .zip(inputs)
+        .map(|(t, i)| (t, (!shared_fs).then_some(i)))
+        .collect();
+    let results = exec.execute_batch(pairs);
+    let mut dones: Vec<Done> = Vec::with_capacity(results.len());
+    let mut outs: Vec<Vec<u8>> = Vec::with_capacity(results.len());
+    for ((mut done, out), id) in results.into_iter().zip(ids) {
+        done.id = id;
+        let out = out.unwrap_or_default();
+        done.len = out.len() as u64;
+        dones.push(done);
+        outs.push(out);
+    }
+    let busy_ms = t.elapsed().as_secs_f64() * 1e3;
+    let payload = if outs.len() == 1 {
+        outs.pop().unwrap_or_default()
+    } else {
+        outs.concat()
+    };
+    frame(&Header::Results { dones, busy_ms }, &payload)
+}
+
+/// Waits for the master's setup (or an early stop), then runs batches with the
+/// executor `make` builds from it until told to stop. `cpu_seconds` is reported at the
+/// end.
+pub fn run_worker<E: Executor + Send + Sync + 'static>(
+    link: &mut dyn WorkerLink,
+    make: impl FnOnce(&Setup) -> E,
+    cpu_seconds: impl Fn() -> f64,
+) -> Result<WorkerEnd, TransportError> {
+    let fault = fault_for(link.id());
+    if fault == Some(Fault::Exit { batch: 0 }) {
+        // SAFETY: ends this process at once, as SIGKILL would.
+        unsafe { libc::_exit(137) }
+    }
+    let setup = loop {
+        let Some(f) = link.recv_timeout(Duration::from_secs(1))? else {
+            continue;
+        };
+        match unframe(f)?.0 {
+            Header::Setup(s) => break s,
+            Header::Stop { exit, ending } => return Ok(WorkerEnd::Stopped { exit, ending }),
+            _ => continue,
+        }
+    };
+    let exec = Arc::new(make(&setup));
+    let heartbeat = Duration::from_millis(setup.heartbeat_ms);
+    let master_timeout =
+        (setup.master_timeout_ms > 0).then(|| Duration::from_millis(setup.master_timeout_ms));
+    link.set_patience(master_timeout);
+    let bye = |link: &mut dyn WorkerLink| {
+        let b = Header::Bye {
+            cpu_seconds: cpu_seconds(),
+        };
+        link.send(frame(&b, &[]))
+    };
+    if heartbeat.is_zero() {
+        loop {
+            let Some(f) = link.recv_timeout(Duration::from_secs(3600))? else {
+                continue;
+            };
+            match unframe(f)? {
+                (Header::Tasks(tasks), payload) => {
+                    let f = run_batch(&*exec, tasks, payload, setup.shared_fs, fault);
+                    link.send(f)?;
+                }
+                (Header::Stop { exit, ending }, _) => {
+                    bye(link)?;
+                    return Ok(WorkerEnd::Stopped { exit, ending });
+                }
+                _ => {}
+            }
+        }
+    }
+
+    // Items run on their own thread; this one talks to the master. The thread is not
+    // joined: when the master says stop, an unfinished item is abandoned with the process.
+    let (job_tx, job_rx) = mpsc::channel::<(Vec<Task>, Vec<u8>)>();
+    let (res_tx, res_rx) = mpsc::channel::<Vec<u8>>();
+    let shared = setup.shared_fs;
+    let runner = exec.clone();
+    std::thread::Builder::new()
+        .name("imgproc-items".into())
+        .spawn(move || {
+            for (tasks, payload) in job_rx {
+                if res_tx
+                    .send(run_batch(&*runner, tasks, payload, shared, fault))
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .map_err(|e| TransportError(format!("cannot start the item thread: {e}")))?;
+    let mut last_sent = Instant::now();
+    let mut heard = Instant::now();
+    let mut batches = 0usize;
+    loop {
+        while let Ok(f) = res_rx.try_recv() {
+            link.send(f)?;
+            last_sent = Instant::now();
+        }
+        if last_sent.elapsed() >= heartbeat {
+            link.send(frame(&Header::Alive, &[]))?;
+            last_sent = Instant::now();
+        }
+        match link.recv_timeout(Duration::from_millis(2))? {
+            Some(f) => {
+                heard = Instant::now();
+                match unframe(f)? {
+                    (Header::Tasks(tasks), payload) => {
+                        batches += 1;
+                        match fault {
+                            Some(Fault::Hang { batch }) if batch == batches => loop {
+                                std::thread::sleep(Duration::from_secs(3600));
+                            },
+                            Some(Fault::Exit { batch }) if batch == batches => {
+                                // SAFETY: ends this process at once, as SIGKILL would.
+                                unsafe { libc::_exit(137) }
+                            }
+                            _ => {}
+                        }
+                        if job_tx.send((tasks, payload)).is_err() {
+                            return Err(TransportError("the item thread ended".into()));
+                        }
+                    }
+                    (Header::Stop { exit, ending }, _) => {
+                        bye(link)?;
+                        return Ok(WorkerEnd::Stopped { exit, ending });
+                    }
+                    _ => {}
+                }
+            }
+            None => {
+                if let Some(limit) = master_timeout {
+                    let silent = heard.elapsed();
+                    if silent > limit {
+                        return Ok(WorkerEnd::Orphaned { silent });
+                    }
+                }
+            }
+        }
+    }
+}
