@@ -419,6 +419,14 @@ impl Sink for RunnerSink<'_> {
             .map(|j| j.input.display().to_string())
             .collect();
         let more = redealt.len().saturating_sub(names.len());
+        if redealt.is_empty() {
+            self.progress.println(&format!(
+                "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s); it held no unfinished item",
+                self.start.elapsed().as_secs_f64(),
+                silent.as_secs_f64()
+            ));
+            return;
+        }
         self.progress.println(&format!(
             "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s); re-dealing its {} item{}{}{}",
             self.start.elapsed().as_secs_f64(),

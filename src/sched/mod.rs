@@ -779,6 +779,9 @@ impl Master<'_> {
         }
         let lost: Vec<usize> = (1..=n).filter(|&w| !self.slots[w - 1].alive).collect();
         self.stop_workers(&lost, interrupted)?;
+        // A worker that went silent near the end (its items done by backups) and never
+        // answered the stop is lost too.
+        let lost: Vec<usize> = (1..=n).filter(|&w| !self.slots[w - 1].alive).collect();
         Ok(MasterOutcome {
             stats: std::mem::take(&mut self.stats),
             lost,
@@ -821,6 +824,9 @@ impl Master<'_> {
                 break;
             };
             match unframe(f)? {
+                (Header::Alive, _) if (1..=n).contains(&w) => {
+                    self.slots[w - 1].heard = Instant::now();
+                }
                 (Header::Bye { cpu_seconds }, _) if waiting.contains(&w) => {
                     self.stats[w - 1].cpu_seconds = cpu_seconds;
                     waiting.retain(|&x| x != w);
@@ -832,7 +838,11 @@ impl Master<'_> {
             }
         }
         for w in waiting {
-            self.link.forget(w);
+            let silent = self.slots[w - 1].heard.elapsed();
+            match self.opts.worker_timeout {
+                Some(limit) if !interrupted && silent > limit => self.lose(w, silent),
+                _ => self.link.forget(w),
+            }
         }
         let _ = self.link.flush(Duration::from_secs(5))?;
         Ok(())

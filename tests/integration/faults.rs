@@ -594,7 +594,7 @@ fn sigint_and_sigterm_keep_what_was_committed_and_resume_finishes() {
             .spawn()
             .unwrap();
         let t = Instant::now();
-        while tree(&ws.path().join(&dir)).is_empty() {
+        while !ws.path().join(&dir).is_dir() || tree(&ws.path().join(&dir)).is_empty() {
             assert!(t.elapsed() < Duration::from_secs(60));
             std::thread::sleep(Duration::from_millis(10));
         }
