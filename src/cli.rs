@@ -180,6 +180,8 @@ pub enum Source {
 }
 
 /// What the user asked for, after checking the flags fit together.
+// Built once per process: boxing the large variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Config {
     /// Print the op catalog.

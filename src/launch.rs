@@ -66,9 +66,28 @@ pub fn mpirun_args(
     let has = |flag: &str| user.iter().any(|a| a == flag);
     let mut args: Vec<OsString> = Vec::new();
     match flavour {
-        Flavour::OpenMpi(_) => {
-            if !has("--enable-recovery") {
-                args.push("--enable-recovery".into());
+        Flavour::OpenMpi(major) => {
+            // Open MPI 5 (PRRTE) keeps a job alive through ULFM's `--with-ft ulfm`
+            // (docs.open-mpi.org, v5.0, "User-Level Fault Mitigation"); 4.x through
+            // `--enable-recovery` (measured here with 4.1.4).
+            if major >= 5 {
+                if !has("--with-ft") {
+                    args.extend(["--with-ft".into(), "ulfm".into()]);
+                }
+            } else {
+                if !has("--enable-recovery") {
+                    args.push("--enable-recovery".into());
+                }
+                // Once rank 0 has reported, a straggler is ended at once (SIGKILL right
+                // after SIGTERM, instead of a second later: a throttled or stopped rank
+                // would otherwise hold the command up). Graceful stops use SIGUSR2 and
+                // SIGALRM, not mpirun's SIGTERM.
+                if !user
+                    .iter()
+                    .any(|a| a.to_string_lossy().contains("sigkill_timeout"))
+                {
+                    args.extend(["--mca", "odls_base_sigkill_timeout", "0"].map(OsString::from));
+                }
             }
             for var in [LAUNCHED, STATUS_FILE] {
                 args.push("-x".into());
@@ -247,12 +266,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
         if read_status().is_some() {
             let since = *status_seen.get_or_insert_with(Instant::now);
-            // Rank 0 is done; whatever still runs (a stopped worker) is ended.
-            if since.elapsed() > Duration::from_secs(10) && !terminated {
+            // Rank 0 is done and every output written; a worker that has not left
+            // soon after (stopped, throttled, cut off) is ended by mpirun.
+            if since.elapsed() > Duration::from_millis(300) && !terminated {
                 terminated = true;
                 // SAFETY: as above.
                 unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-            } else if since.elapsed() > Duration::from_secs(20) {
+            } else if since.elapsed() > Duration::from_secs(12) {
                 let _ = child.kill();
             }
         }
@@ -317,10 +337,22 @@ mod tests {
         let a = mpirun_args(Flavour::OpenMpi(4), &user, "t", "/s");
         assert_eq!(
             a,
-            ["--enable-recovery", "-x", LAUNCHED, "-x", STATUS_FILE].map(OsString::from)
+            [
+                "--enable-recovery",
+                "--mca",
+                "odls_base_sigkill_timeout",
+                "0",
+                "-x",
+                LAUNCHED,
+                "-x",
+                STATUS_FILE
+            ]
+            .map(OsString::from)
         );
         let user: Vec<OsString> = vec!["--enable-recovery".into()];
-        assert_eq!(mpirun_args(Flavour::OpenMpi(4), &user, "t", "/s").len(), 4);
+        assert_eq!(mpirun_args(Flavour::OpenMpi(4), &user, "t", "/s").len(), 7);
+        let five = mpirun_args(Flavour::OpenMpi(5), &[], "t", "/s");
+        assert_eq!(five[..2], ["--with-ft", "ulfm"].map(OsString::from));
         let h = mpirun_args(Flavour::Hydra, &[], "t", "/s");
         assert_eq!(h[0], "-disable-auto-cleanup");
         assert!(h.contains(&OsString::from("t")));

@@ -23,8 +23,16 @@ fn registry() -> std::sync::MutexGuard<'static, (bool, Option<HashSet<PathBuf>>)
     TEMPORARIES.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Writes `bytes` to `path` atomically, creating parent folders as needed.
+/// Writes `bytes` to `path` atomically, creating parent folders as needed, and flushes
+/// the file to disk before it takes the name.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, bytes, true)
+}
+
+/// As [`write_atomic`]; with `sync` false the file is renamed without waiting for the
+/// disk (atomic for every reader and against a killed process, not against a power
+/// loss): the caller makes a group of such files durable at once with [`sync_dirs`].
+pub fn write_atomic_with(path: &Path, bytes: &[u8], sync: bool) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -42,7 +50,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
                 "the run was interrupted",
             ));
         }
-        let tmp = tempfile::Builder::new()
+        let mut builder = tempfile::Builder::new();
+        // Outputs get the usual mode (0666 less the umask), not tempfile's private 0600.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let tmp = builder
             .prefix(&format!(".{name}."))
             .suffix(TEMP_SUFFIX)
             .rand_bytes(10)
@@ -56,7 +68,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let result = (|| {
         let mut f = tmp.as_file();
         f.write_all(bytes)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         tmp.persist(path).map_err(|e| e.error)?;
         Ok(())
     })();
@@ -64,6 +78,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         set.remove(&tmp_path);
     }
     result
+}
+
+/// Makes everything written to the filesystems holding `dirs` durable: one `syncfs`
+/// per folder (a cheap no-op for a filesystem already flushed).
+pub fn sync_dirs<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> std::io::Result<()> {
+    for d in dirs {
+        let f = std::fs::File::open(d)?;
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: syncfs only reads the descriptor, which stays open for the call.
+            if unsafe { libc::syncfs(f.as_raw_fd()) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        f.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Removes temporary files of imgproc's own pattern (`.NAME.RANDOM.imgproc-tmp`,
@@ -122,6 +155,19 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn outputs_get_the_mode_a_plain_file_would_get() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("x.bin");
+        super::write_atomic(&p, b"x").unwrap();
+        let plain = d.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode();
+        assert_eq!(mode(&p), mode(&plain));
     }
 
     #[cfg(unix)]

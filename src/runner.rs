@@ -290,6 +290,9 @@ struct RunnerSink<'a> {
     start: Instant,
     /// When the run started, to tell earlier runs' temporary files from ours.
     started: std::time::SystemTime,
+    /// Outputs written but not yet flushed and journaled: (item, size, CRC).
+    pending: Vec<(usize, u64, Option<u32>)>,
+    last_sync: Instant,
 }
 
 impl RunnerSink<'_> {
@@ -308,10 +311,42 @@ impl RunnerSink<'_> {
         self.records[id] = Some(rec);
     }
 
+    /// Makes the outputs written since the last call durable (one `syncfs` per output
+    /// folder rather than one `fsync` per file), then appends them to the journal, so
+    /// the journal never names an output that a power loss could take back.
+    fn commit_journal(&mut self) {
+        self.last_sync = Instant::now();
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let dirs: std::collections::BTreeSet<&std::path::Path> = pending
+            .iter()
+            .filter_map(|p| self.plan.items[p.0].output.parent())
+            .collect();
+        let t = Instant::now();
+        if let Err(e) = crate::output::sync_dirs(dirs) {
+            self.journal_failed(&format!("cannot flush the outputs to disk: {e}"));
+        }
+        self.io_seconds += t.elapsed().as_secs_f64();
+        for (id, size, crc) in pending {
+            self.journal(id, size, crc);
+        }
+    }
+
+    fn journal_failed(&mut self, why: &str) {
+        if self.journal_error.is_none() {
+            self.progress.println(&format!(
+                "imgproc: {why}; outputs are still written, but --resume will redo the items from here on"
+            ));
+        }
+        self.journal_error = Some(why.to_string());
+        self.journal = None;
+    }
+
     /// Appends the committed output of item `id` to the journal.
-    fn journal(&mut self, id: usize, done: &Done) {
-        let (Some(j), Some(input_id), Some(crc)) =
-            (self.journal.as_mut(), self.inputs[id], done.out_crc)
+    fn journal(&mut self, id: usize, size: u64, crc: Option<u32>) {
+        let (Some(j), Some(input_id), Some(crc)) = (self.journal.as_mut(), self.inputs[id], crc)
         else {
             return;
         };
@@ -322,19 +357,13 @@ impl RunnerSink<'_> {
             input_id,
             spec: item.spec.to_wire(),
             version: env!("CARGO_PKG_VERSION").into(),
-            output_size: done.bytes_out,
+            output_size: size,
             output_crc: crc,
         };
         if let Err(err) = j.record(&e) {
             // The outputs are still fine; only a later resume redoes more.
-            if self.journal_error.is_none() {
-                self.progress.println(&format!(
-                    "imgproc: cannot append to the journal {}: {err}; outputs are still written, but --resume will redo the items after this one",
-                    j.path().display()
-                ));
-            }
-            self.journal_error = Some(err.to_string());
-            self.journal = None;
+            let why = format!("cannot append to the journal {}: {err}", j.path().display());
+            self.journal_failed(&why);
         }
     }
 }
@@ -359,7 +388,8 @@ impl Sink for RunnerSink<'_> {
         if error.is_none() {
             if let Some(bytes) = output {
                 let t = Instant::now();
-                if let Err(e) = crate::output::write_atomic(&item.output, &bytes) {
+                // Flushed to disk in groups, before their journal lines (see `journal`).
+                if let Err(e) = crate::output::write_atomic_with(&item.output, &bytes, false) {
                     let e = write_error(&item.output, e);
                     error = Some((e.kind().into(), e.to_string()));
                 }
@@ -368,7 +398,10 @@ impl Sink for RunnerSink<'_> {
         }
         match error {
             None => {
-                self.journal(job.id, &done);
+                self.pending.push((job.id, done.bytes_out, done.out_crc));
+                if self.pending.len() >= 512 || self.last_sync.elapsed() >= Duration::from_secs(1) {
+                    self.commit_journal();
+                }
                 rec.width = done.width;
                 rec.height = done.height;
                 rec.megapixels = done
@@ -596,6 +629,8 @@ fn run_as_master(
             .collect(),
         start,
         started: std::time::SystemTime::now(),
+        pending: Vec::new(),
+        last_sync: Instant::now(),
     };
     let todo = skip_done(plan, opts, &mut sink)?;
     let jobs: Vec<Job> = todo
@@ -626,6 +661,7 @@ fn run_as_master(
         recovery: opts.recovery,
     };
     let outcome = sched::run_master(link, &jobs, &mopts, &mut sink).map_err(|e| e.to_string())?;
+    sink.commit_journal();
     if let Some(j) = sink.journal.as_mut() {
         let _ = j.sync();
     }

@@ -611,24 +611,30 @@ impl Master<'_> {
             if !slot.alive || v + 1 == w || slot.inflight.is_empty() {
                 continue;
             }
-            let rate = slot.rate().or(best);
             let start = slot.inflight[0]
                 .dealt
                 .max(slot.last_finish.unwrap_or(slot.inflight[0].dealt));
+            let elapsed = (now - start).as_secs_f64();
+            // Its own speed, else the best seen; but a worker still on a batch that
+            // speed would have finished is slower: assume it is halfway through.
+            let first = slot.inflight[0].cost;
+            let rate = slot.rate().or(best).map(|r| {
+                if elapsed * r > first {
+                    first / (2.0 * elapsed)
+                } else {
+                    r
+                }
+            });
             let mut cum = 0.0;
             for (k, b) in slot.inflight.iter().enumerate() {
                 cum += b.cost;
                 if b.backup || b.backed_up || b.jobs.iter().all(|&j| self.settled[j]) {
                     continue;
                 }
-                let mut est = match rate {
-                    Some(r) => start + Duration::from_secs_f64(cum / r),
-                    None => now + (now - b.dealt),
+                let est = match rate {
+                    Some(r) if r > 0.0 => start + Duration::from_secs_f64(cum / r),
+                    _ => now + (now - b.dealt),
                 };
-                if est <= now {
-                    // Overdue: assume it needs as long again as it has had.
-                    est = now + (now - start);
-                }
                 if pick.is_none_or(|(e, _, _)| est > e) {
                     pick = Some((est, v + 1, k));
                 }
@@ -637,6 +643,7 @@ impl Master<'_> {
         let Some((est, v, k)) = pick else {
             return Ok(());
         };
+
         let batch = &self.slots[v - 1].inflight[k];
         let ids: Vec<usize> = batch
             .jobs
@@ -801,18 +808,26 @@ impl Master<'_> {
         } else {
             Ending::Linger
         };
-        let mut waiting: Vec<usize> = (1..=n).filter(|w| !lost.contains(w)).collect();
-        for &w in &waiting {
+        let living: Vec<usize> = (1..=n).filter(|w| !lost.contains(w)).collect();
+        for &w in &living {
             let stop = Header::Stop { exit: 0, ending };
             self.link.send(w, frame(&stop, &[]))?;
         }
+        // A worker still on a copy that lost the race is slow or stalled: it is told to
+        // stop but not waited for.
+        let (mut waiting, stragglers): (Vec<usize>, Vec<usize>) = living
+            .into_iter()
+            .partition(|&w| self.slots[w - 1].inflight.is_empty());
+        for w in stragglers {
+            self.link.forget(w);
+        }
+        // Every output is written by now; the byes only bring CPU times for the report,
+        // so a slow or stalled worker is not waited for long. After a signal, the
+        // workers got it too.
         let limit = if interrupted {
-            // Workers got the signal too; the launcher may not wait for them long.
             Duration::from_millis(200)
         } else {
-            self.opts
-                .worker_timeout
-                .unwrap_or(Duration::from_secs(3600))
+            Duration::from_secs(1)
         };
         let deadline = Instant::now() + limit;
         while !waiting.is_empty() {
