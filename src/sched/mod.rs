@@ -693,6 +693,9 @@ impl Master<'_> {
 
     fn run(&mut self) -> Result<MasterOutcome, TransportError> {
         let n = self.link.workers();
+        if let Some(t) = self.opts.worker_timeout {
+            self.link.set_patience(t);
+        }
         for w in 1..=n {
             self.link
                 .send(w, frame(&Header::Setup(self.opts.setup.clone()), &[]))?;
@@ -726,7 +729,14 @@ impl Master<'_> {
                 no_workers = true;
                 break;
             }
-            if let Some((w, f)) = self.link.recv_timeout(tick)? {
+            let received = self.link.recv_timeout(tick)?;
+            for w in self.link.broken() {
+                if (1..=n).contains(&w) && self.slots[w - 1].alive {
+                    let silent = self.slots[w - 1].heard.elapsed();
+                    self.lose(w, silent);
+                }
+            }
+            if let Some((w, f)) = received {
                 if w == 0 || w > n {
                     continue;
                 }

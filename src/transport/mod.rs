@@ -28,6 +28,13 @@ pub trait MasterLink {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<(usize, Vec<u8>)>, TransportError>;
+    /// Workers whose message could not be received (it stopped arriving part-way, as
+    /// when the sender dies): they should be treated as lost. Empties the list.
+    fn broken(&mut self) -> Vec<usize> {
+        Vec::new()
+    }
+    /// How long receiving one message may take once it has started to arrive.
+    fn set_patience(&mut self, _patience: Duration) {}
     /// Gives up on worker `to` (lost): frames still queued for it are dropped without
     /// waiting, and nothing is ever sent to it again.
     fn forget(&mut self, to: usize);

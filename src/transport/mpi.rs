@@ -78,6 +78,8 @@ impl Session {
             world: &self.world,
             pending: Vec::new(),
             forgotten: Vec::new(),
+            broken: Vec::new(),
+            patience: Duration::from_secs(60),
         }
     }
 
@@ -132,11 +134,48 @@ fn poll<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T>
 
 type Pending = (usize, Request<'static, [u8], StaticScope>, *mut [u8]);
 
+/// Receives a probed message without blocking past `patience`: a sender that dies in
+/// the middle of a large message would otherwise leave MPI_Mrecv waiting forever (seen
+/// under `--enable-recovery`). `None` when the message did not arrive in time; its
+/// buffer is then leaked, since MPI may still write into it.
+fn receive(
+    msg: ::mpi::point_to_point::Message,
+    status: ::mpi::point_to_point::Status,
+    patience: Duration,
+    mut meanwhile: impl FnMut(),
+) -> Option<Vec<u8>> {
+    let count = status.count(u8::equivalent_datatype()).max(0) as usize;
+    let ptr = Box::into_raw(vec![0u8; count].into_boxed_slice());
+    // SAFETY: the buffer stays allocated until the request completes, or forever.
+    let buf: &'static mut [u8] = unsafe { &mut *ptr };
+    let mut req = Some(msg.immediate_matched_receive_into(StaticScope, buf));
+    let done = poll(patience, || {
+        meanwhile();
+        match req.take()?.test() {
+            Ok(_) => Some(()),
+            Err(r) => {
+                req = Some(r);
+                None
+            }
+        }
+    });
+    match done {
+        // SAFETY: the receive has completed; the box came from Box::into_raw above.
+        Some(()) => Some(unsafe { Box::from_raw(ptr) }.into_vec()),
+        None => {
+            std::mem::forget(req);
+            None
+        }
+    }
+}
+
 /// Rank 0's end.
 pub struct MpiMaster<'a> {
     world: &'a SimpleCommunicator,
     pending: Vec<Pending>,
     forgotten: Vec<usize>,
+    broken: Vec<usize>,
+    patience: Duration,
 }
 
 impl MpiMaster<'_> {
@@ -184,10 +223,25 @@ impl MasterLink for MpiMaster<'_> {
             self.reap();
             world.any_process().immediate_matched_probe()
         });
-        Ok(probed.map(|p| {
-            let (data, status) = p.matched_receive_vec::<u8>();
-            (status.source_rank() as usize, data)
-        }))
+        let Some((msg, status)) = probed else {
+            return Ok(None);
+        };
+        let from = status.source_rank() as usize;
+        match receive(msg, status, self.patience, || self.reap()) {
+            Some(data) => Ok(Some((from, data))),
+            None => {
+                self.broken.push(from);
+                Ok(None)
+            }
+        }
+    }
+
+    fn broken(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.broken)
+    }
+
+    fn set_patience(&mut self, patience: Duration) {
+        self.patience = patience;
     }
 
     fn forget(&mut self, to: usize) {
@@ -277,7 +331,19 @@ impl WorkerLink for MpiWorker<'_> {
 
     fn recv_timeout(&mut self, timeout: Duration) -> Result<Option<Vec<u8>>, TransportError> {
         let master = self.world.process_at_rank(0);
-        let probed = poll(timeout, || master.immediate_matched_probe());
-        Ok(probed.map(|p| p.matched_receive_vec::<u8>().0))
+        let Some((msg, status)) = poll(timeout, || master.immediate_matched_probe()) else {
+            return Ok(None);
+        };
+        let patience = self
+            .patience
+            .unwrap_or(Duration::from_secs(u32::MAX as u64));
+        receive(msg, status, patience, || {})
+            .map(Some)
+            .ok_or_else(|| {
+                TransportError(format!(
+                    "a message from rank 0 did not arrive within {} s",
+                    patience.as_secs()
+                ))
+            })
     }
 }
