@@ -73,8 +73,8 @@ def tiny(args, work):
         print(f"| {name} | {w:.2f} | {c:.2f} | {c / args.tiny * 1e6:.0f} | {lb:.2f} |")
 
 
-def photos(work, copies):
-    d = os.path.join(work, "photos")
+def photos(work, copies, name):
+    d = os.path.join(work, name)
     os.makedirs(os.path.join(d, "in"))
     for name in sorted(os.listdir(CORPUS)):
         if name.endswith(".jpg"):
@@ -128,7 +128,7 @@ def timed_launch(d, np, out, timeout, fault=None):
 
 
 def lost(args, work):
-    d = photos(work, 2)
+    d = photos(work, 2, "lost")
     timeout = 3
     clean, faulted = [], []
     for r in range(args.rounds):
@@ -152,7 +152,7 @@ def lost(args, work):
 
 
 def slow(args, work):
-    d = photos(work, 2)
+    d = photos(work, 2, "slow")
     without, throttled = [], []
     for r in range(args.rounds):
         w = timed_launch(d, 3, "two", 30)
