@@ -282,8 +282,8 @@ struct RunnerSink<'a> {
     records: Vec<Option<ItemRecord>>,
     progress: &'a Progress,
     io_seconds: f64,
+    /// `None` once appending failed (the failure was reported then).
     journal: Option<Journal>,
-    journal_error: Option<String>,
     /// Input identities read when the run started, per item.
     inputs: Vec<Option<InputId>>,
     /// Seconds from the start, for messages.
@@ -335,13 +335,11 @@ impl RunnerSink<'_> {
     }
 
     fn journal_failed(&mut self, why: &str) {
-        if self.journal_error.is_none() {
+        if self.journal.take().is_some() {
             self.progress.println(&format!(
                 "imgproc: {why}; outputs are still written, but --resume will redo the items from here on"
             ));
         }
-        self.journal_error = Some(why.to_string());
-        self.journal = None;
     }
 
     /// Appends the committed output of item `id` to the journal.
@@ -484,6 +482,18 @@ impl Sink for RunnerSink<'_> {
     }
 }
 
+impl RunnerSink<'_> {
+    /// Records item `i` as skipped before the run, for `why`.
+    fn skip(&mut self, i: usize, why: &str) {
+        let mut rec = base_record(&self.plan.items[i], &self.headers[i]);
+        rec.status = Status::Skipped;
+        rec.error = Some(why.into());
+        self.records[i] = Some(rec);
+        self.progress
+            .item_done(self.headers[i].megapixels().unwrap_or(0.0), true);
+    }
+}
+
 /// Marks items as skipped before the run: `--resume` with the journal's evidence,
 /// `--skip-existing` with the output's existence. Returns the ids left to run.
 fn skip_done(
@@ -525,16 +535,10 @@ fn skip_done(
         let mut redo: std::collections::BTreeMap<Redo, usize> = Default::default();
         for (i, v) in verdicts.into_iter().enumerate() {
             match v {
-                None => {
-                    let mut rec = base_record(&plan.items[i], &sink.headers[i]);
-                    rec.status = Status::Skipped;
-                    rec.error = Some(
-                        "done in an earlier run (--resume: journal and output checked)".into(),
-                    );
-                    sink.records[i] = Some(rec);
-                    sink.progress
-                        .item_done(sink.headers[i].megapixels().unwrap_or(0.0), true);
-                }
+                None => sink.skip(
+                    i,
+                    "done in an earlier run (--resume: journal and output checked)",
+                ),
                 Some(r) => {
                     *redo.entry(r).or_default() += 1;
                     left.push(i);
@@ -562,12 +566,7 @@ fn skip_done(
         let mut left = Vec::new();
         for i in all {
             if plan.items[i].output.exists() {
-                let mut rec = base_record(&plan.items[i], &sink.headers[i]);
-                rec.status = Status::Skipped;
-                rec.error = Some("output exists (--skip-existing)".into());
-                sink.records[i] = Some(rec);
-                sink.progress
-                    .item_done(sink.headers[i].megapixels().unwrap_or(0.0), true);
+                sink.skip(i, "output exists (--skip-existing)");
             } else {
                 left.push(i);
             }
@@ -621,7 +620,6 @@ fn run_as_master(
         progress: &progress,
         io_seconds: 0.0,
         journal: Some(journal),
-        journal_error: None,
         inputs: plan
             .items
             .par_iter()

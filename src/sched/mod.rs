@@ -260,7 +260,8 @@ pub struct MasterOptions {
 }
 
 impl MasterOptions {
-    /// Options with one item per batch, no timeout and no backups (tests, simple runs).
+    /// Options with one item per batch, no timeout and no backups.
+    #[cfg(test)]
     pub fn simple(prefetch: usize, fail_fast: bool, setup: Setup) -> MasterOptions {
         MasterOptions {
             prefetch,
