@@ -433,7 +433,6 @@ impl Master<'_> {
     fn deal_batch(&mut self, w: usize) -> Result<bool, TransportError> {
         let target = self.batch_target();
         let max_items = self.opts.batch_items.max(1);
-        let shared = self.opts.setup.shared_fs;
         let mut tasks = Vec::new();
         let mut payload = Vec::new();
         let mut ids = Vec::new();
@@ -447,36 +446,47 @@ impl Master<'_> {
             if self.settled[j] {
                 continue;
             }
-            let job = &self.jobs[j];
-            let input = if shared {
-                Vec::new()
-            } else {
-                match self.sink.read_input(job) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        self.sink.input_failed(job, e);
-                        self.settle(j);
-                        continue;
-                    }
-                }
-            };
-            tasks.push(Task {
-                id: job.id,
-                spec: job.spec.to_string(),
-                input: job.input.clone(),
-                output: job.output.clone(),
-                write_output: shared,
-                len: input.len() as u64,
-            });
-            payload.extend_from_slice(&input);
+            if let Err(e) = self.pack(j, &mut tasks, &mut payload) {
+                self.sink.input_failed(&self.jobs[j], e);
+                self.settle(j);
+                continue;
+            }
             ids.push(j);
-            cost += job.cost;
+            cost += self.jobs[j].cost;
         }
         if ids.is_empty() {
             return Ok(false);
         }
         self.send_batch(w, tasks, payload, ids, cost, false)?;
         Ok(true)
+    }
+
+    /// Adds job `j` to a batch being built: its task, and its input bytes unless the
+    /// workers read inputs themselves.
+    fn pack(
+        &mut self,
+        j: usize,
+        tasks: &mut Vec<Task>,
+        payload: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let jobs = self.jobs;
+        let job = &jobs[j];
+        let shared = self.opts.setup.shared_fs;
+        let input = if shared {
+            Vec::new()
+        } else {
+            self.sink.read_input(job)?
+        };
+        tasks.push(Task {
+            id: job.id,
+            spec: job.spec.to_string(),
+            input: job.input.clone(),
+            output: job.output.clone(),
+            write_output: shared,
+            len: input.len() as u64,
+        });
+        payload.extend_from_slice(&input);
+        Ok(())
     }
 
     fn send_batch(
@@ -659,31 +669,14 @@ impl Master<'_> {
             }
         }
         self.slots[v - 1].inflight[k].backed_up = true;
-        let shared = self.opts.setup.shared_fs;
         let mut tasks = Vec::new();
         let mut payload = Vec::new();
         let mut kept = Vec::new();
         for j in ids {
-            let job = &self.jobs[j];
-            let input = if shared {
-                Vec::new()
-            } else {
-                match self.sink.read_input(job) {
-                    Ok(b) => b,
-                    // The original copy will report it.
-                    Err(_) => continue,
-                }
-            };
-            tasks.push(Task {
-                id: job.id,
-                spec: job.spec.to_string(),
-                input: job.input.clone(),
-                output: job.output.clone(),
-                write_output: shared,
-                len: input.len() as u64,
-            });
-            payload.extend_from_slice(&input);
-            kept.push(j);
+            // An unreadable input: the original copy will report it.
+            if self.pack(j, &mut tasks, &mut payload).is_ok() {
+                kept.push(j);
+            }
         }
         if kept.is_empty() {
             return Ok(());

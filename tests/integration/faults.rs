@@ -6,6 +6,7 @@
 //! stray processes. These tests need mpirun (and root for the network namespaces);
 //! without them they fail, they do not skip.
 
+use super::mpi::tree;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -55,27 +56,6 @@ fn write_manifest(dir: &Path, name: &str, ops: &[&str], broken: bool) {
         format!(r#"{{"version": 1, "jobs": [{}]}}"#, jobs.join(",\n")),
     )
     .unwrap();
-}
-
-/// Every file under `dir` but the journal, with its bytes.
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(p) = stack.pop() {
-        for e in std::fs::read_dir(&p).unwrap().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if e.file_name() != ".imgproc-journal" {
-                out.push((
-                    path.strip_prefix(dir).unwrap().display().to_string(),
-                    std::fs::read(&path).unwrap(),
-                ));
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 fn names(t: &[(String, Vec<u8>)]) -> Vec<&str> {
@@ -232,6 +212,13 @@ fn assert_no_strays(marker: &str) {
     }
 }
 
+/// Lines in the journal of the output folder `dir`.
+fn journal_lines(dir: &Path) -> usize {
+    std::fs::read_to_string(dir.join(".imgproc-journal"))
+        .map(|j| j.lines().filter(|l| !l.is_empty()).count())
+        .unwrap_or(0)
+}
+
 fn report(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).expect("a JSON report")
 }
@@ -306,11 +293,7 @@ fn a_stopped_worker_is_lost_and_its_late_results_are_discarded() {
     let r = report(&ws.path().join("stopped.json"));
     assert_eq!(r["lost_ranks"], serde_json::json!([2]));
     // Every output was committed once: the journal has one line per item.
-    let journal = std::fs::read_to_string(ws.path().join("stopped/.imgproc-journal")).unwrap();
-    assert_eq!(
-        journal.lines().filter(|l| !l.is_empty()).count(),
-        reference.len()
-    );
+    assert_eq!(journal_lines(&ws.path().join("stopped")), reference.len());
     assert_no_temporaries(&ws.path().join("stopped"));
     assert_no_strays("-o stopped");
 }
@@ -438,11 +421,7 @@ fn a_slow_worker_gets_backup_copies_and_each_output_is_written_once() {
         .filter(|i| i["backup_won"] == true)
         .collect();
     assert!(won.iter().all(|i| i["rank"] == 2 && i["copies"] == 2));
-    let journal = std::fs::read_to_string(ws.path().join("slow/.imgproc-journal")).unwrap();
-    assert_eq!(
-        journal.lines().filter(|l| !l.is_empty()).count(),
-        reference.len()
-    );
+    assert_eq!(journal_lines(&ws.path().join("slow")), reference.len());
     assert_no_strays("-o slow");
 }
 
@@ -458,19 +437,14 @@ fn rank_0_killed_then_resume_finishes_with_identical_outputs() {
     );
     let pid = wait_for_work("-o r0", 0, &ws.path().join("r0"));
     // Rank 0 journals its outputs about once a second: wait for the first lines.
-    let journal = ws.path().join("r0/.imgproc-journal");
-    let lines = || {
-        std::fs::read_to_string(&journal)
-            .map(|j| j.lines().filter(|l| !l.is_empty()).count())
-            .unwrap_or(0)
-    };
+    let r0 = ws.path().join("r0");
     let t = Instant::now();
-    while lines() == 0 {
+    while journal_lines(&r0) == 0 {
         assert!(t.elapsed() < Duration::from_secs(60), "nothing journaled");
         std::thread::sleep(Duration::from_millis(10));
     }
     signal(pid, libc::SIGKILL);
-    let journaled = lines();
+    let journaled = journal_lines(&r0);
     let out = finish(child, LIMIT);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     assert!(stderr(&out).contains("--resume"), "{}", stderr(&out));

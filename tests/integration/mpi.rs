@@ -68,7 +68,8 @@ fn workspace() -> tempfile::TempDir {
     d
 }
 
-fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+/// Every file under `dir` but the run journal, with its bytes, sorted by path.
+pub(crate) fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(p) = stack.pop() {
