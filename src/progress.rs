@@ -30,6 +30,8 @@ pub struct Progress {
     done_items: AtomicUsize,
     failed: AtomicUsize,
     done_kpx: AtomicU64,
+    /// Kilopixels skipped (done before): they count toward the end, not the rate.
+    skipped_kpx: AtomicU64,
     start: Instant,
     last_line: Mutex<Instant>,
     interval: Duration,
@@ -64,6 +66,7 @@ impl Progress {
             done_items: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             done_kpx: AtomicU64::new(0),
+            skipped_kpx: AtomicU64::new(0),
             start: Instant::now(),
             last_line: Mutex::new(Instant::now()),
             interval,
@@ -75,9 +78,14 @@ impl Progress {
     fn summary(&self) -> String {
         let done = self.done_items.load(Ordering::Relaxed);
         let failed = self.failed.load(Ordering::Relaxed);
-        let mp = self.done_kpx.load(Ordering::Relaxed) as f64 / 1000.0;
+        let processed =
+            self.done_kpx.load(Ordering::Relaxed) - self.skipped_kpx.load(Ordering::Relaxed);
+        let mp = processed as f64 / 1000.0;
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
-        let mut s = format!("{done}/{} items, {:.1} MP/s", self.total_items, mp / secs);
+        let mut s = format!("{done}/{} items", self.total_items);
+        if processed > 0 {
+            s.push_str(&format!(", {:.1} MP/s", mp / secs));
+        }
         if failed > 0 {
             s.push_str(&format!(", {failed} failed"));
         }
@@ -88,6 +96,14 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.set_message(self.summary());
         }
+    }
+
+    /// Records an item skipped because it was done before (`--resume`,
+    /// `--skip-existing`): it counts toward the end but not toward the rate.
+    pub fn item_skipped(&self, megapixels: f64) {
+        let kpx = (megapixels * 1000.0).round() as u64;
+        self.skipped_kpx.fetch_add(kpx, Ordering::Relaxed);
+        self.item_done(megapixels, true);
     }
 
     /// Records a finished item of `megapixels`.

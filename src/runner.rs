@@ -490,7 +490,7 @@ impl RunnerSink<'_> {
         rec.error = Some(why.into());
         self.records[i] = Some(rec);
         self.progress
-            .item_done(self.headers[i].megapixels().unwrap_or(0.0), true);
+            .item_skipped(self.headers[i].megapixels().unwrap_or(0.0));
     }
 }
 

@@ -501,9 +501,10 @@ fn resume_redoes_changed_ops_changed_inputs_and_damaged_outputs_only() {
     assert_eq!(out.status.code(), Some(0));
     let reference = tree(&ws.path().join("out"));
     let n = reference.len();
-    // Nothing changed: everything is skipped.
+    // Nothing changed: everything is skipped, and no rate is claimed for it.
     let out = run("jobs.json", &["--resume"]);
     assert_eq!(out.status.code(), Some(0));
+    assert!(!stderr(&out).contains("MP/s"), "{}", stderr(&out));
     assert_eq!(report(&ws.path().join("r.json"))["totals"]["skipped"], n);
     // A truncated output, one with a flipped byte, a missing one, and a touched input.
     let outs: Vec<PathBuf> = reference
