@@ -34,7 +34,6 @@ fn main() -> ExitCode {
     }
     // Before anything starts a thread (see its doc).
     opencl::pin_cpu_device_threads();
-    signals::install();
     let code = match Args::parse().into_config() {
         Ok(config) => run(config),
         Err(msg) => {
@@ -130,6 +129,7 @@ fn run_mpi(
         panic!("injected fault (IMGPROC_FAULT) on rank {rank}");
     }
     if rank != 0 {
+        signals::install();
         signals::exit_on_signal();
         let mut link = session.worker();
         let (local_size, local_rank) = (mpi_transport::local_size(), mpi_transport::local_rank());

@@ -604,6 +604,9 @@ fn run_as_master(
     setup: Setup,
     ranks: usize,
 ) -> Result<Report, String> {
+    // From here on a signal ends the run cleanly (before, there is nothing to save and
+    // the default action ends the process at once).
+    crate::signals::install();
     let start = Instant::now();
     let total_mp: f64 = headers.iter().map(|h| h.megapixels().unwrap_or(0.0)).sum();
     let progress = Progress::new(opts.progress, plan.items.len(), total_mp);
