@@ -316,6 +316,7 @@ pub fn parse(
             opts,
         );
     }
+    check_links(&mut ctx, &items, &out_dir);
     check_collisions(&mut ctx, &items);
     if ctx.problems.is_empty() {
         Ok(Plan {
@@ -557,6 +558,18 @@ fn add_items(
                 p
             }
         };
+        if let Some(why) = escapes(&rel) {
+            ctx.add(
+                &at,
+                format!(
+                    "{} resolves to {}, outside output_dir {}: {why}; outputs must stay inside output_dir",
+                    shorten(&rel.display().to_string()),
+                    shorten(&lexical(&out_dir.join(&rel)).display().to_string()),
+                    out_dir.display()
+                ),
+            );
+            return;
+        }
         let output = out_dir.join(rel);
         let ext = output
             .extension()
@@ -619,6 +632,97 @@ fn add_items(
             spec,
             op_names: op_names.clone(),
         });
+    }
+}
+
+/// Why an output path (relative to output_dir, after templates) would leave output_dir,
+/// read lexically: an absolute path, or more `..` than folders before them.
+fn escapes(rel: &Path) -> Option<&'static str> {
+    let mut depth = 0usize;
+    for c in rel.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(d) => depth = d,
+                None => return Some("its \"..\" climbs above output_dir"),
+            },
+            Component::RootDir | Component::Prefix(_) => return Some("it is an absolute path"),
+        }
+    }
+    None
+}
+
+/// `p` with `.` and `..` resolved lexically (against the current folder if relative).
+fn lexical(p: &Path) -> PathBuf {
+    let abs = std::env::current_dir()
+        .map(|d| d.join(p))
+        .unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A user string cut for messages (a path or name can be any length).
+fn shorten(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.chars().count() <= MAX {
+        return s.to_string();
+    }
+    let head: String = s.chars().take(MAX).collect();
+    format!("{head}... ({} characters)", s.chars().count())
+}
+
+/// Refuses outputs whose existing folders lead outside output_dir through a symbolic
+/// link: a link planted inside output_dir (by another user of a shared folder) must
+/// not redirect imgproc's writes elsewhere. output_dir itself may be a link.
+fn check_links(ctx: &mut Ctx, items: &[WorkItem], out_dir: &Path) {
+    let Ok(root) = std::fs::canonicalize(out_dir) else {
+        // Nothing exists below a folder that does not exist.
+        return;
+    };
+    let mut seen: HashMap<PathBuf, bool> = HashMap::new();
+    let mut reported = std::collections::HashSet::new();
+    for it in items {
+        // The deepest folder of the output's path that exists.
+        let mut dir = it.output.parent().map(Path::to_path_buf);
+        while let Some(d) = &dir {
+            if d.exists() || d.as_os_str().is_empty() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        let Some(dir) = dir else { continue };
+        let inside = *seen.entry(dir.clone()).or_insert_with(|| {
+            std::fs::canonicalize(if dir.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                &dir
+            })
+            .map(|c| c.starts_with(&root))
+            .unwrap_or(false)
+        });
+        if !inside && reported.insert(it.job) {
+            let real = std::fs::canonicalize(&dir).unwrap_or(dir.clone());
+            ctx.add(
+                format!("jobs[{}].output", it.job),
+                format!(
+                    "{} is in {}, which leads outside output_dir {} (to {}) through a symbolic link: outputs are never written through links; write to a real folder inside output_dir",
+                    shorten(&it.output.display().to_string()),
+                    dir.display(),
+                    out_dir.display(),
+                    real.display()
+                ),
+            );
+        }
     }
 }
 
@@ -739,6 +843,7 @@ pub fn quick(
             &local,
         );
     }
+    check_links(&mut ctx, &items, out_dir);
     check_collisions(&mut ctx, &items);
     // Quick-mode locations read better without the manifest's job prefix.
     for p in &mut ctx.problems {

@@ -803,3 +803,81 @@ fn progress_lines_report_items_and_throughput_when_not_a_terminal() {
                 .and(predicate::str::contains("done: 2/2 items")),
         );
 }
+
+#[test]
+fn outputs_that_would_leave_output_dir_are_manifest_errors() {
+    let env = TestEnv::new();
+    env.image("in/a.png", gradient(16, 16, 3), OutputFormat::Png);
+    env.image("in/...png", gradient(16, 16, 3), OutputFormat::Png);
+    let victim = env.write("victim.png", b"keep");
+    let absolute = env.path("abs.png");
+    for (job, output) in [
+        (
+            r#"{"input": "in/a.png", "ops": ["invert"], "output": "../../x.png"}"#,
+            "x.png",
+        ),
+        (
+            &*format!(
+                r#"{{"input": "in/a.png", "ops": ["invert"], "output": "{}"}}"#,
+                absolute.display()
+            ),
+            "abs.png",
+        ),
+        (
+            r#"{"input": "in/...png", "ops": ["invert"], "output": "{stem}/{name}"}"#,
+            "...png",
+        ),
+        (
+            r#"{"input": "in/a.png", "ops": ["invert"], "output": "../victim.png"}"#,
+            "victim.png",
+        ),
+    ] {
+        env.write(
+            "jobs.json",
+            format!(r#"{{"version": 1, "output_dir": "out", "jobs": [{job}]}}"#).as_bytes(),
+        );
+        for dry in [true, false] {
+            let mut c = env.cmd();
+            c.args(["-m", "jobs.json", "-q"]);
+            if dry {
+                c.arg("--dry-run");
+            }
+            c.assert().code(2).stderr(
+                predicate::str::contains("jobs[0].output")
+                    .and(predicate::str::contains("outside output_dir"))
+                    .and(predicate::str::contains(output)),
+            );
+        }
+    }
+    assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    assert!(!absolute.exists());
+    assert!(!env.path("out").exists());
+}
+
+#[cfg(unix)]
+#[test]
+fn a_symlinked_folder_inside_output_dir_is_refused_but_output_dir_may_be_a_link() {
+    let env = TestEnv::new();
+    env.image("in/a.png", gradient(16, 16, 3), OutputFormat::Png);
+    std::fs::create_dir_all(env.path("elsewhere")).unwrap();
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    std::os::unix::fs::symlink(env.path("elsewhere"), env.path("out/link")).unwrap();
+    env.write(
+        "jobs.json",
+        br#"{"version": 1, "output_dir": "out", "jobs": [{"input": "in/a.png", "ops": ["invert"], "output": "link/a.png"}]}"#,
+    );
+    env.cmd()
+        .args(["-m", "jobs.json", "-q"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("through a symbolic link"));
+    assert!(!env.path("elsewhere/a.png").exists());
+    // output_dir itself may be a link (a scratch area mounted elsewhere, say).
+    std::fs::create_dir_all(env.path("real")).unwrap();
+    std::os::unix::fs::symlink(env.path("real"), env.path("out2")).unwrap();
+    env.cmd()
+        .args(["--op", "invert", "-o", "out2", "-q", "in/a.png"])
+        .assert()
+        .success();
+    assert!(env.path("real/a.png").is_file());
+}
