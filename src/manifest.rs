@@ -5,6 +5,7 @@
 //! be right. Quick mode (`--op ... -o DIR files...`) builds the same plan without JSON.
 
 use crate::codec::{DecodeOptions, EncodeOptions, OutputFormat};
+use crate::error::shorten;
 use crate::ops::{self, Op};
 use crate::pipeline::ItemSpec;
 use serde_json::{Map, Value};
@@ -395,10 +396,21 @@ fn resolve_inputs(ctx: &mut Ctx, pattern: &str, base: &Path, at: &str) -> Vec<Pa
                 return vec![];
             }
         };
-        let mut files: Vec<PathBuf> = paths
-            .filter_map(Result::ok)
-            .filter(|p| p.is_file())
-            .collect();
+        let mut files: Vec<PathBuf> = Vec::new();
+        for p in paths.filter_map(Result::ok) {
+            match special(&p) {
+                // Folders matched by a glob are passed over, as before.
+                None if p.is_file() => files.push(p),
+                None => {}
+                Some(what) => ctx.add(
+                    at,
+                    format!(
+                        "\"{pattern}\" matches {}, {what}: imgproc reads regular files only (it never opens pipes, devices or sockets); narrow the glob",
+                        shorten(&p.display().to_string())
+                    ),
+                ),
+            }
+        }
         files.sort();
         if files.is_empty() {
             ctx.add(
@@ -407,6 +419,15 @@ fn resolve_inputs(ctx: &mut Ctx, pattern: &str, base: &Path, at: &str) -> Vec<Pa
             );
         }
         files
+    } else if let Some(what) = special(&full) {
+        ctx.add(
+            at,
+            format!(
+                "\"{}\" is {what}: imgproc reads regular files only (it never opens pipes, devices or sockets)",
+                shorten(pattern)
+            ),
+        );
+        vec![]
     } else if full.is_file() {
         vec![full]
     } else if full.exists() {
@@ -426,6 +447,21 @@ fn resolve_inputs(ctx: &mut Ctx, pattern: &str, base: &Path, at: &str) -> Vec<Pa
             ),
         );
         vec![]
+    }
+}
+
+/// What `path` is when it is neither a regular file nor a folder (links followed).
+fn special(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = std::fs::metadata(path).ok()?.file_type();
+    if t.is_fifo() {
+        Some("a named pipe (FIFO)")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        None
     }
 }
 
@@ -564,7 +600,7 @@ fn add_items(
                 format!(
                     "{} resolves to {}, outside output_dir {}: {why}; outputs must stay inside output_dir",
                     shorten(&rel.display().to_string()),
-                    shorten(&lexical(&out_dir.join(&rel)).display().to_string()),
+                    shorten(&normalize(&out_dir.join(&rel)).display().to_string()),
                     out_dir.display()
                 ),
             );
@@ -651,34 +687,6 @@ fn escapes(rel: &Path) -> Option<&'static str> {
         }
     }
     None
-}
-
-/// `p` with `.` and `..` resolved lexically (against the current folder if relative).
-fn lexical(p: &Path) -> PathBuf {
-    let abs = std::env::current_dir()
-        .map(|d| d.join(p))
-        .unwrap_or_else(|_| p.to_path_buf());
-    let mut out = PathBuf::new();
-    for c in abs.components() {
-        match c {
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::CurDir => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A user string cut for messages (a path or name can be any length).
-fn shorten(s: &str) -> String {
-    const MAX: usize = 200;
-    if s.chars().count() <= MAX {
-        return s.to_string();
-    }
-    let head: String = s.chars().take(MAX).collect();
-    format!("{head}... ({} characters)", s.chars().count())
 }
 
 /// Refuses outputs whose existing folders lead outside output_dir through a symbolic

@@ -141,11 +141,12 @@ impl Report {
     /// Builds the report from item records.
     pub fn new(items: Vec<ItemRecord>, wall_seconds: f64, threads: usize) -> Report {
         let count = |s| items.iter().filter(|i| i.status == s).count();
-        let megapixels: f64 = items
+        // A fold from +0.0: f64's `sum` starts from -0.0, which an empty run printed.
+        let megapixels = items
             .iter()
             .filter(|i| i.status == Status::Ok)
             .filter_map(|i| i.megapixels)
-            .sum();
+            .fold(0.0, |a, m| a + m);
         let totals = Totals {
             items: items.len(),
             ok: count(Status::Ok),
@@ -195,5 +196,15 @@ impl Report {
         } else {
             crate::output::write_atomic(std::path::Path::new(path), text.as_bytes())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_empty_run_totals_plus_zero_megapixels() {
+        let r = super::Report::new(Vec::new(), 0.5, 1);
+        let json = serde_json::to_string(&r.totals).unwrap();
+        assert!(json.contains("\"megapixels\":0.0"), "{json}");
     }
 }

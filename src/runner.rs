@@ -270,8 +270,9 @@ impl Executor for PipelineExecutor {
 
 fn write_error(path: &std::path::Path, e: std::io::Error) -> ItemError {
     ItemError::Io(format!(
-        "cannot write {}: {e}; check that the folder is writable",
-        path.display()
+        "cannot write {}: {e}; {}",
+        path.display(),
+        crate::error::write_advice(&e)
     ))
 }
 
@@ -612,8 +613,9 @@ fn run_as_master(
     let progress = Progress::new(opts.progress, plan.items.len(), total_mp);
     let journal = Journal::open(&plan.output_dir).map_err(|e| {
         format!(
-            "cannot open the journal {}: {e}; check that the output folder is writable",
-            plan.output_dir.join(journal::FILE_NAME).display()
+            "cannot open the journal {}: {e}; {}",
+            plan.output_dir.join(journal::FILE_NAME).display(),
+            crate::error::write_advice(&e)
         )
     })?;
     let mut sink = RunnerSink {

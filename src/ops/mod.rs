@@ -568,7 +568,10 @@ fn unknown_op(name: &str) -> OpProblem {
         Some(n) => format!("did you mean \"{n}\"?"),
         None => "run `imgproc --list-ops` for the list".to_string(),
     };
-    OpProblem::op(format!("unknown operation \"{name}\": {hint}"))
+    OpProblem::op(format!(
+        "unknown operation \"{}\": {hint}",
+        crate::error::shorten(name)
+    ))
 }
 
 /// Parses `name` or `name:key=value,key=value` (the `--op` syntax).
@@ -583,6 +586,12 @@ pub fn parse_op_str(text: &str) -> Result<Op, Vec<OpProblem>> {
     if let Some(rest) = rest {
         for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             match part.split_once('=') {
+                Some((k, _)) if given.iter().any(|(g, _)| g == k.trim()) => {
+                    problems.push(OpProblem::op(format!(
+                        "parameter \"{}\" is given twice: keep one",
+                        crate::error::shorten(k.trim())
+                    )))
+                }
                 Some((k, v)) => given.push((k.trim().to_string(), text_value(v.trim()))),
                 None => problems.push(OpProblem::op(format!(
                     "parameter \"{part}\" has no value: write it as name=value, e.g. \"{name}:{part}=...\""

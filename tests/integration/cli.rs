@@ -881,3 +881,116 @@ fn a_symlinked_folder_inside_output_dir_is_refused_but_output_dir_may_be_a_link(
         .success();
     assert!(env.path("real/a.png").is_file());
 }
+
+#[test]
+fn pipes_devices_and_repeated_or_huge_op_strings_are_refused_up_front() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(16, 16, 3), OutputFormat::Png);
+    let fifo = env.path("fifo.png");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo reads a valid C string.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    // A FIFO would block a reader forever; /dev/zero never ends.
+    env.cmd()
+        .args(["--op", "invert", "-o", "out", "fifo.png", "/dev/zero"])
+        .timeout(std::time::Duration::from_secs(30))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("is a named pipe (FIFO)")
+                .and(predicate::str::contains("\"/dev/zero\" is a device")),
+        );
+    env.cmd()
+        .args(["--op", "blur:sigma=1,sigma=2", "-o", "out", "a.png"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("\"sigma\" is given twice"));
+    // In a manifest: one command-line argument cannot be that long.
+    let huge = "x".repeat(1_000_000);
+    env.write(
+        "huge.json",
+        format!(r#"{{"version": 1, "jobs": [{{"input": "a.png", "ops": ["{huge}"]}}]}}"#)
+            .as_bytes(),
+    );
+    let out = env
+        .cmd()
+        .args(["-m", "huge.json", "-o", "out"])
+        .assert()
+        .code(2)
+        .get_output()
+        .stderr
+        .clone();
+    assert!(
+        out.len() < 1000,
+        "the op name was echoed whole: {} bytes",
+        out.len()
+    );
+    assert!(String::from_utf8_lossy(&out).contains("(1000000 characters)"));
+    assert!(!env.path("out").exists());
+}
+
+/// A small tmpfs mounted for one test (needs root, as CI has), unmounted when dropped.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(path: PathBuf, size: &str, read_only: bool) -> SmallDisk {
+        std::fs::create_dir_all(&path).unwrap();
+        let mut opts = format!("size={size}");
+        if read_only {
+            opts.push_str(",ro");
+        }
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &opts, "tmpfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount -t tmpfs failed: this test needs root");
+        SmallDisk(path)
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_and_a_read_only_one_say_so_and_leave_no_temporary_file() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(256, 256, 3), OutputFormat::Png);
+    env.image("b.png", gradient(8, 8, 3), OutputFormat::Png);
+    let full = SmallDisk::mount(env.path("full"), "64k", false);
+    // The journal fits; the first image's output does not.
+    let out = env
+        .cmd()
+        .args([
+            "--op", "invert", "--format", "bmp", "-o", "full/o", "--report", "r.json", "a.png",
+        ])
+        .assert()
+        .code(1)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("the disk is full"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(env.path("full/o"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| n != ".imgproc-journal")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    drop(full);
+    let _ro = SmallDisk::mount(env.path("ro"), "64k", true);
+    let out = env
+        .cmd()
+        .args(["--op", "invert", "-o", "ro/o", "b.png"])
+        .assert()
+        .code(3)
+        .get_output()
+        .stderr
+        .clone();
+    let err = String::from_utf8_lossy(&out);
+    assert!(err.contains("the filesystem is read-only"), "{err}");
+}
