@@ -191,6 +191,23 @@ pub enum Config {
     },
     /// Print the OpenCL devices.
     ListDevices,
+    /// One image through standard input or output (`-`).
+    Stream {
+        /// Op strings.
+        ops: Vec<String>,
+        /// The input file (`None`: standard input).
+        input: Option<PathBuf>,
+        /// The output file (`None`: standard output).
+        output: Option<PathBuf>,
+        /// Output format.
+        format: OutputFormat,
+        /// Decoding limits and quality.
+        plan: PlanOptions,
+        /// `--backend`.
+        backend: BackendChoice,
+        /// `--device`.
+        device: Option<usize>,
+    },
     /// Plan (and unless `dry_run`, run) a batch.
     Run {
         /// Where the work comes from.
@@ -207,6 +224,67 @@ pub enum Config {
 }
 
 impl Args {
+    /// The [`Config::Stream`] for `-` as the output folder or an input, or the usage
+    /// error that says what works.
+    fn stream(
+        &self,
+        to_stdout: bool,
+        from_stdin: bool,
+        output_dir: PathBuf,
+        format: Option<OutputFormat>,
+    ) -> Result<Config, String> {
+        const WORKS: &str = "what works: imgproc --op blur --format png -o - photo.jpg (to standard output), imgproc --op blur --format png -o - - (standard input to standard output), imgproc --op blur --format png -o out/ - (standard input to out/stdin.png)";
+        if self.report.is_some() || self.dry_run || self.resume || self.skip_existing {
+            return Err(format!(
+                "--report, --dry-run, --resume and --skip-existing apply to batches, not to one image through - ; {WORKS}"
+            ));
+        }
+        if self.inputs.len() != 1 {
+            return Err(format!(
+                "{} takes exactly one image, {} given; {WORKS}",
+                if to_stdout {
+                    "-o -"
+                } else {
+                    "- (standard input)"
+                },
+                self.inputs.len()
+            ));
+        }
+        let Some(format) = format else {
+            return Err(format!(
+                "{} needs --format: there is no file name to take it from; {WORKS}",
+                if to_stdout {
+                    "-o -"
+                } else {
+                    "- (standard input)"
+                }
+            ));
+        };
+        Ok(Config::Stream {
+            ops: self.ops.clone(),
+            input: (!from_stdin).then(|| PathBuf::from(&self.inputs[0])),
+            output: (!to_stdout).then(|| output_dir.join(format!("stdin.{}", format.extension()))),
+            format,
+            plan: self.plan_options(Some(format)),
+            backend: BackendChoice::from_name(&self.backend).unwrap_or(BackendChoice::Auto),
+            device: self.device,
+        })
+    }
+
+    /// Plan settings from the flags.
+    fn plan_options(&self, format: Option<OutputFormat>) -> PlanOptions {
+        PlanOptions {
+            output_dir: self.output_dir.clone(),
+            decode: DecodeOptions {
+                max_pixels: self.max_pixels,
+                max_alloc: self.max_memory_mb.saturating_mul(1 << 20),
+                auto_orient: !self.no_auto_orient,
+            },
+            quality: self.quality,
+            format,
+        }
+    }
+
     /// Checks the flags and builds the [`Config`]; the error says what to type instead.
     pub fn into_config(self) -> Result<Config, String> {
         if self.list_ops {
@@ -223,11 +301,14 @@ impl Args {
             })?),
             None => None,
         };
-        let source = match (self.manifest, self.ops.is_empty()) {
+        let source = match (self.manifest.clone(), self.ops.is_empty()) {
             (Some(_), false) => {
                 return Err("--manifest and --op cannot be combined: put the ops in the manifest, or drop --manifest".into())
             }
             (Some(m), true) => {
+                if self.output_dir.as_ref().is_some_and(|d| d.as_os_str() == "-") {
+                    return Err("-o - (standard output) takes one image in quick mode: imgproc --op blur --format png -o - photo.jpg".into());
+                }
                 if !self.inputs.is_empty() {
                     return Err(format!(
                         "unexpected input {:?} with --manifest: inputs belong in the manifest's jobs",
@@ -243,7 +324,12 @@ impl Args {
                 let Some(output_dir) = self.output_dir.clone() else {
                     return Err("quick mode needs an output folder: add -o DIR, e.g. imgproc --op grayscale -o out/ photo.jpg".into());
                 };
-                Source::Quick { ops: self.ops, inputs: self.inputs, output_dir }
+                let to_stdout = output_dir.as_os_str() == "-";
+                let from_stdin = self.inputs.iter().any(|i| i == "-");
+                if to_stdout || from_stdin {
+                    return self.stream(to_stdout, from_stdin, output_dir, format);
+                }
+                Source::Quick { ops: self.ops.clone(), inputs: self.inputs.clone(), output_dir }
             }
             (None, true) => {
                 return Err("nothing to do: give --manifest FILE, or --op OP -o DIR INPUT... (see imgproc --help)".into())
@@ -269,16 +355,7 @@ impl Args {
         };
         Ok(Config::Run {
             source,
-            plan: PlanOptions {
-                output_dir: self.output_dir,
-                decode: DecodeOptions {
-                    max_pixels: self.max_pixels,
-                    max_alloc: self.max_memory_mb.saturating_mul(1 << 20),
-                    auto_orient: !self.no_auto_orient,
-                },
-                quality: self.quality,
-                format,
-            },
+            plan: self.plan_options(format),
             run: RunOptions {
                 threads,
                 threads_given: self.threads.is_some(),

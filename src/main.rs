@@ -54,6 +54,15 @@ fn run(config: Config) -> Exit {
             }
             Exit::Ok
         }
+        Config::Stream {
+            ops,
+            input,
+            output,
+            format,
+            plan,
+            backend,
+            device,
+        } => stream(&ops, input, output, format, &plan, backend, device),
         Config::ListDevices => {
             if launcher_rank() == 0 {
                 list_devices();
@@ -86,6 +95,98 @@ fn run(config: Config) -> Exit {
                     Err(code) => code,
                 }
             }
+        }
+    }
+}
+
+/// One image through standard input or output: validate the ops, read the input (a
+/// regular file, or standard input up to the memory limit), process, and write the
+/// output to standard output or atomically to its file.
+fn stream(
+    ops: &[String],
+    input: Option<std::path::PathBuf>,
+    output: Option<std::path::PathBuf>,
+    format: imgproc::codec::OutputFormat,
+    plan: &PlanOptions,
+    backend: BackendChoice,
+    device: Option<usize>,
+) -> Exit {
+    use std::io::{Read, Write};
+    let spec = match manifest::stream_spec(ops, format, plan) {
+        Ok(s) => s,
+        Err(e) => {
+            eprint!("imgproc: {e}");
+            return Exit::Usage;
+        }
+    };
+    let name = input
+        .as_ref()
+        .map_or("standard input".to_string(), |p| p.display().to_string());
+    let limit = plan.decode.max_alloc;
+    let bytes = match &input {
+        Some(p) => {
+            if !std::fs::metadata(p).is_ok_and(|m| m.is_file()) {
+                eprintln!("imgproc: {name}: not a regular file (pipes, devices and folders are not read; use - for standard input)");
+                return Exit::Usage;
+            }
+            std::fs::read(p)
+        }
+        None => {
+            let mut b = Vec::new();
+            std::io::stdin()
+                .take(limit.saturating_add(1))
+                .read_to_end(&mut b)
+                .map(|_| b)
+        }
+    };
+    let bytes = match bytes {
+        Ok(b) if b.len() as u64 > limit => {
+            eprintln!(
+                "imgproc: {name}: more than --max-memory-mb ({} MiB) on standard input",
+                limit >> 20
+            );
+            return Exit::ItemsFailed;
+        }
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("imgproc: {name}: cannot read: {e}");
+            return Exit::ItemsFailed;
+        }
+    };
+    let gpu = match runner::open_device(backend, device.unwrap_or(0)) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("imgproc: --backend opencl: {e}");
+            return Exit::Usage;
+        }
+    };
+    let backend = match (&gpu, backend) {
+        (Some(g), BackendChoice::OpenCl) => imgproc::pipeline::Backend::OpenCl(g),
+        (Some(g), BackendChoice::Auto) => imgproc::pipeline::Backend::Auto(g),
+        _ => imgproc::pipeline::Backend::Cpu,
+    };
+    let out = match imgproc::pipeline::process_item_guarded(&spec, &bytes, backend) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("imgproc: {name}: {e}");
+            return Exit::ItemsFailed;
+        }
+    };
+    let written = match &output {
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&out.bytes).and_then(|_| stdout.flush())
+        }
+        Some(p) => output::write_atomic(p, &out.bytes),
+    };
+    match written {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            let to = output
+                .as_ref()
+                .map_or("standard output".to_string(), |p| p.display().to_string());
+            eprintln!("imgproc: cannot write {to}: {e}");
+            Exit::Fatal
         }
     }
 }

@@ -853,8 +853,19 @@ pub fn quick(
     }
     check_links(&mut ctx, &items, out_dir);
     check_collisions(&mut ctx, &items);
-    // Quick-mode locations read better without the manifest's job prefix.
-    for p in &mut ctx.problems {
+    if ctx.problems.is_empty() {
+        Ok(Plan {
+            items,
+            output_dir: out_dir.to_path_buf(),
+        })
+    } else {
+        Err(command_line_error(ctx.problems))
+    }
+}
+
+/// Problems found on the command line, their locations without the manifest's job prefix.
+fn command_line_error(mut problems: Vec<Problem>) -> ManifestError {
+    for p in &mut problems {
         if p.location == "jobs[0].output" {
             p.location = "output".into();
         }
@@ -862,16 +873,33 @@ pub fn quick(
             p.location = format!("--op{rest}");
         }
     }
-    if ctx.problems.is_empty() {
-        Ok(Plan {
-            items,
-            output_dir: out_dir.to_path_buf(),
-        })
-    } else {
-        Err(ManifestError {
-            source: "command line".into(),
-            problems: ctx.problems,
-        })
+    ManifestError {
+        source: "command line".into(),
+        problems,
+    }
+}
+
+/// The spec of a single streamed item (`-` as input or output): the `--op` strings,
+/// validated as in quick mode, and the given output format.
+pub fn stream_spec(
+    op_texts: &[String],
+    format: OutputFormat,
+    opts: &PlanOptions,
+) -> Result<ItemSpec, ManifestError> {
+    let mut ctx = Ctx {
+        problems: Vec::new(),
+    };
+    let values: Vec<Value> = op_texts.iter().map(|s| Value::String(s.clone())).collect();
+    match parse_ops(&mut ctx, Some(&Value::Array(values)), "--op") {
+        Some((ops, _)) if ctx.problems.is_empty() => Ok(ItemSpec {
+            ops,
+            decode: opts.decode,
+            encode: EncodeOptions {
+                format,
+                quality: opts.quality,
+            },
+        }),
+        _ => Err(command_line_error(ctx.problems)),
     }
 }
 

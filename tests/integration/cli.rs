@@ -994,3 +994,69 @@ fn a_full_disk_and_a_read_only_one_say_so_and_leave_no_temporary_file() {
     let err = String::from_utf8_lossy(&out);
     assert!(err.contains("the filesystem is read-only"), "{err}");
 }
+
+#[test]
+fn dash_streams_one_image_through_stdin_and_stdout() {
+    let env = TestEnv::new();
+    let input = env.image("a.png", gradient(48, 32, 3), OutputFormat::Png);
+    env.cmd()
+        .args([
+            "--op", "invert", "--format", "png", "-o", "out", "-q", "a.png",
+        ])
+        .assert()
+        .success();
+    let reference = std::fs::read(env.path("out/a.png")).unwrap();
+    // File to standard output.
+    let out = env
+        .cmd()
+        .args(["--op", "invert", "--format", "png", "-o", "-", "a.png"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(out == reference, "-o - differs from the file output");
+    // Standard input to standard output, and to a folder.
+    let bytes = std::fs::read(&input).unwrap();
+    let out = env
+        .cmd()
+        .args(["--op", "invert", "--format", "png", "-o", "-", "-"])
+        .write_stdin(bytes.clone())
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    assert!(out == reference, "stdin to stdout differs");
+    env.cmd()
+        .args(["--op", "invert", "--format", "png", "-o", "from_stdin", "-"])
+        .write_stdin(bytes)
+        .assert()
+        .success();
+    assert!(std::fs::read(env.path("from_stdin/stdin.png")).unwrap() == reference);
+    // Everything else with - says what works, and creates no folder named -.
+    for args in [
+        vec!["--op", "invert", "-o", "-", "a.png"],
+        vec![
+            "--op", "invert", "--format", "png", "-o", "-", "a.png", "a.png",
+        ],
+        vec![
+            "--op", "invert", "--format", "png", "-o", "-", "--report", "r.json", "a.png",
+        ],
+        vec!["-m", "jobs.json", "-o", "-"],
+    ] {
+        env.cmd()
+            .args(&args)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains("-o -"));
+    }
+    assert!(!env.path("-").exists());
+    // A broken image on standard input fails like a broken file.
+    env.cmd()
+        .args(["--op", "invert", "--format", "png", "-o", "-", "-"])
+        .write_stdin(b"not an image".to_vec())
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("standard input"));
+}
