@@ -127,6 +127,10 @@ const USAGE: &str = "usage: imgproc launch [MPIRUN ARGS] -- [IMGPROC ARGS]\n  e.
 
 /// Runs the launcher; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    if args.first().is_some_and(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}\n\nRuns ${{IMGPROC_MPIRUN:-mpirun}} so that the job survives lost ranks (see the README's \"Failures and resume\"), and exits with rank 0's exit code.");
+        return 0;
+    }
     let Some(split) = args.iter().position(|a| a == "--") else {
         eprintln!("imgproc launch: missing `--` between mpirun's arguments and imgproc's\n{USAGE}");
         return 2;
