@@ -823,7 +823,11 @@ impl Master<'_> {
             .into_iter()
             .partition(|&w| self.slots[w - 1].inflight.is_empty());
         for w in stragglers {
-            self.link.forget(w);
+            let silent = self.slots[w - 1].heard.elapsed();
+            match self.opts.worker_timeout {
+                Some(limit) if !interrupted && silent > limit => self.lose(w, silent),
+                _ => self.link.forget(w),
+            }
         }
         // Every output is written by now; the byes only bring CPU times for the report,
         // so a slow or stalled worker is not waited for long. After a signal, the
