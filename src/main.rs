@@ -87,10 +87,7 @@ fn run(config: Config) -> Exit {
                 run_mpi(&source, &plan, &run, dry_run, report.as_deref())
             } else {
                 match make_plan(&source, &plan) {
-                    Ok(p) if dry_run => {
-                        print_plan(&p);
-                        Exit::Ok
-                    }
+                    Ok(p) if dry_run => print_plan(&p),
                     Ok(p) => finish(runner::run_local(&p, &run), report.as_deref()),
                     Err(code) => code,
                 }
@@ -239,10 +236,7 @@ fn run_mpi(
     }
     if size == 1 {
         let code = match make_plan(source, opts) {
-            Ok(p) if dry_run => {
-                print_plan(&p);
-                Exit::Ok
-            }
+            Ok(p) if dry_run => print_plan(&p),
             Ok(p) => finish(runner::run_local(&p, run), report),
             Err(code) => code,
         };
@@ -266,9 +260,9 @@ fn run_mpi(
             (code, false)
         }
         Ok(plan) if dry_run => {
-            print_plan(&plan);
+            let code = print_plan(&plan);
             let _ = sched::stop_all(&mut link, 0, ending);
-            (Exit::Ok, false)
+            (code, false)
         }
         Ok(plan) => {
             let result = runner::run_mpi_master(&plan, run, &mut link, session.host(), size);
@@ -388,17 +382,33 @@ fn finish(result: Result<Report, String>, report: Option<&str>) -> Exit {
     }
 }
 
-fn print_plan(plan: &Plan) {
+/// Prints every item with its size from the header, and what would fail before any
+/// pixel is decoded (an unreadable header, more pixels than `--max-pixels`); exit 1
+/// when anything would.
+fn print_plan(plan: &Plan) -> Exit {
     let headers = runner::probe_all(plan);
     let mut total = 0.0;
+    let mut failing = 0;
     for (item, h) in plan.items.iter().zip(&headers) {
         let size = match (h.width, h.height) {
             (Some(w), Some(hh)) => {
                 let mp = w as f64 * hh as f64 / 1e6;
                 total += mp;
-                format!("{w}x{hh} {mp:.2} MP")
+                let max = item.spec.decode.max_pixels;
+                if w as u64 * hh as u64 > max {
+                    failing += 1;
+                    format!(
+                        "{w}x{hh} {mp:.2} MP; WOULD FAIL: above --max-pixels {max} ({:.1} MP)",
+                        max as f64 / 1e6
+                    )
+                } else {
+                    format!("{w}x{hh} {mp:.2} MP")
+                }
             }
-            _ => "unreadable header".to_string(),
+            _ => {
+                failing += 1;
+                "WOULD FAIL: the header cannot be read (not an image, or a format imgproc does not read)".to_string()
+            }
         };
         println!(
             "{} -> {} [{}] ({size})",
@@ -408,9 +418,19 @@ fn print_plan(plan: &Plan) {
         );
     }
     println!(
-        "{} items, {total:.2} megapixels in total (dry run: nothing written)",
-        plan.items.len()
+        "{} items, {total:.2} megapixels in total (dry run: nothing written){}",
+        plan.items.len(),
+        if failing > 0 {
+            format!("; {failing} would fail")
+        } else {
+            String::new()
+        }
     );
+    if failing > 0 {
+        Exit::ItemsFailed
+    } else {
+        Exit::Ok
+    }
 }
 
 fn list_devices() {

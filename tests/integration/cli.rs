@@ -1060,3 +1060,78 @@ fn dash_streams_one_image_through_stdin_and_stdout() {
         .code(1)
         .stderr(predicate::str::contains("standard input"));
 }
+
+#[test]
+fn dry_run_lists_what_would_fail_and_exits_1() {
+    let env = TestEnv::new();
+    env.image("big.png", gradient(200, 100, 3), OutputFormat::Png);
+    env.image("small.png", gradient(10, 10, 3), OutputFormat::Png);
+    env.write("broken.png", b"not an image");
+    let args = ["--op", "invert", "-o", "out", "--max-pixels", "10000"];
+    env.cmd()
+        .args(args)
+        .args(["--dry-run", "big.png", "small.png", "broken.png"])
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("200x100 0.02 MP; WOULD FAIL: above --max-pixels 10000")
+                .and(predicate::str::contains(
+                    "WOULD FAIL: the header cannot be read",
+                ))
+                .and(predicate::str::contains("2 would fail")),
+        );
+    // The real run fails exactly those.
+    env.cmd()
+        .args(args)
+        .args(["-q", "big.png", "small.png", "broken.png"])
+        .assert()
+        .code(1);
+    assert_eq!(env.files_under("out"), vec!["small.png"]);
+    env.cmd()
+        .args(args)
+        .args(["--dry-run", "small.png"])
+        .assert()
+        .success();
+}
+
+#[cfg(unix)]
+#[test]
+fn a_planted_symlink_swarm_never_redirects_a_write() {
+    let env = TestEnv::new();
+    env.image("a.png", gradient(32, 32, 3), OutputFormat::Png);
+    let victim = env.write("victim.txt", b"keep");
+    std::fs::create_dir_all(env.path("out")).unwrap();
+    let link =
+        |name: &str| std::os::unix::fs::symlink(&victim, env.path("out").join(name)).unwrap();
+    // Every name the old temporary-file pattern could take for nearby pids, one with
+    // the current pattern's shape, and the output path itself.
+    let me = std::process::id();
+    for pid in me.saturating_sub(200)..me + 800 {
+        for n in 0..2 {
+            link(&format!(".a.png.imgproc-{pid}-{n}.tmp"));
+        }
+    }
+    link(".a.png.AAAAAAAAAA.imgproc-tmp");
+    link("a.png");
+    let planted = std::fs::read_dir(env.path("out")).unwrap().count();
+    for extra in [&[][..], &["--resume"][..], &["--skip-existing"][..]] {
+        env.cmd()
+            .args(["--op", "invert", "-o", "out", "-q", "a.png"])
+            .args(extra)
+            .assert()
+            .success();
+    }
+    assert_eq!(
+        std::fs::read(&victim).unwrap(),
+        b"keep",
+        "the victim was written"
+    );
+    let out = std::fs::symlink_metadata(env.path("out/a.png")).unwrap();
+    assert!(out.file_type().is_file(), "the output is still a link");
+    // Links that are not imgproc's own temporary files are left alone, and none of ours
+    // is left behind: the planted ones (less the output's), plus the output and journal.
+    assert_eq!(
+        std::fs::read_dir(env.path("out")).unwrap().count(),
+        planted - 1 + 2
+    );
+}
