@@ -723,7 +723,19 @@ impl Master<'_> {
                 no_workers = true;
                 break;
             }
+            let asked = Instant::now();
             let received = self.link.recv_timeout(tick)?;
+            // A message that stopped arriving part-way (its sender died) keeps the
+            // transport busy up to the timeout; the others' silence meanwhile is ours,
+            // not theirs.
+            let deaf = asked
+                .elapsed()
+                .saturating_sub(tick + Duration::from_millis(100));
+            if !deaf.is_zero() {
+                for slot in self.slots.iter_mut().filter(|s| s.alive) {
+                    slot.heard += deaf;
+                }
+            }
             for w in self.link.broken() {
                 if (1..=n).contains(&w) && self.slots[w - 1].alive {
                     let silent = self.slots[w - 1].heard.elapsed();

@@ -695,7 +695,7 @@ fn launch_survives_a_cut_network_link_between_hosts() {
             "-o",
             "cut",
             "--worker-timeout",
-            "3",
+            "5",
             "--report",
             "cut.json",
         ],
