@@ -198,6 +198,87 @@ impl Journal {
     }
 }
 
+/// Makes committed outputs durable and journals them on a thread of its own, so that
+/// rank 0 keeps taking results while the disk catches up (`syncfs` on a busy shared
+/// filesystem can take many seconds, and a rank 0 that stopped reading would stall
+/// every worker's send).
+///
+/// Outputs arrive already renamed into place; about once a second (or every 512) the
+/// thread runs one `syncfs` per output folder, then appends their lines: the journal
+/// never names an output that a power loss could take back.
+pub struct Flusher {
+    tx: Option<std::sync::mpsc::Sender<(Entry, PathBuf)>>,
+    handle: Option<std::thread::JoinHandle<Result<(), String>>>,
+}
+
+impl Flusher {
+    /// Starts the thread that owns `journal`.
+    pub fn start(mut journal: Journal) -> Flusher {
+        let (tx, rx) = std::sync::mpsc::channel::<(Entry, PathBuf)>();
+        let handle = std::thread::Builder::new()
+            .name("imgproc-journal".into())
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                let mut batch: Vec<(Entry, PathBuf)> = Vec::new();
+                let mut last = std::time::Instant::now();
+                loop {
+                    let msg = rx.recv_timeout(std::time::Duration::from_millis(200));
+                    let closed = matches!(msg, Err(RecvTimeoutError::Disconnected));
+                    if let Ok(m) = msg {
+                        batch.push(m);
+                    }
+                    let due = closed
+                        || batch.len() >= 512
+                        || last.elapsed() >= std::time::Duration::from_secs(1);
+                    if due && !batch.is_empty() {
+                        let dirs: std::collections::BTreeSet<&Path> =
+                            batch.iter().map(|b| b.1.as_path()).collect();
+                        crate::output::sync_dirs(dirs)
+                            .map_err(|e| format!("cannot flush the outputs to disk: {e}"))?;
+                        for (e, _) in batch.drain(..) {
+                            journal.record(&e).map_err(|err| {
+                                format!(
+                                    "cannot append to the journal {}: {err}",
+                                    journal.path().display()
+                                )
+                            })?;
+                        }
+                        last = std::time::Instant::now();
+                    }
+                    if closed {
+                        return journal.sync().map_err(|e| {
+                            format!("cannot flush the journal {}: {e}", journal.path().display())
+                        });
+                    }
+                }
+            })
+            .ok();
+        Flusher {
+            tx: Some(tx),
+            handle,
+        }
+    }
+
+    /// Queues the line of an output written under `dir`.
+    pub fn add(&self, entry: Entry, dir: PathBuf) {
+        if let Some(tx) = &self.tx {
+            // After a failure the thread is gone; the failure is reported by `finish`.
+            let _ = tx.send((entry, dir));
+        }
+    }
+
+    /// Flushes what is queued and stops the thread; the first failure, if any.
+    pub fn finish(mut self) -> Result<(), String> {
+        drop(self.tx.take());
+        match self.handle.take() {
+            Some(h) => h
+                .join()
+                .unwrap_or_else(|_| Err("the journal thread panicked".into())),
+            None => Err("the journal thread could not be started".into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -283,17 +283,14 @@ struct RunnerSink<'a> {
     records: Vec<Option<ItemRecord>>,
     progress: &'a Progress,
     io_seconds: f64,
-    /// `None` once appending failed (the failure was reported then).
-    journal: Option<Journal>,
+    /// Flushes outputs and appends their journal lines off the main thread.
+    flusher: Option<journal::Flusher>,
     /// Input identities read when the run started, per item.
     inputs: Vec<Option<InputId>>,
     /// Seconds from the start, for messages.
     start: Instant,
     /// When the run started, to tell earlier runs' temporary files from ours.
     started: std::time::SystemTime,
-    /// Outputs written but not yet flushed and journaled: (item, size, CRC).
-    pending: Vec<(usize, u64, Option<u32>)>,
-    last_sync: Instant,
 }
 
 impl RunnerSink<'_> {
@@ -312,40 +309,9 @@ impl RunnerSink<'_> {
         self.records[id] = Some(rec);
     }
 
-    /// Makes the outputs written since the last call durable (one `syncfs` per output
-    /// folder rather than one `fsync` per file), then appends them to the journal, so
-    /// the journal never names an output that a power loss could take back.
-    fn commit_journal(&mut self) {
-        self.last_sync = Instant::now();
-        if self.pending.is_empty() {
-            return;
-        }
-        let pending = std::mem::take(&mut self.pending);
-        let dirs: std::collections::BTreeSet<&std::path::Path> = pending
-            .iter()
-            .filter_map(|p| self.plan.items[p.0].output.parent())
-            .collect();
-        let t = Instant::now();
-        if let Err(e) = crate::output::sync_dirs(dirs) {
-            self.journal_failed(&format!("cannot flush the outputs to disk: {e}"));
-        }
-        self.io_seconds += t.elapsed().as_secs_f64();
-        for (id, size, crc) in pending {
-            self.journal(id, size, crc);
-        }
-    }
-
-    fn journal_failed(&mut self, why: &str) {
-        if self.journal.take().is_some() {
-            self.progress.println(&format!(
-                "imgproc: {why}; outputs are still written, but --resume will redo the items from here on"
-            ));
-        }
-    }
-
-    /// Appends the committed output of item `id` to the journal.
+    /// Queues the committed output of item `id` for the journal.
     fn journal(&mut self, id: usize, size: u64, crc: Option<u32>) {
-        let (Some(j), Some(input_id), Some(crc)) = (self.journal.as_mut(), self.inputs[id], crc)
+        let (Some(f), Some(input_id), Some(crc)) = (self.flusher.as_ref(), self.inputs[id], crc)
         else {
             return;
         };
@@ -359,11 +325,11 @@ impl RunnerSink<'_> {
             output_size: size,
             output_crc: crc,
         };
-        if let Err(err) = j.record(&e) {
-            // The outputs are still fine; only a later resume redoes more.
-            let why = format!("cannot append to the journal {}: {err}", j.path().display());
-            self.journal_failed(&why);
-        }
+        let dir = item.output.parent().map_or_else(
+            || std::path::PathBuf::from("."),
+            std::path::Path::to_path_buf,
+        );
+        f.add(e, dir);
     }
 }
 
@@ -397,10 +363,7 @@ impl Sink for RunnerSink<'_> {
         }
         match error {
             None => {
-                self.pending.push((job.id, done.bytes_out, done.out_crc));
-                if self.pending.len() >= 512 || self.last_sync.elapsed() >= Duration::from_secs(1) {
-                    self.commit_journal();
-                }
+                self.journal(job.id, done.bytes_out, done.out_crc);
                 rec.width = done.width;
                 rec.height = done.height;
                 rec.megapixels = done
@@ -624,7 +587,7 @@ fn run_as_master(
         records: vec![None; plan.items.len()],
         progress: &progress,
         io_seconds: 0.0,
-        journal: Some(journal),
+        flusher: Some(journal::Flusher::start(journal)),
         inputs: plan
             .items
             .par_iter()
@@ -632,8 +595,6 @@ fn run_as_master(
             .collect(),
         start,
         started: std::time::SystemTime::now(),
-        pending: Vec::new(),
-        last_sync: Instant::now(),
     };
     let todo = skip_done(plan, opts, &mut sink)?;
     let jobs: Vec<Job> = todo
@@ -664,9 +625,10 @@ fn run_as_master(
         recovery: opts.recovery,
     };
     let outcome = sched::run_master(link, &jobs, &mopts, &mut sink).map_err(|e| e.to_string())?;
-    sink.commit_journal();
-    if let Some(j) = sink.journal.as_mut() {
-        let _ = j.sync();
+    if let Some(Err(e)) = sink.flusher.take().map(journal::Flusher::finish) {
+        progress.println(&format!(
+            "imgproc: {e}; the outputs are written, but --resume will redo some of them"
+        ));
     }
     progress.finish();
     let wall = start.elapsed().as_secs_f64();
