@@ -813,6 +813,16 @@ impl Master<'_> {
         })
     }
 
+    /// Stops waiting for worker `w` at the end: lost if it has been silent past the
+    /// timeout, else merely never waited on again.
+    fn leave(&mut self, w: usize, interrupted: bool) {
+        let silent = self.slots[w - 1].heard.elapsed();
+        match self.opts.worker_timeout {
+            Some(limit) if !interrupted && silent > limit => self.lose(w, silent),
+            _ => self.link.forget(w),
+        }
+    }
+
     /// Tells the living workers to stop and collects their CPU time, waiting a bounded
     /// time: a worker that does not answer is left alone, never waited on.
     fn stop_workers(&mut self, lost: &[usize], interrupted: bool) -> Result<(), TransportError> {
@@ -835,11 +845,7 @@ impl Master<'_> {
             .into_iter()
             .partition(|&w| self.slots[w - 1].inflight.is_empty());
         for w in stragglers {
-            let silent = self.slots[w - 1].heard.elapsed();
-            match self.opts.worker_timeout {
-                Some(limit) if !interrupted && silent > limit => self.lose(w, silent),
-                _ => self.link.forget(w),
-            }
+            self.leave(w, interrupted);
         }
         // Every output is written by now; the byes only bring CPU times for the report,
         // so a slow or stalled worker is not waited for long. After a signal, the
@@ -873,11 +879,7 @@ impl Master<'_> {
             }
         }
         for w in waiting {
-            let silent = self.slots[w - 1].heard.elapsed();
-            match self.opts.worker_timeout {
-                Some(limit) if !interrupted && silent > limit => self.lose(w, silent),
-                _ => self.link.forget(w),
-            }
+            self.leave(w, interrupted);
         }
         let _ = self.link.flush(Duration::from_secs(5))?;
         Ok(())
