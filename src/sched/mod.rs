@@ -138,26 +138,30 @@ enum Header {
     Bye { cpu_seconds: f64 },
 }
 
-fn frame(h: &Header, payload: &[u8]) -> Vec<u8> {
+/// A message: the payload as it is, then the JSON header, then the header's length
+/// (u32, little-endian). The header goes last so that an image-sized payload is never
+/// copied to make room for it, on either side.
+fn frame(h: &Header, mut payload: Vec<u8>) -> Vec<u8> {
     let head = serde_json::to_vec(h).unwrap_or_default();
-    let mut f = Vec::with_capacity(4 + head.len() + payload.len());
-    f.extend_from_slice(&(head.len() as u32).to_le_bytes());
-    f.extend_from_slice(&head);
-    f.extend_from_slice(payload);
-    f
+    payload.reserve_exact(head.len() + 4);
+    payload.extend_from_slice(&head);
+    payload.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    payload
 }
 
 fn unframe(mut f: Vec<u8>) -> Result<(Header, Vec<u8>), TransportError> {
     let bad = || TransportError("malformed frame".into());
-    let len =
-        u32::from_le_bytes(f.get(..4).ok_or_else(bad)?.try_into().map_err(|_| bad())?) as usize;
-    if f.len() < 4 + len {
-        return Err(bad());
-    }
-    let payload = f.split_off(4 + len);
-    let h = serde_json::from_slice(&f[4..])
+    let n = f.len();
+    let tail: [u8; 4] = f
+        .get(n.saturating_sub(4)..)
+        .and_then(|t| t.try_into().ok())
+        .ok_or_else(bad)?;
+    let len = u32::from_le_bytes(tail) as usize;
+    let start = (n - 4).checked_sub(len).ok_or_else(bad)?;
+    let h = serde_json::from_slice(&f[start..n - 4])
         .map_err(|e| TransportError(format!("malformed frame: {e}")))?;
-    Ok((h, payload))
+    f.truncate(start);
+    Ok((h, f))
 }
 
 /// Splits a batch payload into the pieces of the given lengths (missing bytes give
@@ -331,7 +335,7 @@ pub fn stop_all(
     ending: Ending,
 ) -> Result<(), TransportError> {
     for w in 1..=link.workers() {
-        link.send(w, frame(&Header::Stop { exit, ending }, &[]))?;
+        link.send(w, frame(&Header::Stop { exit, ending }, Vec::new()))?;
     }
     link.flush(Duration::from_secs(5)).map(|_| ())
 }
@@ -485,7 +489,12 @@ impl Master<'_> {
             write_output: shared,
             len: input.len() as u64,
         });
-        payload.extend_from_slice(&input);
+        if payload.is_empty() {
+            // The batch's first input: moved, not copied.
+            *payload = input;
+        } else {
+            payload.extend_from_slice(&input);
+        }
         Ok(())
     }
 
@@ -499,7 +508,7 @@ impl Master<'_> {
         backup: bool,
     ) -> Result<(), TransportError> {
         self.stats[w - 1].bytes_to += payload.len() as u64;
-        self.link.send(w, frame(&Header::Tasks(tasks), &payload))?;
+        self.link.send(w, frame(&Header::Tasks(tasks), payload))?;
         for &j in &ids {
             self.copies[j] += 1;
             self.live_copies[j] += 1;
@@ -691,8 +700,10 @@ impl Master<'_> {
             self.link.set_patience(t);
         }
         for w in 1..=n {
-            self.link
-                .send(w, frame(&Header::Setup(self.opts.setup.clone()), &[]))?;
+            self.link.send(
+                w,
+                frame(&Header::Setup(self.opts.setup.clone()), Vec::new()),
+            )?;
         }
         let heartbeat = Duration::from_millis(self.opts.setup.heartbeat_ms);
         let tick = if heartbeat.is_zero() {
@@ -764,7 +775,7 @@ impl Master<'_> {
                 last_beat = now;
                 for w in 1..=n {
                     if self.slots[w - 1].alive {
-                        self.link.send(w, frame(&Header::Alive, &[]))?;
+                        self.link.send(w, frame(&Header::Alive, Vec::new()))?;
                     }
                 }
             }
@@ -837,7 +848,7 @@ impl Master<'_> {
         let living: Vec<usize> = (1..=n).filter(|w| !lost.contains(w)).collect();
         for &w in &living {
             let stop = Header::Stop { exit: 0, ending };
-            self.link.send(w, frame(&stop, &[]))?;
+            self.link.send(w, frame(&stop, Vec::new()))?;
         }
         // A worker still on a copy that lost the race is slow or stalled: it is told to
         // stop but not waited for.

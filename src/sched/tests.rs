@@ -90,13 +90,16 @@ impl MasterLink for ScriptedLink {
                 Some(w) => w,
                 None => {
                     if let Some(w) = self.stopping.pop_front() {
-                        return Ok(Some((w, frame(&Header::Bye { cpu_seconds: 0.5 }, &[]))));
+                        return Ok(Some((
+                            w,
+                            frame(&Header::Bye { cpu_seconds: 0.5 }, Vec::new()),
+                        )));
                     }
                     // Idle workers that are not silent send heartbeats.
                     std::thread::sleep(Duration::from_millis(5));
                     return Ok((1..=self.workers)
                         .find(|w| !silent.contains(w))
-                        .map(|w| (w, frame(&Header::Alive, &[]))));
+                        .map(|w| (w, frame(&Header::Alive, Vec::new()))));
                 }
             },
         };
@@ -119,7 +122,7 @@ impl MasterLink for ScriptedLink {
             dones,
             busy_ms: 10.0,
         };
-        Ok(Some((w, frame(&h, &payload))))
+        Ok(Some((w, frame(&h, payload))))
     }
     fn forget(&mut self, to: usize) {
         self.forgotten.push(to);
@@ -325,12 +328,15 @@ fn frames_round_trip_with_payload() {
             exit: 2,
             ending: Ending::Exit,
         },
-        b"abc",
+        b"abc".to_vec(),
     );
     let (h, p) = unframe(f).unwrap();
     assert!(matches!(h, Header::Stop { exit: 2, .. }));
     assert_eq!(p, b"abc");
     assert!(unframe(vec![1, 2]).is_err());
+    // A header length longer than the frame, and one that is not JSON.
+    assert!(unframe(vec![b'{', 200, 0, 0, 0]).is_err());
+    assert!(unframe(vec![b'x', 1, 0, 0, 0]).is_err());
     assert_eq!(
         split_payload(b"abcdef".to_vec(), [1u64, 0, 5].into_iter()),
         vec![b"a".to_vec(), vec![], b"bcdef".to_vec()]

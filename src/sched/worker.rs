@@ -98,7 +98,7 @@ fn run_batch<E: Executor + ?Sized>(
     } else {
         outs.concat()
     };
-    frame(&Header::Results { dones, busy_ms }, &payload)
+    frame(&Header::Results { dones, busy_ms }, payload)
 }
 
 /// Waits for the master's setup (or an early stop), then runs batches with the
@@ -133,7 +133,7 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
         let b = Header::Bye {
             cpu_seconds: cpu_seconds(),
         };
-        link.send(frame(&b, &[]))
+        link.send(frame(&b, Vec::new()))
     };
     if heartbeat.is_zero() {
         loop {
@@ -182,7 +182,7 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
             last_sent = Instant::now();
         }
         if last_sent.elapsed() >= heartbeat {
-            link.send(frame(&Header::Alive, &[]))?;
+            link.send(frame(&Header::Alive, Vec::new()))?;
             last_sent = Instant::now();
         }
         match link.recv_timeout(Duration::from_millis(2))? {
