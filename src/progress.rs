@@ -32,6 +32,8 @@ pub struct Progress {
     done_kpx: AtomicU64,
     /// Kilopixels skipped (done before): they count toward the end, not the rate.
     skipped_kpx: AtomicU64,
+    /// Kilopixels of items that failed (not counted in the rate).
+    failed_kpx: AtomicU64,
     start: Instant,
     last_line: Mutex<Instant>,
     interval: Duration,
@@ -67,6 +69,7 @@ impl Progress {
             failed: AtomicUsize::new(0),
             done_kpx: AtomicU64::new(0),
             skipped_kpx: AtomicU64::new(0),
+            failed_kpx: AtomicU64::new(0),
             start: Instant::now(),
             last_line: Mutex::new(Instant::now()),
             interval,
@@ -78,8 +81,11 @@ impl Progress {
     fn summary(&self) -> String {
         let done = self.done_items.load(Ordering::Relaxed);
         let failed = self.failed.load(Ordering::Relaxed);
-        let processed =
-            self.done_kpx.load(Ordering::Relaxed) - self.skipped_kpx.load(Ordering::Relaxed);
+        // The rate counts what was processed: not skipped items, and not failed ones
+        // (most fail at the header, and would make the rate a fiction).
+        let processed = self.done_kpx.load(Ordering::Relaxed)
+            - self.skipped_kpx.load(Ordering::Relaxed)
+            - self.failed_kpx.load(Ordering::Relaxed);
         let mp = processed as f64 / 1000.0;
         let secs = self.start.elapsed().as_secs_f64().max(1e-9);
         let mut s = format!("{done}/{} items", self.total_items);
@@ -109,10 +115,11 @@ impl Progress {
     /// Records a finished item of `megapixels`.
     pub fn item_done(&self, megapixels: f64, ok: bool) {
         self.done_items.fetch_add(1, Ordering::Relaxed);
+        let kpx = (megapixels * 1000.0).round() as u64;
         if !ok {
             self.failed.fetch_add(1, Ordering::Relaxed);
+            self.failed_kpx.fetch_add(kpx, Ordering::Relaxed);
         }
-        let kpx = (megapixels * 1000.0).round() as u64;
         let done = self.done_kpx.fetch_add(kpx, Ordering::Relaxed) + kpx;
         if let Some(bar) = &self.bar {
             bar.set_position(done.min(self.total_kpx));

@@ -90,9 +90,38 @@ pub fn canny(img: &Image, low: f64, high: f64) -> Image {
             }
         });
 
-    // Hysteresis: grow strong edges through 8-connected weak candidates.
-    let mut stack: Vec<usize> = (0..map.len()).filter(|&i| map[i] == 2).collect();
+    // The gradients are no longer needed: free them before the stack grows (the memory
+    // model in `memory.rs` counts on it).
+    drop((mag, dxs, dys));
+
+    // Hysteresis: grow strong edges through 8-connected weak candidates. Indices are
+    // u32 (half the memory of usize) when the map allows it, which the pixel limit does.
+    if map.len() <= u32::MAX as usize {
+        hysteresis::<u32>(&mut map, mw);
+    } else {
+        hysteresis::<usize>(&mut map, mw);
+    }
+
+    let mut out = vec![0u8; w * h];
+    out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
+        let mrow = &map[(y + 1) * mw + 1..(y + 1) * mw + 1 + w];
+        for (o, &m) in row.iter_mut().zip(mrow) {
+            *o = if m == 2 { 255 } else { 0 };
+        }
+    });
+    Image::from_u8(img.width, img.height, 1, out)
+}
+
+/// Grows strong edges (2) through 8-connected weak candidates (0) of `map`, a bordered
+/// map `mw` wide whose border is never 0, with a stack of indices of type `I`.
+fn hysteresis<I: Copy + TryFrom<usize> + TryInto<usize>>(map: &mut [u8], mw: usize) {
+    let idx = |i: usize| I::try_from(i).ok();
+    let mut stack: Vec<I> = (0..map.len())
+        .filter(|&i| map[i] == 2)
+        .filter_map(idx)
+        .collect();
     while let Some(i) = stack.pop() {
+        let Ok(i) = i.try_into() else { continue };
         for off in [
             -(mw as isize) - 1,
             -(mw as isize),
@@ -106,17 +135,10 @@ pub fn canny(img: &Image, low: f64, high: f64) -> Image {
             let n = (i as isize + off) as usize;
             if map[n] == 0 {
                 map[n] = 2;
-                stack.push(n);
+                if let Some(n) = idx(n) {
+                    stack.push(n);
+                }
             }
         }
     }
-
-    let mut out = vec![0u8; w * h];
-    out.par_chunks_mut(w).enumerate().for_each(|(y, row)| {
-        let mrow = &map[(y + 1) * mw + 1..(y + 1) * mw + 1 + w];
-        for (o, &m) in row.iter_mut().zip(mrow) {
-            *o = if m == 2 { 255 } else { 0 };
-        }
-    });
-    Image::from_u8(img.width, img.height, 1, out)
 }
