@@ -4,8 +4,9 @@
 use clap::Parser;
 use imgproc::cli::{Args, Config, Exit, Source};
 use imgproc::manifest::{self, Plan, PlanOptions};
+use imgproc::memory;
 use imgproc::ops::{opencl, ParamKind, CATALOG};
-use imgproc::pipeline::BackendChoice;
+use imgproc::pipeline::{self, BackendChoice};
 use imgproc::report::Report;
 use imgproc::runner::{self, RunOptions};
 use imgproc::sched;
@@ -16,7 +17,80 @@ use std::process::ExitCode;
 /// mimalloc keeps freed pages for reuse: without it every multi-megabyte buffer is
 /// mmapped, faulted in page by page and unmapped again (measured: 2-5x slower ops).
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Allocator = Allocator;
+
+/// Blocks at least this large (image buffers, encoded files) are mapped from the
+/// system for themselves and unmapped when freed.
+const BIG_BLOCK: usize = 1 << 20;
+
+/// mimalloc for everything small (fast, per-thread), the system's mmap for big blocks.
+///
+/// Items allocate and free buffers of tens of megabytes at every stage. mimalloc keeps
+/// freed pages for reuse, and a freed image rarely fits the next stage's buffer, so a
+/// process peaked well above what it had allocated at any moment, by an amount that
+/// varied from run to run (up to 1.9 times for canny on a 12 MP PNG), which made
+/// `--max-memory-mb` a promise about allocations only. With big blocks mapped and
+/// unmapped, resident memory follows what is allocated.
+struct Allocator;
+
+fn big(size: usize, align: usize) -> bool {
+    size >= BIG_BLOCK && align <= 4096
+}
+
+// SAFETY: each block is freed and resized by the allocator that made it: the layout
+// Rust passes to dealloc and realloc is the one it was allocated with, and `big`
+// decides the same way from it.
+unsafe impl std::alloc::GlobalAlloc for Allocator {
+    unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
+        if big(l.size(), l.align()) {
+            std::alloc::System.alloc(l)
+        } else {
+            mimalloc::MiMalloc.alloc(l)
+        }
+    }
+    unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
+        if big(l.size(), l.align()) {
+            std::alloc::System.alloc_zeroed(l)
+        } else {
+            mimalloc::MiMalloc.alloc_zeroed(l)
+        }
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
+        if big(l.size(), l.align()) {
+            std::alloc::System.dealloc(p, l)
+        } else {
+            mimalloc::MiMalloc.dealloc(p, l)
+        }
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, new: usize) -> *mut u8 {
+        match (big(l.size(), l.align()), big(new, l.align())) {
+            (true, true) => std::alloc::System.realloc(p, l, new),
+            (false, false) => mimalloc::MiMalloc.realloc(p, l, new),
+            _ => {
+                // Crossing the threshold: move the block to the other allocator.
+                let Ok(nl) = std::alloc::Layout::from_size_align(new, l.align()) else {
+                    return std::ptr::null_mut();
+                };
+                let q = self.alloc(nl);
+                if !q.is_null() {
+                    std::ptr::copy_nonoverlapping(p, q, l.size().min(new));
+                    self.dealloc(p, l);
+                }
+                q
+            }
+        }
+    }
+}
+
+/// Makes glibc map every block of [`BIG_BLOCK`] or more on its own (by default its
+/// threshold rises, up to 32 MiB, as blocks are freed, and then big blocks come from
+/// a heap that is rarely given back).
+fn return_freed_memory_promptly() {
+    // SAFETY: mallopt only sets a tuning parameter.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, BIG_BLOCK as i32);
+    }
+}
 
 /// This process's rank as the MPI launcher exported it (0 without MPI), read before
 /// MPI is initialised so that only rank 0 prints usage errors and listings.
@@ -28,6 +102,7 @@ fn launcher_rank() -> usize {
 }
 
 fn main() -> ExitCode {
+    return_freed_memory_promptly();
     let mut argv = std::env::args_os();
     if argv.nth(1).is_some_and(|a| a == "launch") {
         return ExitCode::from(launch::main(argv.collect()) as u8);
@@ -382,27 +457,41 @@ fn finish(result: Result<Report, String>, report: Option<&str>) -> Exit {
     }
 }
 
-/// Prints every item with its size from the header, and what would fail before any
-/// pixel is decoded (an unreadable header, more pixels than `--max-pixels`); exit 1
-/// when anything would.
+/// Prints every item with its size from the header and the memory it needs, and what
+/// would fail before any pixel is decoded (an unreadable header, more pixels than
+/// `--max-pixels`, more memory than `--max-memory-mb`); exit 1 when anything would.
 fn print_plan(plan: &Plan) -> Exit {
     let headers = runner::probe_all(plan);
+    let layouts = runner::probe_layouts(plan);
     let mut total = 0.0;
     let mut failing = 0;
-    for (item, h) in plan.items.iter().zip(&headers) {
+    for ((item, h), layout) in plan.items.iter().zip(&headers).zip(&layouts) {
         let size = match (h.width, h.height) {
             (Some(w), Some(hh)) => {
                 let mp = w as f64 * hh as f64 / 1e6;
                 total += mp;
                 let max = item.spec.decode.max_pixels;
+                let need = layout
+                    .as_ref()
+                    .map(|(l, len)| pipeline::memory_need(&item.spec, *len, l).peak());
+                let limit = item.spec.decode.max_alloc;
+                let memory = need.map_or(String::new(), |n| {
+                    format!(", needs about {} MiB", memory::mib(n))
+                });
                 if w as u64 * hh as u64 > max {
                     failing += 1;
                     format!(
                         "{w}x{hh} {mp:.2} MP; WOULD FAIL: above --max-pixels {max} ({:.1} MP)",
                         max as f64 / 1e6
                     )
+                } else if need.is_some_and(|n| n > limit) {
+                    failing += 1;
+                    format!(
+                        "{w}x{hh} {mp:.2} MP{memory}; WOULD FAIL: above --max-memory-mb {}",
+                        memory::mib(limit)
+                    )
                 } else {
-                    format!("{w}x{hh} {mp:.2} MP")
+                    format!("{w}x{hh} {mp:.2} MP{memory}")
                 }
             }
             _ => {
@@ -496,5 +585,34 @@ fn list_ops(json: bool) {
             op.reference,
             op.tolerance
         );
+    }
+}
+
+#[cfg(test)]
+mod allocator_tests {
+    use super::*;
+    use std::alloc::{GlobalAlloc, Layout};
+
+    #[test]
+    fn blocks_move_between_the_allocators_intact() {
+        return_freed_memory_promptly();
+        let a = Allocator;
+        // SAFETY: each block is used within its layout and freed with it.
+        unsafe {
+            let l = Layout::from_size_align(1000, 8).unwrap();
+            let p = a.alloc(l);
+            assert!(!p.is_null());
+            for i in 0..1000 {
+                *p.add(i) = (i % 251) as u8;
+            }
+            // Small to big, big to big, big to small.
+            let p = a.realloc(p, l, 3 << 20);
+            let p = a.realloc(p, Layout::from_size_align(3 << 20, 8).unwrap(), 5 << 20);
+            let p = a.realloc(p, Layout::from_size_align(5 << 20, 8).unwrap(), 500);
+            for i in 0..500 {
+                assert_eq!(*p.add(i), (i % 251) as u8);
+            }
+            a.dealloc(p, Layout::from_size_align(500, 8).unwrap());
+        }
     }
 }
