@@ -118,7 +118,9 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 1 << 28)]
     pub max_pixels: u64,
 
-    /// Largest allocation a decoder may make, in MiB.
+    /// Most memory one item may use, in MiB: its input, decoder, ops and encoder
+    /// together, estimated from the header before anything is allocated; an item
+    /// above it fails alone and says how much it needs.
     #[arg(long, value_name = "MIB", default_value_t = 4096)]
     pub max_memory_mb: u64,
 

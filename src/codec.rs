@@ -8,6 +8,8 @@
 
 use crate::error::ItemError;
 use crate::image::{Image, Samples};
+use crate::memory::{Coding, Layout, Shape};
+use image::metadata::Orientation;
 use image::{AnimationDecoder, DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::Cursor;
 
@@ -147,6 +149,12 @@ fn map_image_error(e: image::ImageError) -> ItemError {
 }
 
 fn check_pixels(w: u32, h: u32, opts: &DecodeOptions) -> Result<(), ItemError> {
+    if w == 0 || h == 0 {
+        // Found by tests/fuzz: a GIF 0 pixels wide decoded, and blur then panicked.
+        return Err(ItemError::Decode(format!(
+            "the header says {w}x{h}: an image with no pixels"
+        )));
+    }
     let px = w as u64 * h as u64;
     if px > opts.max_pixels {
         return Err(ItemError::Limits(format!(
@@ -159,26 +167,139 @@ fn check_pixels(w: u32, h: u32, opts: &DecodeOptions) -> Result<(), ItemError> {
     Ok(())
 }
 
+/// Whether a JPEG's frame header says progressive (or another multi-scan coding),
+/// from the markers before the first scan. When `head` ends before the frame header
+/// the answer is "progressive", the costlier case.
+pub fn jpeg_is_progressive(head: &[u8]) -> bool {
+    let mut i = 2;
+    while i + 4 <= head.len() {
+        if head[i] != 0xFF {
+            return true;
+        }
+        let marker = head[i + 1];
+        match marker {
+            // Fill bytes and markers without a length.
+            0xFF => {
+                i += 1;
+                continue;
+            }
+            0x01 | 0xD0..=0xD7 => {
+                i += 2;
+                continue;
+            }
+            // Baseline, extended sequential, lossless (Huffman or arithmetic).
+            0xC0 | 0xC1 | 0xC3 | 0xC9 | 0xCB => return false,
+            0xC2 | 0xC5..=0xC7 | 0xCA | 0xCD..=0xCF => return true,
+            0xDA => return true,
+            _ => {}
+        }
+        let len = u16::from_be_bytes([head[i + 2], head[i + 3]]) as usize;
+        i += 2 + len;
+    }
+    true
+}
+
+fn coding(format: ImageFormat, head: &[u8]) -> Coding {
+    match format {
+        ImageFormat::Jpeg if jpeg_is_progressive(head) => Coding::ProgressiveJpeg,
+        ImageFormat::Jpeg => Coding::Jpeg,
+        ImageFormat::Png => Coding::Png,
+        ImageFormat::WebP => Coding::WebP,
+        ImageFormat::Tiff => Coding::Tiff,
+        ImageFormat::Gif => Coding::Gif,
+        _ => Coding::Plain,
+    }
+}
+
+fn orientation_of(decoder: &mut dyn ImageDecoder, auto_orient: bool) -> Orientation {
+    if auto_orient {
+        decoder.orientation().unwrap_or(Orientation::NoTransforms)
+    } else {
+        Orientation::NoTransforms
+    }
+}
+
+/// The layout of what `decoder` will produce, from its header alone.
+fn layout_of(decoder: &dyn ImageDecoder, coding: Coding, orientation: Orientation) -> Layout {
+    use image::ColorType as C;
+    let (w, h) = decoder.dimensions();
+    let color = decoder.color_type();
+    let (channels, deep, converted) = match color {
+        C::L8 => (1, false, false),
+        C::La8 => (2, false, false),
+        C::Rgb8 => (3, false, false),
+        C::Rgba8 => (4, false, false),
+        C::L16 => (1, true, false),
+        C::La16 => (2, true, false),
+        C::Rgb16 => (3, true, false),
+        C::Rgba16 => (4, true, false),
+        c if c.has_alpha() => (4, true, true),
+        _ => (3, true, true),
+    };
+    let rotated = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let (width, height) = if rotated { (h, w) } else { (w, h) };
+    Layout {
+        shape: Shape {
+            width,
+            height,
+            channels,
+            deep,
+        },
+        decoder_pixel_bytes: color.bytes_per_pixel(),
+        converted,
+        rotated,
+        coding,
+        frames: 1,
+    }
+}
+
+/// The layout an input will decode to, from its header: `reader` reads the input from
+/// its start, `head` is its first bytes (64 KiB or so, to tell progressive JPEGs).
+pub fn probe<R: std::io::BufRead + std::io::Seek>(
+    reader: R,
+    head: &[u8],
+    auto_orient: bool,
+) -> Result<Layout, ItemError> {
+    let reader = ImageReader::new(reader)
+        .with_guessed_format()
+        .map_err(|e| ItemError::Io(e.to_string()))?;
+    let format = reader.format().ok_or_else(unknown_format)?;
+    let mut decoder = reader.into_decoder().map_err(map_image_error)?;
+    let orientation = orientation_of(&mut decoder, auto_orient);
+    Ok(layout_of(&decoder, coding(format, head), orientation))
+}
+
 /// Decodes an input, checking the header against `opts` before allocating pixels.
 pub fn decode(bytes: &[u8], opts: &DecodeOptions) -> Result<Decoded, ItemError> {
+    decode_within(bytes, opts, &|_| Ok(()))
+}
+
+/// [`decode`], asking `budget` whether the image's [`Layout`] may be processed before
+/// any pixel buffer exists (and again for each further frame of an animation).
+pub fn decode_within(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    budget: &dyn Fn(&Layout) -> Result<(), ItemError>,
+) -> Result<Decoded, ItemError> {
     let mut reader = reader(bytes)?;
     let format = reader.format().ok_or_else(unknown_format)?;
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(opts.max_alloc);
     reader.limits(limits.clone());
     if format == ImageFormat::Gif {
-        return decode_gif(bytes, opts, limits);
+        return decode_gif(bytes, opts, limits, budget);
     }
     let mut decoder = reader.into_decoder().map_err(map_image_error)?;
     let (w, h) = decoder.dimensions();
     check_pixels(w, h, opts)?;
-    let orientation = if opts.auto_orient {
-        decoder
-            .orientation()
-            .unwrap_or(image::metadata::Orientation::NoTransforms)
-    } else {
-        image::metadata::Orientation::NoTransforms
-    };
+    let orientation = orientation_of(&mut decoder, opts.auto_orient);
+    budget(&layout_of(&decoder, coding(format, bytes), orientation))?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(map_image_error)?;
     img.apply_orientation(orientation);
     Ok(Decoded {
@@ -195,22 +316,21 @@ fn decode_gif(
     bytes: &[u8],
     opts: &DecodeOptions,
     limits: image::Limits,
+    budget: &dyn Fn(&Layout) -> Result<(), ItemError>,
 ) -> Result<Decoded, ItemError> {
     let mut decoder =
         image::codecs::gif::GifDecoder::new(Cursor::new(bytes)).map_err(map_image_error)?;
     let (w, h) = decoder.dimensions();
     check_pixels(w, h, opts)?;
+    let mut layout = layout_of(&decoder, Coding::Gif, Orientation::NoTransforms);
+    budget(&layout)?;
     decoder.set_limits(limits).map_err(map_image_error)?;
-    let frame_bytes = w as u64 * h as u64 * 4;
     let mut frames = Vec::new();
     for f in decoder.into_frames() {
+        // Each frame adds one image to what the item holds: ask before decoding it.
+        layout.frames = frames.len() as u32 + 1;
+        budget(&layout)?;
         let f = f.map_err(map_image_error)?;
-        if frame_bytes * (frames.len() as u64 + 1) > opts.max_alloc {
-            return Err(ItemError::Limits(format!(
-                "the animation's frames need more than {} MiB: raise --max-memory-mb to process it",
-                opts.max_alloc >> 20
-            )));
-        }
         let (num, den) = f.delay().numer_denom_ms();
         let delay_ms = num.checked_div(den).unwrap_or(0);
         let buf = f.into_buffer();
@@ -311,7 +431,20 @@ fn encode_err(e: impl std::fmt::Display) -> ItemError {
 
 /// Encodes frames; every format but GIF writes the first frame only.
 pub fn encode(frames: Vec<Frame>, opts: &EncodeOptions) -> Result<Vec<u8>, ItemError> {
-    let mut out = Vec::new();
+    // Room for the output at once, a little more than the raw pixels (what a
+    // lossless encoder writes at worst): growing by doubling would copy it several
+    // times and leave the allocator holding every smaller block. Pages never
+    // written are never resident.
+    let raw: usize = frames
+        .iter()
+        .map(|f| {
+            f.image.width as usize
+                * f.image.height as usize
+                * f.image.channels as usize
+                * if f.image.is_16bit() { 2 } else { 1 }
+        })
+        .sum();
+    let mut out = Vec::with_capacity(raw + raw / 64 + 64 * 1024);
     if opts.format == OutputFormat::Gif {
         let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
         if frames.len() > 1 {
@@ -373,8 +506,13 @@ pub fn encode(frames: Vec<Frame>, opts: &EncodeOptions) -> Result<Vec<u8>, ItemE
             dynimg.write_with_encoder(enc).map_err(encode_err)?;
         }
         OutputFormat::Tiff => {
-            to_dynamic(img)
-                .write_to(&mut Cursor::new(&mut out), ImageFormat::Tiff)
+            // The TIFF encoder has no gray+alpha: such images are written as RGBA.
+            let d = match to_dynamic(img) {
+                d @ DynamicImage::ImageLumaA8(_) => DynamicImage::ImageRgba8(d.into_rgba8()),
+                d @ DynamicImage::ImageLumaA16(_) => DynamicImage::ImageRgba16(d.into_rgba16()),
+                d => d,
+            };
+            d.write_to(&mut Cursor::new(&mut out), ImageFormat::Tiff)
                 .map_err(encode_err)?;
         }
         OutputFormat::Bmp => {
@@ -430,6 +568,51 @@ mod tests {
                 let back = decode(&bytes, &DecodeOptions::default()).unwrap();
                 assert_eq!(back.frames[0].image, img, "{name} with {cn} channels");
             }
+        }
+    }
+
+    #[test]
+    fn an_image_without_pixels_is_a_decode_error() {
+        // A GIF whose logical screen is 0 pixels wide, with one 1x1 frame.
+        let gif: &[u8] = &[
+            b'G', b'I', b'F', b'8', b'9', b'a', 0, 0, 9, 0, 0x80, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF,
+            0x2C, 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 0x44, 0x01, 0, 0x3B,
+        ];
+        let e = decode(gif, &DecodeOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), "decode", "{e}");
+        assert!(e.to_string().contains("0x9"), "{e}");
+    }
+
+    #[test]
+    fn gray_alpha_is_written_as_tiff() {
+        for deep in [false, true] {
+            let img = sample(2);
+            let img = if deep {
+                Image::from_u16(
+                    16,
+                    8,
+                    2,
+                    img.u8_data().iter().map(|&v| v as u16 * 257).collect(),
+                )
+            } else {
+                img
+            };
+            let bytes = encode(
+                vec![Frame {
+                    image: img.clone(),
+                    delay_ms: 0,
+                }],
+                &EncodeOptions {
+                    format: OutputFormat::Tiff,
+                    quality: 90,
+                },
+            )
+            .unwrap();
+            let back = decode(&bytes, &DecodeOptions::default()).unwrap();
+            let back = &back.frames[0].image;
+            assert_eq!((back.channels, back.is_16bit()), (4, deep));
+            let gray = to_dynamic(img).into_rgba16().into_raw();
+            assert_eq!(to_dynamic(back.clone()).into_rgba16().into_raw(), gray);
         }
     }
 

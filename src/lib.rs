@@ -18,6 +18,7 @@ pub mod image;
 pub mod journal;
 pub mod launch;
 pub mod manifest;
+pub mod memory;
 pub mod ops;
 pub mod output;
 pub mod pipeline;

@@ -6,6 +6,7 @@
 
 use crate::codec::{self, DecodeOptions, EncodeOptions, OutputFormat};
 use crate::error::ItemError;
+use crate::memory::{self, Layout};
 use crate::ops::opencl::{Gpu, RunError};
 use crate::ops::{self, Op};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -183,7 +184,9 @@ pub fn process_item_on(
     backend: Backend,
 ) -> Result<ItemOutput, ItemError> {
     let t = Instant::now();
-    let decoded = codec::decode(input, &spec.decode)?;
+    let decoded = codec::decode_within(input, &spec.decode, &|layout| {
+        check_memory(spec, input.len() as u64, layout)
+    })?;
     let decode_ms = ms(t);
     let mp = decoded.width as f64 * decoded.height as f64 / 1e6;
     let gpu = match backend {
@@ -234,6 +237,54 @@ pub fn process_item_on(
         },
         backend: used,
     })
+}
+
+/// What an item of `layout` needs in memory with this spec, on the current pool.
+pub fn memory_need(spec: &ItemSpec, input_len: u64, layout: &Layout) -> memory::Need {
+    memory::need(
+        input_len,
+        layout,
+        &spec.ops,
+        spec.encode.format,
+        rayon::current_num_threads(),
+    )
+}
+
+/// Refuses an item whose estimated peak is above `--max-memory-mb`, before any pixel
+/// buffer exists; the message names the limit and what the item needs.
+pub fn check_memory(spec: &ItemSpec, input_len: u64, layout: &Layout) -> Result<(), ItemError> {
+    let need = memory_need(spec, input_len, layout);
+    if need.peak() <= spec.decode.max_alloc {
+        return Ok(());
+    }
+    Err(ItemError::Limits(over_memory_message(
+        &need,
+        layout,
+        spec.decode.max_alloc,
+    )))
+}
+
+/// "needs about 812 MiB (...) for this 8000x6000 RGB 8-bit image, its ops and its
+/// encoding, above --max-memory-mb 512: ..."
+pub fn over_memory_message(need: &memory::Need, layout: &Layout, limit: u64) -> String {
+    let s = layout.shape;
+    let kind = ["gray", "gray+alpha", "RGB", "RGBA"]
+        .get(s.channels.saturating_sub(1) as usize)
+        .unwrap_or(&"");
+    let frames = if layout.frames > 1 {
+        format!(" ({} frames so far)", layout.frames)
+    } else {
+        String::new()
+    };
+    format!(
+        "needs about {} for this {}x{} {kind} {}-bit image{frames} with its ops and encoding, above --max-memory-mb {}: raise --max-memory-mb to {} or more to process it",
+        need.describe(),
+        s.width,
+        s.height,
+        if s.deep { 16 } else { 8 },
+        memory::mib(limit),
+        memory::mib(need.peak())
+    )
 }
 
 fn run_on_cpu(ops: &[Op], frames: Vec<codec::Frame>) -> Result<Vec<codec::Frame>, ItemError> {

@@ -8,9 +8,11 @@
 //! MPI the workers are `threads` threads sharing one pool of `threads` threads, so the
 //! machine is never oversubscribed.
 
+use crate::codec;
 use crate::error::ItemError;
 use crate::journal::{self, Entry, InputId, Journal, Redo};
 use crate::manifest::{Plan, WorkItem};
+use crate::memory::Layout;
 use crate::ops::opencl::{self, Gpu};
 use crate::pipeline::{self, Backend, BackendChoice, ItemSpec};
 use crate::progress::{Mode, Progress};
@@ -111,6 +113,28 @@ pub fn probe_all(plan: &Plan) -> Vec<Header> {
                 None => Header::default(),
             }
         })
+        .collect()
+}
+
+/// What `--dry-run` needs to know of an input to estimate its memory: its layout from
+/// the header and its size in bytes.
+pub fn probe_layout(path: &std::path::Path, auto_orient: bool) -> Option<(Layout, u64)> {
+    use std::io::{Read, Seek};
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    // The markers before a JPEG's first scan (EXIF and ICC included) fit in this.
+    let mut head = Vec::new();
+    (&mut file).take(256 << 10).read_to_end(&mut head).ok()?;
+    file.rewind().ok()?;
+    let layout = codec::probe(std::io::BufReader::new(file), &head, auto_orient).ok()?;
+    Some((layout, len))
+}
+
+/// [`probe_layout`] for every item of `plan` (in parallel on the current pool).
+pub fn probe_layouts(plan: &Plan) -> Vec<Option<(Layout, u64)>> {
+    plan.items
+        .par_iter()
+        .map(|it| probe_layout(&it.input, it.spec.decode.auto_orient))
         .collect()
 }
 
@@ -610,6 +634,7 @@ fn run_as_master(
             }
         })
         .collect();
+    let distributed = setup.heartbeat_ms > 0;
     let mopts = MasterOptions {
         prefetch: opts.prefetch,
         fail_fast: opts.fail_fast,
@@ -621,7 +646,10 @@ fn run_as_master(
         setup,
         batch_cost: BATCH_COST,
         batch_items: BATCH_ITEMS,
-        backups: opts.backups,
+        // Backups only across ranks. In one process every worker thread shares the
+        // same cores and memory: a copy of a slow item would double its memory (two
+        // decoded images where --max-memory-mb promised one) and only compete with it.
+        backups: opts.backups && distributed,
         recovery: opts.recovery,
     };
     let outcome = sched::run_master(link, &jobs, &mopts, &mut sink).map_err(|e| e.to_string())?;

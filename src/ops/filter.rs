@@ -18,7 +18,7 @@ impl Acc for u16 {}
 impl Acc for u32 {}
 
 /// Rows per band of the separable engine (plus the kernel's margin).
-const BAND_ROWS: usize = 32;
+pub(crate) const BAND_ROWS: usize = 32;
 
 /// Filters every channel of an 8-bit image with the separable kernel `kh` (horizontal)
 /// and `kv` (vertical), border reflect-101, anchor at the centre (`k/2`), and maps each

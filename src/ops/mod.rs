@@ -18,6 +18,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
+pub(crate) use filter::{ksize_for_sigma, BAND_ROWS};
 pub use geometry::Filter;
 
 /// What kind of value a parameter takes.
@@ -1056,7 +1057,7 @@ impl Op {
         )
     }
 
-    fn keeps_16bit(&self) -> bool {
+    pub(crate) fn keeps_16bit(&self) -> bool {
         lookup(self.name())
             .map(|(s, _)| s.keeps_16bit)
             .unwrap_or(false)

@@ -4,5 +4,6 @@
 mod cli;
 mod faults;
 mod golden;
+mod memory;
 mod mpi;
 mod opencl;

@@ -1,0 +1,366 @@
+//! How much memory one item needs, worked out from its header before any pixel exists.
+//!
+//! `--max-memory-mb` is a promise about a whole item: the input's bytes, the decoder's
+//! buffers, every op's input, output and scratch, and the encoder's buffers and output.
+//! The pipeline asks [`need`] for an upper bound on the peak from the header alone and
+//! refuses the item when it is over the limit, so that nothing is allocated for an image
+//! that would not fit; `--dry-run` prints the same figure. The bounds are derived from
+//! what the code allocates (each op's buffers, rayon's per-task scratch, each codec's
+//! working copies) and checked against a counting allocator by `tests/memory`, and
+//! against the peak resident size of the real binary by the integration tests.
+//!
+//! Pure arithmetic on sizes: this module knows nothing of files, threads or ranks (the
+//! caller says how many threads run an op's tasks).
+
+use crate::codec::OutputFormat;
+use crate::ops::{self, Filter, Op};
+
+/// The pixel layout of an image at one stage of an item.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Samples per pixel, 1 to 4.
+    pub channels: u8,
+    /// 16 bits per sample (else 8).
+    pub deep: bool,
+}
+
+impl Shape {
+    /// Pixels.
+    pub fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+
+    /// Bytes of one row.
+    pub fn row_bytes(&self) -> u64 {
+        self.width as u64 * self.channels as u64 * self.sample_bytes()
+    }
+
+    /// Bytes of the whole image.
+    pub fn bytes(&self) -> u64 {
+        self.row_bytes() * self.height as u64
+    }
+
+    fn sample_bytes(&self) -> u64 {
+        if self.deep {
+            2
+        } else {
+            1
+        }
+    }
+
+    fn to_8bit(self) -> Shape {
+        Shape {
+            deep: false,
+            ..self
+        }
+    }
+
+    fn with_channels(self, channels: u8) -> Shape {
+        Shape { channels, ..self }
+    }
+
+    fn with_size(self, width: u32, height: u32) -> Shape {
+        Shape {
+            width,
+            height,
+            ..self
+        }
+    }
+}
+
+/// What a decoder's header says about an input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// The decoded image as imgproc holds it (after orientation).
+    pub shape: Shape,
+    /// Bytes per pixel of the decoder's own buffer (it may differ from ours, for a
+    /// float TIFF say, and then a converted copy exists for a moment).
+    pub decoder_pixel_bytes: u8,
+    /// Whether the decoder's buffer is converted into a new one.
+    pub converted: bool,
+    /// Whether EXIF orientation turns the image (a rotated copy is made).
+    pub rotated: bool,
+    /// How the input is coded.
+    pub coding: Coding,
+    /// Frames held at once (an animated GIF's frames are all decoded first).
+    pub frames: u32,
+}
+
+/// The decoders, by how much they hold beside their output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Coding {
+    /// Baseline JPEG: component planes and row buffers.
+    Jpeg,
+    /// Progressive JPEG: every DCT coefficient of the image, kept until the last scan.
+    ProgressiveJpeg,
+    /// PNG: rows, the zlib window, and for Adam7 a buffer per pass.
+    Png,
+    /// WebP: the decoder's RGBA or YUV planes.
+    WebP,
+    /// TIFF: the decoder reads strips into a buffer, then converts.
+    Tiff,
+    /// GIF: one canvas and one RGBA frame per frame.
+    Gif,
+    /// Formats decoded straight into the output (BMP, QOI, PNM).
+    Plain,
+}
+
+/// Upper bounds on the bytes alive during each stage of one item.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Need {
+    /// During decoding.
+    pub decode: u64,
+    /// During the ops (the largest of all of them).
+    pub ops: u64,
+    /// During encoding.
+    pub encode: u64,
+}
+
+impl Need {
+    /// The peak over the whole item.
+    pub fn peak(&self) -> u64 {
+        self.decode.max(self.ops).max(self.encode)
+    }
+
+    /// "812 MiB (decode 310, ops 812, encode 402)", for messages.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} MiB (decode {}, ops {}, encode {})",
+            mib(self.peak()),
+            mib(self.decode),
+            mib(self.ops),
+            mib(self.encode)
+        )
+    }
+}
+
+/// Bytes as whole MiB, rounded up.
+pub fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
+}
+
+/// Allocations too small to model one by one (kernel tables, rayon's job records,
+/// format headers) and the allocator's own rounding, per item.
+const SLACK: u64 = 4 << 20;
+/// The same, per thread that runs an op's tasks.
+const SLACK_PER_THREAD: u64 = 64 << 10;
+
+/// The peak an item needs: `input_len` bytes of input held throughout, the image of
+/// `layout`, each op of `ops` in turn with `threads` threads, and the encoder for
+/// `format`.
+pub fn need(
+    input_len: u64,
+    layout: &Layout,
+    ops: &[Op],
+    format: OutputFormat,
+    threads: usize,
+) -> Need {
+    let threads = threads.max(1) as u64;
+    let frames = layout.frames.max(1) as u64;
+    let base = input_len + SLACK + SLACK_PER_THREAD * threads;
+
+    let decode = base + decode_bytes(layout) + (frames - 1) * layout.shape.bytes();
+
+    let mut shape = layout.shape;
+    let mut ops_peak = 0;
+    for op in ops {
+        let (out, peak) = op_need(op, shape, threads);
+        // The other frames are held, each at the larger of its sizes before and after.
+        let others = (frames - 1) * shape.bytes().max(out.bytes());
+        ops_peak = ops_peak.max(peak + others);
+        shape = out;
+    }
+    let ops = base + ops_peak;
+
+    let held = frames * shape.bytes();
+    let encode = base + held.saturating_sub(shape.bytes()) + encode_bytes(shape, format, frames);
+    // The allocator rounds large blocks up to its page size and keeps partly used
+    // pages resident: about 3% on top, measured as the process's peak resident size.
+    let rounded = |b: u64| b + b / 32;
+    Need {
+        decode: rounded(decode),
+        ops: rounded(ops),
+        encode: rounded(encode),
+    }
+}
+
+/// The decoder's peak, its output included.
+fn decode_bytes(layout: &Layout) -> u64 {
+    let s = layout.shape;
+    let native = s.pixels() * layout.decoder_pixel_bytes as u64;
+    let rows = 16 * s.width as u64 * 4 * 8;
+    let own = match layout.coding {
+        // zune-jpeg: the output and one plane per component, plus row buffers.
+        Coding::Jpeg => 2 * native + rows,
+        // All coefficients (2 bytes per sample, every component at full size in the
+        // worst case) beside the output.
+        Coding::ProgressiveJpeg => native + 2 * s.pixels() * 3 * 2 + rows,
+        // Adam7 keeps a pass buffer of the image's size.
+        Coding::Png => 2 * native + rows + (256 << 10),
+        // RGBA planes (4 bytes a pixel) or YUV, then the output.
+        Coding::WebP => native + 4 * s.pixels() + rows,
+        Coding::Tiff => 2 * native + rows,
+        // The canvas, the frame and its RGBA copy.
+        Coding::Gif => 3 * 4 * s.pixels() + rows,
+        Coding::Plain => native + rows,
+    };
+    let converted = if layout.converted { s.bytes() } else { 0 };
+    let rotated = if layout.rotated { s.bytes() } else { 0 };
+    // The conversion and the rotation each hold the old buffer and the new one.
+    own.max(native + converted).max(s.bytes() + rotated)
+}
+
+/// The output shape of `op` on `s`, and the peak while it runs (its input included).
+pub fn op_need(op: &Op, s: Shape, threads: u64) -> (Shape, u64) {
+    // Ops that do not keep 16 bits first make an 8-bit copy of the input.
+    let (s, convert) = if s.deep && !op.keeps_16bit() {
+        (s.to_8bit(), s.bytes() + s.to_8bit().bytes())
+    } else {
+        (s, 0)
+    };
+    let input = s.bytes();
+    let row = s.row_bytes();
+    let (w, h) = (s.width as u64, s.height as u64);
+    // Scratch rows of one parallel task, `n` rows of the image's row at `b` bytes a sample.
+    let task_rows = |n: u64, b: u64| threads * n * row * b;
+    let (out, peak) = match *op {
+        Op::Invert | Op::Brighten { .. } | Op::Darken { .. } | Op::Threshold { .. } => (s, input),
+        Op::Equalize | Op::Gamma { .. } | Op::Contrast { .. } => (s, input),
+        Op::Grayscale => {
+            let out = s.with_channels(if s.channels >= 3 {
+                s.channels - 2
+            } else {
+                s.channels
+            });
+            (out, input + out.bytes())
+        }
+        Op::Hsv { .. } => {
+            // Gray gains colour channels first; the shift itself works in place.
+            let out = s.with_channels(if s.channels < 3 {
+                s.channels + 2
+            } else {
+                s.channels
+            });
+            let copy = if s.channels < 3 { out.bytes() } else { 0 };
+            (out, input + copy)
+        }
+        Op::Blur { ksize, sigma } => {
+            let k = if ksize == 0 {
+                ops::ksize_for_sigma(sigma) as u64
+            } else {
+                ksize as u64
+            };
+            (s, input + input + separable_scratch(s, k, threads))
+        }
+        Op::BoxBlur { ksize } => (
+            s,
+            input + input + separable_scratch(s, ksize as u64, threads),
+        ),
+        Op::Sharpen { sigma, .. } => {
+            let k = ops::ksize_for_sigma(sigma) as u64;
+            (s, input + 2 * input + separable_scratch(s, k, threads))
+        }
+        // Two rows of 16-bit gradients per task.
+        Op::Sobel { .. } => (s, input + input + task_rows(2, 2)),
+        // Lanes of up to 16 KiB, and the row pointers, per task.
+        Op::Median { ksize } => (
+            s,
+            input + input + threads * ((48 << 10) + 16 * ksize as u64),
+        ),
+        Op::Erode { iterations, .. } | Op::Dilate { iterations, .. } => {
+            // The horizontal pass's copy and the output; with more than one iteration
+            // the previous output is alive too.
+            let copies = if iterations > 1 { 3 } else { 2 };
+            (s, input + copies * input)
+        }
+        Op::Canny { .. } => {
+            // Magnitude (i32) and the map with a border, dx and dy (i16), then the
+            // edge stack (u32, up to twice one entry per pixel) and the output.
+            let bordered = (w + 2) * (h + 2);
+            let gradients = bordered * 4 + 2 * s.pixels() * 2 + bordered + task_rows(2, 2);
+            let hysteresis = bordered + 2 * bordered * 4;
+            let out = s.with_channels(1);
+            (out, input + gradients.max(hysteresis + out.bytes()))
+        }
+        Op::Flip { .. } | Op::Rotate { angle: 180 } => (s, input + input),
+        Op::Rotate { .. } => {
+            let out = s.with_size(s.height, s.width);
+            (out, input + out.bytes())
+        }
+        Op::Crop { width, height, .. } => {
+            let out = s.with_size(width, height);
+            (out, input + out.bytes())
+        }
+        Op::Resize { filter, .. } => {
+            let (dw, dh) = ops::output_size(op, s.width, s.height);
+            let out = s.with_size(dw, dh);
+            let dstride = out.row_bytes();
+            // Lanczos resizes rows first into an image of the new width and old height.
+            let between = if filter == Filter::Lanczos3 {
+                dw as u64 * h * s.channels as u64
+            } else {
+                0
+            };
+            // Coefficient tables for both axes, and 16 bytes a sample of rows per task.
+            let tables = 64 * (w + h + dw as u64 + dh as u64);
+            (
+                out,
+                input + out.bytes() + between + tables + threads * 16 * dstride,
+            )
+        }
+    };
+    // Kernel tables, row pointers and rayon's job records.
+    let small = (64 << 10) + threads * (16 << 10);
+    (out, peak.max(convert) + small)
+}
+
+/// The scratch of `filter::separable`: per task, a band of 16-bit horizontal sums
+/// (`BAND_ROWS` or more rows, plus the kernel's height) and a 32-bit row.
+fn separable_scratch(s: Shape, k: u64, threads: u64) -> u64 {
+    let row = s.row_bytes();
+    let band = (ops::BAND_ROWS as u64).max(65536 / row.max(1));
+    let band = band.min(s.height as u64);
+    threads * ((band + k) * row * 2 + row * 4)
+}
+
+/// The encoder's peak for frames of `s` (their pixels included).
+fn encode_bytes(s: Shape, format: OutputFormat, frames: u64) -> u64 {
+    let image = s.bytes();
+    let px = s.pixels();
+    let eight = s.to_8bit().bytes();
+    // The 8-bit copy made for formats that only take 8 bits.
+    let narrowed = if s.deep { image + eight } else { image };
+    match format {
+        OutputFormat::Jpeg => {
+            // libjpeg-turbo's worst-case buffer (tjBufSize: 3 bytes a pixel for 4:2:0,
+            // 2 for gray), its copy into ours, and the alpha-free copy.
+            let buf = px * 3 + 2048;
+            let no_alpha = if s.channels % 2 == 0 { px * 3 } else { 0 };
+            narrowed + no_alpha + 2 * buf
+        }
+        // Filtered rows and zlib's output in a growing vector, for 8 or 16 bits.
+        // 16-bit samples are first copied to big-endian bytes.
+        OutputFormat::Png => {
+            let factor = if s.deep { 5 } else { 4 };
+            image + factor * image + 4 * s.row_bytes() + (512 << 10)
+        }
+        // RGB(A) copy, the encoder's ARGB planes and transforms, and its output.
+        OutputFormat::WebP => narrowed + 16 * px,
+        // Gray+alpha is widened to RGBA first (twice the bytes); the encoder then
+        // holds about three copies of what it writes.
+        OutputFormat::Tiff => {
+            let written = if s.channels == 2 { 2 * image } else { image };
+            let widened = if s.channels == 2 { written } else { 0 };
+            image + widened + 3 * written + 4 * s.row_bytes()
+        }
+        OutputFormat::Bmp => narrowed + 2 * px * 4,
+        // RGB(A) copy, and the output in a growing vector (5 bytes a pixel at worst).
+        OutputFormat::Qoi => narrowed + 4 * px + 2 * 5 * px,
+        // Per frame: the RGBA copy, the palette indices, the LZW output.
+        OutputFormat::Gif => image + (frames.min(2)) * 4 * px + 4 * px,
+    }
+}
