@@ -434,17 +434,21 @@ pub fn encode(frames: Vec<Frame>, opts: &EncodeOptions) -> Result<Vec<u8>, ItemE
     // Room for the output at once, a little more than the raw pixels (what a
     // lossless encoder writes at worst): growing by doubling would copy it several
     // times and leave the allocator holding every smaller block. Pages never
-    // written are never resident.
-    let raw: usize = frames
-        .iter()
-        .map(|f| {
-            f.image.width as usize
-                * f.image.height as usize
-                * f.image.channels as usize
-                * if f.image.is_16bit() { 2 } else { 1 }
-        })
-        .sum();
-    let mut out = Vec::with_capacity(raw + raw / 64 + 64 * 1024);
+    // written are never resident. (libjpeg-turbo makes its own buffer.)
+    let raw: usize = if opts.format == OutputFormat::Jpeg {
+        0
+    } else {
+        frames
+            .iter()
+            .map(|f| {
+                f.image.width as usize
+                    * f.image.height as usize
+                    * f.image.channels as usize
+                    * if f.image.is_16bit() { 2 } else { 1 }
+            })
+            .sum()
+    };
+    let mut out = Vec::with_capacity(raw + raw / 64);
     if opts.format == OutputFormat::Gif {
         let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
         if frames.len() > 1 {
