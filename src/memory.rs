@@ -226,11 +226,20 @@ pub fn op_need(op: &Op, s: Shape, threads: u64) -> (Shape, u64) {
     let input = s.bytes();
     let row = s.row_bytes();
     let (w, h) = (s.width as u64, s.height as u64);
+    // Geometry ops change the size (one definition: `ops::output_size`), a few ops
+    // the channels.
+    let (dw, dh) = ops::output_size(op, s.width, s.height);
+    let sized = s.with_size(dw, dh);
     // Scratch rows of one parallel task, `n` rows of the image's row at `b` bytes a sample.
     let task_rows = |n: u64, b: u64| threads * n * row * b;
     let (out, peak) = match *op {
-        Op::Invert | Op::Brighten { .. } | Op::Darken { .. } | Op::Threshold { .. } => (s, input),
-        Op::Equalize | Op::Gamma { .. } | Op::Contrast { .. } => (s, input),
+        Op::Invert
+        | Op::Brighten { .. }
+        | Op::Darken { .. }
+        | Op::Threshold { .. }
+        | Op::Equalize
+        | Op::Gamma { .. }
+        | Op::Contrast { .. } => (s, input),
         Op::Grayscale => {
             let out = s.with_channels(if s.channels >= 3 {
                 s.channels - 2
@@ -250,28 +259,19 @@ pub fn op_need(op: &Op, s: Shape, threads: u64) -> (Shape, u64) {
             (out, input + copy)
         }
         Op::Blur { ksize, sigma } => {
-            let k = if ksize == 0 {
-                ops::ksize_for_sigma(sigma) as u64
-            } else {
-                ksize as u64
-            };
-            (s, input + input + separable_scratch(s, k, threads))
+            let k = ops::gaussian_ksize(ksize, sigma) as u64;
+            (s, 2 * input + separable_scratch(s, k, threads))
         }
-        Op::BoxBlur { ksize } => (
-            s,
-            input + input + separable_scratch(s, ksize as u64, threads),
-        ),
+        Op::BoxBlur { ksize } => (s, 2 * input + separable_scratch(s, ksize as u64, threads)),
         Op::Sharpen { sigma, .. } => {
             let k = ops::ksize_for_sigma(sigma) as u64;
-            (s, input + 2 * input + separable_scratch(s, k, threads))
+            (s, 3 * input + separable_scratch(s, k, threads))
         }
         // Two rows of 16-bit gradients per task.
-        Op::Sobel { .. } => (s, input + input + task_rows(2, 2)),
-        // Lanes of up to 16 KiB, and the row pointers, per task.
-        Op::Median { ksize } => (
-            s,
-            input + input + threads * ((48 << 10) + 16 * ksize as u64),
-        ),
+        Op::Sobel { .. } => (s, 2 * input + task_rows(2, 2)),
+        // A tile of lanes (about 16 KiB, up to three times that for small kernels)
+        // and the row pointers, per task.
+        Op::Median { ksize } => (s, 2 * input + threads * ((48 << 10) + 16 * ksize as u64)),
         Op::Erode { iterations, .. } | Op::Dilate { iterations, .. } => {
             // The horizontal pass's copy and the output; with more than one iteration
             // the previous output is alive too.
@@ -287,19 +287,8 @@ pub fn op_need(op: &Op, s: Shape, threads: u64) -> (Shape, u64) {
             let out = s.with_channels(1);
             (out, input + gradients.max(hysteresis + out.bytes()))
         }
-        Op::Flip { .. } | Op::Rotate { angle: 180 } => (s, input + input),
-        Op::Rotate { .. } => {
-            let out = s.with_size(s.height, s.width);
-            (out, input + out.bytes())
-        }
-        Op::Crop { width, height, .. } => {
-            let out = s.with_size(width, height);
-            (out, input + out.bytes())
-        }
+        Op::Flip { .. } | Op::Rotate { .. } | Op::Crop { .. } => (sized, input + sized.bytes()),
         Op::Resize { filter, .. } => {
-            let (dw, dh) = ops::output_size(op, s.width, s.height);
-            let out = s.with_size(dw, dh);
-            let dstride = out.row_bytes();
             // Lanczos resizes rows first into an image of the new width and old height.
             let between = if filter == Filter::Lanczos3 {
                 dw as u64 * h * s.channels as u64
@@ -308,10 +297,8 @@ pub fn op_need(op: &Op, s: Shape, threads: u64) -> (Shape, u64) {
             };
             // Coefficient tables for both axes, and 16 bytes a sample of rows per task.
             let tables = 64 * (w + h + dw as u64 + dh as u64);
-            (
-                out,
-                input + out.bytes() + between + tables + threads * 16 * dstride,
-            )
+            let rows = threads * 16 * sized.row_bytes();
+            (sized, input + sized.bytes() + between + tables + rows)
         }
     };
     // Kernel tables, row pointers and rayon's job records.

@@ -160,13 +160,18 @@ pub fn ksize_for_sigma(sigma: f64) -> u32 {
     ((sigma * 6.0 + 1.0).round_ties_even() as u32) | 1
 }
 
-/// Gaussian blur of every channel, bit-exact with OpenCV's 8-bit GaussianBlur.
-pub fn gaussian(img: &Image, ksize: u32, sigma: f64) -> Image {
-    let n = if ksize == 0 {
+/// The kernel size a blur uses: `ksize`, or for 0 the one OpenCV derives from sigma.
+pub fn gaussian_ksize(ksize: u32, sigma: f64) -> u32 {
+    if ksize == 0 {
         ksize_for_sigma(sigma)
     } else {
         ksize
-    } as usize;
+    }
+}
+
+/// Gaussian blur of every channel, bit-exact with OpenCV's 8-bit GaussianBlur.
+pub fn gaussian(img: &Image, ksize: u32, sigma: f64) -> Image {
+    let n = gaussian_ksize(ksize, sigma) as usize;
     let k = gaussian_kernel_q8(n, sigma);
     // Horizontal sums fit 16 bits (255 * 256). When the kernel values share a factor
     // 2^s, the vertical sum fits 16 bits too and the fast path is exact.

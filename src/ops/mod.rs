@@ -18,7 +18,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fmt;
 
-pub(crate) use filter::{ksize_for_sigma, BAND_ROWS};
+pub(crate) use filter::{gaussian_ksize, ksize_for_sigma, BAND_ROWS};
 pub use geometry::Filter;
 
 /// What kind of value a parameter takes.

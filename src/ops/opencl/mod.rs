@@ -570,11 +570,7 @@ impl Gpu {
                 shift: [hue, saturation, value],
             },
             Op::Blur { ksize, sigma } => {
-                let n = if ksize == 0 {
-                    filter::ksize_for_sigma(sigma)
-                } else {
-                    ksize
-                };
+                let n = filter::gaussian_ksize(ksize, sigma);
                 Plan::Gauss {
                     k: filter::gaussian_kernel_q8(n as usize, sigma),
                 }
