@@ -412,30 +412,26 @@ fn finish(result: Result<Report, String>, report: Option<&str>) -> Exit {
 /// would fail before any pixel is decoded (an unreadable header, more pixels than
 /// `--max-pixels`, more memory than `--max-memory-mb`); exit 1 when anything would.
 fn print_plan(plan: &Plan) -> Exit {
-    let headers = runner::probe_all(plan);
     let layouts = runner::probe_layouts(plan);
     let mut total = 0.0;
     let mut failing = 0;
-    for ((item, h), layout) in plan.items.iter().zip(&headers).zip(&layouts) {
-        let size = match (h.width, h.height) {
-            (Some(w), Some(hh)) => {
+    for (item, layout) in plan.items.iter().zip(&layouts) {
+        let size = match layout {
+            Some((layout, len)) => {
+                let (w, hh) = layout.stored_size();
                 let mp = w as f64 * hh as f64 / 1e6;
                 total += mp;
                 let max = item.spec.decode.max_pixels;
-                let need = layout
-                    .as_ref()
-                    .map(|(l, len)| pipeline::memory_need(&item.spec, *len, l).peak());
+                let need = pipeline::memory_need(&item.spec, *len, layout).peak();
                 let limit = item.spec.decode.max_alloc;
-                let memory = need.map_or(String::new(), |n| {
-                    format!(", needs about {} MiB", memory::mib(n))
-                });
+                let memory = format!(", needs about {} MiB", memory::mib(need));
                 if w as u64 * hh as u64 > max {
                     failing += 1;
                     format!(
                         "{w}x{hh} {mp:.2} MP; WOULD FAIL: above --max-pixels {max} ({:.1} MP)",
                         max as f64 / 1e6
                     )
-                } else if need.is_some_and(|n| n > limit) {
+                } else if need > limit {
                     failing += 1;
                     format!(
                         "{w}x{hh} {mp:.2} MP{memory}; WOULD FAIL: above --max-memory-mb {}",
@@ -445,7 +441,7 @@ fn print_plan(plan: &Plan) -> Exit {
                     format!("{w}x{hh} {mp:.2} MP{memory}")
                 }
             }
-            _ => {
+            None => {
                 failing += 1;
                 "WOULD FAIL: the header cannot be read (not an image, or a format imgproc does not read)".to_string()
             }

@@ -90,6 +90,18 @@ pub struct Layout {
     pub frames: u32,
 }
 
+impl Layout {
+    /// Width and height as stored in the file, before orientation.
+    pub fn stored_size(&self) -> (u32, u32) {
+        let s = self.shape;
+        if self.rotated {
+            (s.height, s.width)
+        } else {
+            (s.width, s.height)
+        }
+    }
+}
+
 /// The decoders, by how much they hold beside their output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Coding {

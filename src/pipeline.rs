@@ -252,7 +252,7 @@ pub fn memory_need(spec: &ItemSpec, input_len: u64, layout: &Layout) -> memory::
 
 /// Refuses an item whose estimated peak is above `--max-memory-mb`, before any pixel
 /// buffer exists; the message names the limit and what the item needs.
-pub fn check_memory(spec: &ItemSpec, input_len: u64, layout: &Layout) -> Result<(), ItemError> {
+fn check_memory(spec: &ItemSpec, input_len: u64, layout: &Layout) -> Result<(), ItemError> {
     let need = memory_need(spec, input_len, layout);
     if need.peak() <= spec.decode.max_alloc {
         return Ok(());
@@ -264,9 +264,9 @@ pub fn check_memory(spec: &ItemSpec, input_len: u64, layout: &Layout) -> Result<
     )))
 }
 
-/// "needs about 812 MiB (...) for this 8000x6000 RGB 8-bit image, its ops and its
+/// "needs about 812 MiB (...) for this 8000x6000 RGB 8-bit image with its ops and
 /// encoding, above --max-memory-mb 512: ..."
-pub fn over_memory_message(need: &memory::Need, layout: &Layout, limit: u64) -> String {
+fn over_memory_message(need: &memory::Need, layout: &Layout, limit: u64) -> String {
     let s = layout.shape;
     let kind = ["gray", "gray+alpha", "RGB", "RGBA"]
         .get(s.channels.saturating_sub(1) as usize)

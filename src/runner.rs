@@ -638,7 +638,7 @@ fn run_as_master(
     let mopts = MasterOptions {
         prefetch: opts.prefetch,
         fail_fast: opts.fail_fast,
-        worker_timeout: if setup.heartbeat_ms > 0 {
+        worker_timeout: if distributed {
             opts.worker_timeout
         } else {
             None
