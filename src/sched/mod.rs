@@ -139,8 +139,9 @@ enum Header {
 }
 
 /// A message: the payload as it is, then the JSON header, then the header's length
-/// (u32, little-endian). The header goes last so that an image-sized payload is never
-/// copied to make room for it, on either side.
+/// (u32, little-endian). The header goes last so that an image-sized payload is only
+/// extended by a few bytes (in place when the allocator can), not copied behind it,
+/// and taking it off is a truncation.
 fn frame(h: &Header, mut payload: Vec<u8>) -> Vec<u8> {
     let head = serde_json::to_vec(h).unwrap_or_default();
     payload.reserve_exact(head.len() + 4);

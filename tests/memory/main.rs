@@ -353,15 +353,10 @@ fn main() {
             .expect("a thread pool");
         pool.install(|| {
             // Let every worker thread make its one-off allocations first.
-            ops_cases(
-                &mut Tally {
-                    cases: 0,
-                    failures: Vec::new(),
-                    worst_ratio: 0.0,
-                    verbose: false,
-                },
-                threads,
-            );
+            for text in OPS {
+                let op = ops::parse_op_str(text).expect("a valid op");
+                let _ = ops::apply(&op, image(64, 48, 3, false));
+            }
             ops_cases(&mut t, threads);
             pipeline_cases(&mut t, threads);
         });
