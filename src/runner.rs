@@ -333,18 +333,20 @@ impl RunnerSink<'_> {
         self.records[id] = Some(rec);
     }
 
-    /// Queues the committed output of item `id` for the journal.
-    fn journal(&mut self, id: usize, size: u64, crc: Option<u32>) {
-        let (Some(f), Some(input_id), Some(crc)) = (self.flusher.as_ref(), self.inputs[id], crc)
+    /// Queues the committed output of `job` for the journal.
+    fn journal(&mut self, job: &Job, size: u64, crc: Option<u32>) {
+        let (Some(f), Some(input_id), Some(crc)) =
+            (self.flusher.as_ref(), self.inputs[job.id], crc)
         else {
             return;
         };
-        let item = &self.plan.items[id];
+        let item = &self.plan.items[job.id];
         let e = Entry {
             output: journal::key(&self.plan.output_dir, &item.output),
             input: item.input.display().to_string(),
             input_id,
-            spec: item.spec.to_wire(),
+            // The job carries the spec already in its wire form.
+            spec: job.spec.to_string(),
             version: env!("CARGO_PKG_VERSION").into(),
             output_size: size,
             output_crc: crc,
@@ -387,7 +389,7 @@ impl Sink for RunnerSink<'_> {
         }
         match error {
             None => {
-                self.journal(job.id, done.bytes_out, done.out_crc);
+                self.journal(job, done.bytes_out, done.out_crc);
                 rec.width = done.width;
                 rec.height = done.height;
                 rec.megapixels = done
@@ -432,31 +434,27 @@ impl Sink for RunnerSink<'_> {
     }
 
     fn worker_lost(&mut self, worker: usize, silent: Duration, redealt: &[&Job]) {
+        let lost = format!(
+            "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s)",
+            self.start.elapsed().as_secs_f64(),
+            silent.as_secs_f64()
+        );
+        if redealt.is_empty() {
+            self.progress
+                .println(&format!("{lost}; it held no unfinished item"));
+            return;
+        }
         let names: Vec<String> = redealt
             .iter()
             .take(10)
             .map(|j| j.input.display().to_string())
             .collect();
-        let more = redealt.len().saturating_sub(names.len());
-        if redealt.is_empty() {
-            self.progress.println(&format!(
-                "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s); it held no unfinished item",
-                self.start.elapsed().as_secs_f64(),
-                silent.as_secs_f64()
-            ));
-            return;
-        }
+        let more = redealt.len() - names.len();
         self.progress.println(&format!(
-            "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s); re-dealing its {} item{}{}{}",
-            self.start.elapsed().as_secs_f64(),
-            silent.as_secs_f64(),
+            "{lost}; re-dealing its {} item{}: {}{}",
             redealt.len(),
             if redealt.len() == 1 { "" } else { "s" },
-            if names.is_empty() {
-                String::new()
-            } else {
-                format!(": {}", names.join(", "))
-            },
+            names.join(", "),
             if more > 0 {
                 format!(" and {more} more")
             } else {
