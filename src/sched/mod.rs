@@ -623,10 +623,7 @@ impl Master<'_> {
         }
         let now = Instant::now();
         let rates: Vec<f64> = self.slots.iter().filter_map(WorkerSlot::rate).collect();
-        let best = rates
-            .iter()
-            .copied()
-            .fold(None, |m: Option<f64>, r| Some(m.map_or(r, |m| m.max(r))));
+        let best = rates.iter().copied().reduce(f64::max);
         let mut pick: Option<(Instant, usize, usize)> = None;
         for (v, slot) in self.slots.iter().enumerate() {
             if !slot.alive || v + 1 == w || slot.inflight.is_empty() {

@@ -1,7 +1,8 @@
 //! A bounded mutation fuzzer for the two places hostile bytes enter: the manifest
 //! parser and decode + pipeline + encode. It runs on stable Rust as an ordinary test
 //! binary (`harness = false`), so CI runs it for a few seconds per target on every
-//! change; `FUZZ_SECONDS=600 cargo test --release --test fuzz` runs it for longer.
+//! change; `FUZZ_SECONDS=600 cargo test --release --test fuzz` runs it for longer
+//! (`FUZZ_ONLY=manifest` or `image` for one target).
 //!
 //! Findings are panics (anywhere: `process_item` is called without its guard), an
 //! input that takes longer than `SLOW` to process, and for manifests an accepted plan
@@ -336,17 +337,24 @@ fn main() {
         std::fs::write(&p, b"not read by the parser").expect("a file");
     }
     let base = dir.path().to_path_buf();
-    f.run("manifest", &manifest_seeds(), MANIFEST_TOKENS, &|b| {
-        check_manifest(&base, b)
-    });
+    // `FUZZ_ONLY=manifest` or `FUZZ_ONLY=image` runs one target.
+    let only = std::env::var("FUZZ_ONLY").unwrap_or_default();
+    let wanted = |name: &str| only.is_empty() || only == name;
+    if wanted("manifest") {
+        f.run("manifest", &manifest_seeds(), MANIFEST_TOKENS, &|b| {
+            check_manifest(&base, b)
+        });
+    }
 
     // One thread: the fuzzer measures one input at a time.
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
         .expect("a thread pool");
-    let seeds = image_seeds();
-    pool.install(|| f.run("image", &seeds, &[], &check_image));
+    if wanted("image") {
+        let seeds = image_seeds();
+        pool.install(|| f.run("image", &seeds, &[], &check_image));
+    }
 
     if !f.findings.is_empty() {
         for x in &f.findings {
