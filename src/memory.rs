@@ -13,7 +13,7 @@
 //! caller says how many threads run an op's tasks).
 
 use crate::codec::OutputFormat;
-use crate::ops::{self, Filter, Op};
+use crate::ops::{self, Op};
 
 /// The pixel layout of an image at one stage of an item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,11 +59,11 @@ impl Shape {
         }
     }
 
-    fn with_channels(self, channels: u8) -> Shape {
+    pub(crate) fn with_channels(self, channels: u8) -> Shape {
         Shape { channels, ..self }
     }
 
-    fn with_size(self, width: u32, height: u32) -> Shape {
+    pub(crate) fn with_size(self, width: u32, height: u32) -> Shape {
         Shape {
             width,
             height,
@@ -235,92 +235,23 @@ pub fn op_need(op: &Op, s: Shape, threads: u64) -> (Shape, u64) {
     } else {
         (s, 0)
     };
-    let input = s.bytes();
-    let row = s.row_bytes();
-    let (w, h) = (s.width as u64, s.height as u64);
-    // Geometry ops change the size (one definition: `ops::output_size`), a few ops
-    // the channels.
-    let (dw, dh) = ops::output_size(op, s.width, s.height);
-    let sized = s.with_size(dw, dh);
-    // Scratch rows of one parallel task, `n` rows of the image's row at `b` bytes a sample.
-    let task_rows = |n: u64, b: u64| threads * n * row * b;
-    let (out, peak) = match *op {
-        Op::Invert
-        | Op::Brighten { .. }
-        | Op::Darken { .. }
-        | Op::Threshold { .. }
-        | Op::Equalize
-        | Op::Gamma { .. }
-        | Op::Contrast { .. } => (s, input),
-        Op::Grayscale => {
-            let out = s.with_channels(if s.channels >= 3 {
-                s.channels - 2
-            } else {
-                s.channels
-            });
-            (out, input + out.bytes())
-        }
-        Op::Hsv { .. } => {
-            // Gray gains colour channels first; the shift itself works in place.
-            let out = s.with_channels(if s.channels < 3 {
-                s.channels + 2
-            } else {
-                s.channels
-            });
-            let copy = if s.channels < 3 { out.bytes() } else { 0 };
-            (out, input + copy)
-        }
-        Op::Blur { ksize, sigma } => {
-            let k = ops::gaussian_ksize(ksize, sigma) as u64;
-            (s, 2 * input + separable_scratch(s, k, threads))
-        }
-        Op::BoxBlur { ksize } => (s, 2 * input + separable_scratch(s, ksize as u64, threads)),
-        Op::Sharpen { sigma, .. } => {
-            let k = ops::ksize_for_sigma(sigma) as u64;
-            (s, 3 * input + separable_scratch(s, k, threads))
-        }
-        // Two rows of 16-bit gradients per task.
-        Op::Sobel { .. } => (s, 2 * input + task_rows(2, 2)),
-        // A tile of lanes (about 16 KiB, up to three times that for small kernels)
-        // and the row pointers, per task.
-        Op::Median { ksize } => (s, 2 * input + threads * ((48 << 10) + 16 * ksize as u64)),
-        Op::Erode { iterations, .. } | Op::Dilate { iterations, .. } => {
-            // The horizontal pass's copy and the output; with more than one iteration
-            // the previous output is alive too.
-            let copies = if iterations > 1 { 3 } else { 2 };
-            (s, input + copies * input)
-        }
-        Op::Canny { .. } => {
-            // Magnitude (i32) and the map with a border, dx and dy (i16), then the
-            // edge stack (u32, up to twice one entry per pixel) and the output.
-            let bordered = (w + 2) * (h + 2);
-            let gradients = bordered * 4 + 2 * s.pixels() * 2 + bordered + task_rows(2, 2);
-            let hysteresis = bordered + 2 * bordered * 4;
-            let out = s.with_channels(1);
-            (out, input + gradients.max(hysteresis + out.bytes()))
-        }
-        Op::Flip { .. } | Op::Rotate { .. } | Op::Crop { .. } => (sized, input + sized.bytes()),
-        Op::Resize { filter, .. } => {
-            // Lanczos resizes rows first into an image of the new width and old height.
-            let between = if filter == Filter::Lanczos3 {
-                dw as u64 * h * s.channels as u64
-            } else {
-                0
-            };
-            // Coefficient tables for both axes, and 16 bytes a sample of rows per task.
-            let tables = 64 * (w + h + dw as u64 + dh as u64);
-            let rows = threads * 16 * sized.row_bytes();
-            (sized, input + sized.bytes() + between + tables + rows)
-        }
-    };
+    // Each op declares its output layout and its peak (in its file under ops/defs).
+    let out = op.output_shape(s);
+    let peak = op.peak_bytes(s, out, threads);
     // Kernel tables, row pointers and rayon's job records.
     let small = (64 << 10) + threads * (16 << 10);
     (out, peak.max(convert) + small)
 }
 
+/// Scratch rows of one parallel task on `s`: `n` rows of its row at `b` bytes a sample,
+/// for each of `threads` tasks.
+pub(crate) fn task_rows(s: Shape, threads: u64, n: u64, b: u64) -> u64 {
+    threads * n * s.row_bytes() * b
+}
+
 /// The scratch of `filter::separable`: per task, a band of 16-bit horizontal sums
 /// (`BAND_ROWS` or more rows, plus the kernel's height) and a 32-bit row.
-fn separable_scratch(s: Shape, k: u64, threads: u64) -> u64 {
+pub(crate) fn separable_scratch(s: Shape, k: u64, threads: u64) -> u64 {
     let row = s.row_bytes();
     let band = (ops::BAND_ROWS as u64).max(65536 / row.max(1));
     let band = band.min(s.height as u64);

@@ -1,0 +1,74 @@
+//! `dilate`: maximum over a square window, as `cv2.dilate` with a square of ones.
+
+use super::prelude::*;
+use crate::ops::filter;
+
+/// Maximum filter.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dilate {
+    /// Window size.
+    pub ksize: u32,
+    /// Times applied.
+    pub iterations: u32,
+}
+
+impl Operation for Dilate {
+    const SPEC: OpSpec = OpSpec {
+        name: "dilate",
+        aliases: &[],
+        summary: "maximum over a ksize x ksize square; pixels outside the image are ignored",
+        params: &[
+            int("ksize", 1, 255, Some("3"), "window size"),
+            int("iterations", 1, 100, Some("1"), "times applied"),
+        ],
+        keeps_16bit: false,
+        reference: "cv2.dilate(img, np.ones((ksize, ksize)), iterations=iterations)",
+        tolerance: EXACT,
+    };
+
+    fn from_params(p: &Params) -> Result<Self, OpProblem> {
+        Ok(Dilate {
+            ksize: p.i("ksize") as u32,
+            iterations: p.i("iterations") as u32,
+        })
+    }
+
+    fn params(&self) -> Vec<(&'static str, Value)> {
+        vec![
+            ("ksize", Value::Int(self.ksize.into())),
+            ("iterations", Value::Int(self.iterations.into())),
+        ]
+    }
+
+    fn cost_weight(&self) -> f64 {
+        0.2 * (self.ksize * self.iterations) as f64
+    }
+
+    fn is_memory_bound(&self) -> bool {
+        false
+    }
+
+    fn output_shape(&self, s: Shape) -> Shape {
+        s
+    }
+
+    fn peak_bytes(&self, s: Shape, _: Shape, _: u64) -> u64 {
+        // The horizontal pass's copy and the output; with more than one iteration the
+        // previous output is alive too.
+        let copies = if self.iterations > 1 { 3 } else { 2 };
+        s.bytes() + copies * s.bytes()
+    }
+
+    fn run(&self, img: Cow<'_, Image>) -> Result<Image, OpError> {
+        Ok(filter::morph(&img, self.ksize, self.iterations, true))
+    }
+
+    #[cfg(feature = "opencl")]
+    fn lower(&self, _: u8) -> Option<Step> {
+        Some(Step::Morph {
+            size: self.ksize as usize,
+            dilate: true,
+            iterations: self.iterations,
+        })
+    }
+}

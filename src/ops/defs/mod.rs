@@ -1,0 +1,159 @@
+//! The list of operations. Each line names an op's struct and the file that defines it;
+//! the macro below makes the [`Op`] enum, [`CATALOG`] (in `--list-ops` order) and the
+//! exhaustive matches that route each [`Op`] method to the op's [`Operation`] impl.
+//! Adding an op is one file here and one line in the list (see CONTRIBUTING.md).
+
+use super::{OpError, OpProblem, OpSpec, Operation, Params, Value};
+use crate::image::Image;
+use crate::memory::Shape;
+use std::borrow::Cow;
+
+/// What every op file needs.
+mod prelude {
+    pub(super) use crate::image::Image;
+    pub(super) use crate::memory::{self, Shape};
+    #[cfg(feature = "opencl")]
+    pub(super) use crate::ops::opencl::Step;
+    pub(super) use crate::ops::spec::{choice, float, int, OpSpec, Value, EXACT, ONE_LEVEL};
+    pub(super) use crate::ops::{odd_or_zero, OpError, OpProblem, Operation, Params};
+    pub(super) use std::borrow::Cow;
+}
+
+macro_rules! catalog {
+    ($($variant:ident in $module:ident),* $(,)?) => {
+        $(mod $module;)*
+        $(pub use $module::$variant;)*
+        pub use sobel::SobelDir;
+
+        /// A parsed, validated operation with its parameters (see each op's struct).
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum Op {
+            $(
+                #[doc = concat!("See [`", stringify!($variant), "`].")]
+                $variant($variant),
+            )*
+        }
+
+        /// Every operation imgproc knows, in the order `--list-ops` shows them.
+        pub static CATALOG: &[OpSpec] = &[$(<$variant as Operation>::SPEC),*];
+
+        /// Builds the op named `name` (a canonical name) from checked values.
+        pub(super) fn build(name: &str, p: &Params) -> Option<Result<Op, OpProblem>> {
+            $(
+                if name == <$variant as Operation>::SPEC.name {
+                    return Some($variant::from_params(p).map(Op::$variant));
+                }
+            )*
+            None
+        }
+
+        impl Op {
+            /// What this op declares: name, aliases, parameters, reference.
+            pub fn spec(&self) -> &'static OpSpec {
+                match self {
+                    $(Op::$variant(_) => {
+                        const SPEC: &OpSpec = &<$variant as Operation>::SPEC;
+                        SPEC
+                    })*
+                }
+            }
+
+            fn values(&self) -> Vec<(&'static str, Value)> {
+                match self {
+                    $(Op::$variant(o) => o.params(),)*
+                }
+            }
+
+            /// Relative cost per pixel, used to weigh items for scheduling and ETA.
+            pub fn cost_weight(&self) -> f64 {
+                match self {
+                    $(Op::$variant(o) => o.cost_weight(),)*
+                }
+            }
+
+            /// See [`Operation::is_memory_bound`].
+            pub fn is_memory_bound(&self) -> bool {
+                match self {
+                    $(Op::$variant(o) => o.is_memory_bound(),)*
+                }
+            }
+
+            /// The layout this op produces from `s`.
+            pub fn output_shape(&self, s: Shape) -> Shape {
+                match self {
+                    $(Op::$variant(o) => o.output_shape(s),)*
+                }
+            }
+
+            pub(crate) fn peak_bytes(&self, s: Shape, out: Shape, threads: u64) -> u64 {
+                match self {
+                    $(Op::$variant(o) => o.peak_bytes(s, out, threads),)*
+                }
+            }
+
+            pub(crate) fn run(&self, img: Cow<'_, Image>) -> Result<Image, OpError> {
+                match self {
+                    $(Op::$variant(o) => o.run(img),)*
+                }
+            }
+
+            /// The device step for this op on `channels` 8-bit channels, `None` where
+            /// it runs on the CPU.
+            #[cfg(feature = "opencl")]
+            pub(crate) fn lower(&self, channels: u8) -> Option<crate::ops::opencl::Step> {
+                match self {
+                    $(Op::$variant(o) => o.lower(channels),)*
+                }
+            }
+        }
+    };
+}
+
+catalog! {
+    Grayscale in grayscale,
+    Invert in invert,
+    Blur in blur,
+    Canny in canny,
+    Brighten in brighten,
+    Darken in darken,
+    Threshold in threshold,
+    Hsv in hsv,
+    Sharpen in sharpen,
+    Median in median,
+    BoxBlur in box_blur,
+    Sobel in sobel,
+    Resize in resize,
+    Rotate in rotate,
+    Flip in flip,
+    Crop in crop,
+    Equalize in equalize,
+    Gamma in gamma,
+    Contrast in contrast,
+    Erode in erode,
+    Dilate in dilate,
+    Pad in pad,
+}
+
+impl Op {
+    /// The canonical name of this op.
+    pub fn name(&self) -> &'static str {
+        self.spec().name
+    }
+
+    /// The canonical `name:key=value,...` text of this op, which
+    /// [`super::parse_op_str`] reads back to an equal op (used to send pipelines to
+    /// other ranks, and in journals).
+    pub fn to_text(&self) -> String {
+        let values = self.values();
+        if values.is_empty() {
+            return self.name().to_string();
+        }
+        let params: Vec<String> = values.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{}:{}", self.name(), params.join(","))
+    }
+
+    /// Whether 16-bit input stays 16-bit through this op.
+    pub(crate) fn keeps_16bit(&self) -> bool {
+        self.spec().keeps_16bit
+    }
+}
