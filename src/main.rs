@@ -9,8 +9,13 @@ use imgproc::ops::{opencl, ParamKind, CATALOG};
 use imgproc::pipeline::{self, BackendChoice};
 use imgproc::report::Report;
 use imgproc::runner::{self, RunOptions};
+#[cfg(feature = "mpi")]
 use imgproc::sched;
+#[cfg(feature = "mpi")]
 use imgproc::transport::mpi as mpi_transport;
+use imgproc::transport::{launched_by_mpi, launcher_rank};
+#[cfg(feature = "mpi")]
+use imgproc::transport::{local_rank, local_size};
 use imgproc::{launch, output, signals};
 use std::process::ExitCode;
 
@@ -41,15 +46,6 @@ fn return_freed_memory_promptly() {
         // SAFETY: sets an entry of the allocator's option table by a valid index.
         unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, 0) }
     }
-}
-
-/// This process's rank as the MPI launcher exported it (0 without MPI), read before
-/// MPI is initialised so that only rank 0 prints usage errors and listings.
-fn launcher_rank() -> usize {
-    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok()?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn main() -> ExitCode {
@@ -109,14 +105,10 @@ fn run(config: Config) -> Exit {
                     return Exit::Usage;
                 }
             }
-            if mpi_transport::launched_by_mpi() {
+            if launched_by_mpi() {
                 run_mpi(&source, &plan, &run, dry_run, report.as_deref())
             } else {
-                match make_plan(&source, &plan) {
-                    Ok(p) if dry_run => print_plan(&p),
-                    Ok(p) => finish(runner::run_local(&p, &run), report.as_deref()),
-                    Err(code) => code,
-                }
+                run_here(&source, &plan, &run, dry_run, report.as_deref())
             }
         }
     }
@@ -229,8 +221,32 @@ fn make_plan(source: &Source, opts: &PlanOptions) -> Result<Plan, Exit> {
     })
 }
 
+/// Plans the run and, unless `dry_run` (which prints the plan), runs it in this process.
+fn run_here(
+    source: &Source,
+    opts: &PlanOptions,
+    run: &RunOptions,
+    dry_run: bool,
+    report: Option<&str>,
+) -> Exit {
+    match make_plan(source, opts) {
+        Ok(p) if dry_run => print_plan(&p),
+        Ok(p) => finish(runner::run_local(&p, run), report),
+        Err(code) => code,
+    }
+}
+
+/// Started by an MPI launcher, but built without the `mpi` feature: say so rather than
+/// run the whole manifest once per rank.
+#[cfg(not(feature = "mpi"))]
+fn run_mpi(_: &Source, _: &PlanOptions, _: &RunOptions, _: bool, _: Option<&str>) -> Exit {
+    eprintln!("imgproc: started by an MPI launcher, but this imgproc was built without MPI (cargo feature `mpi`): rebuild it with default features, or run it without mpirun");
+    Exit::Usage
+}
+
 /// One rank of an MPI job. Rank 0 validates and deals; every other rank works. With one
 /// rank, the job runs as a single process would.
+#[cfg(feature = "mpi")]
 fn run_mpi(
     source: &Source,
     opts: &PlanOptions,
@@ -256,16 +272,11 @@ fn run_mpi(
         signals::install();
         signals::exit_on_signal();
         let mut link = session.worker();
-        let (local_size, local_rank) = (mpi_transport::local_size(), mpi_transport::local_rank());
-        let end = runner::run_mpi_worker(&mut link, session.host(), local_size, local_rank);
+        let end = runner::run_mpi_worker(&mut link, session.host(), local_size(), local_rank());
         return worker_exit(rank, end, run.recovery);
     }
     if size == 1 {
-        let code = match make_plan(source, opts) {
-            Ok(p) if dry_run => print_plan(&p),
-            Ok(p) => finish(runner::run_local(&p, run), report),
-            Err(code) => code,
-        };
+        let code = run_here(source, opts, run, dry_run, report);
         if run.recovery {
             launch::report_status(code as i32);
         }
@@ -317,6 +328,7 @@ fn run_mpi(
 }
 
 /// Ends this process at once, without MPI_Finalize.
+#[cfg(feature = "mpi")]
 fn exit_now(code: i32) -> ! {
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -325,6 +337,7 @@ fn exit_now(code: i32) -> ! {
 }
 
 /// How a worker rank ends, as the master asked (or on its own if the master is gone).
+#[cfg(feature = "mpi")]
 fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, String>, recovery: bool) -> Exit {
     let exit_of = |code: i32| match code {
         0 => Exit::Ok,

@@ -194,7 +194,7 @@ pub fn process_item_on(
         Backend::OpenCl(g) => Some(g),
         Backend::Auto(g) => {
             let channels = decoded.frames.first().map_or(0, |f| f.image.channels);
-            auto_uses_device(g.info.gpu, mp, channels, &spec.ops).then_some(g)
+            auto_uses_device(g.info().gpu, mp, channels, &spec.ops).then_some(g)
         }
     };
 
@@ -214,7 +214,7 @@ pub fn process_item_on(
                 })
             }
             Err(RunError::Device(msg)) => {
-                eprintln!("imgproc: warning: OpenCL device {} failed ({msg}); running this item on the CPU", g.info.name);
+                eprintln!("imgproc: warning: OpenCL device {} failed ({msg}); running this item on the CPU", g.info().name);
                 used = "cpu (opencl failed)";
                 run_on_cpu(&spec.ops, codec::decode(input, &spec.decode)?.frames)?
             }

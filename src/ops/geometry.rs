@@ -326,6 +326,7 @@ pub fn resize(img: &Image, dw: u32, dh: u32, filter: Filter) -> Image {
 /// How a resize runs, decided exactly as [`resize`] decides, with the tables the
 /// OpenCL kernels need: (source x, weight) taps per output x and (source row, weight)
 /// per output row, already clamped.
+#[cfg(feature = "opencl")]
 #[derive(Debug)]
 pub(crate) enum ResizePlan {
     /// Source pixel of each output column and row.
@@ -345,6 +346,7 @@ pub(crate) enum ResizePlan {
     CpuOnly,
 }
 
+#[cfg(feature = "opencl")]
 pub(crate) fn resize_plan(
     sw: usize,
     sh: usize,

@@ -18,6 +18,9 @@ mod filter;
 mod geometry;
 #[cfg(feature = "opencl")]
 pub mod opencl;
+#[cfg(not(feature = "opencl"))]
+#[path = "opencl_absent.rs"]
+pub mod opencl;
 mod par;
 mod parse;
 mod point;

@@ -429,6 +429,7 @@ fn hsv_to_rgb(h: i32, s: i32, v: i32, vector: bool) -> (u8, u8, u8) {
 pub(crate) const HSV_BLOCK: usize = 32;
 
 /// OpenCV's two HSV division tables (`sdiv`, `hdiv`), for the OpenCL kernel.
+#[cfg(feature = "opencl")]
 pub(crate) fn hsv_table_values() -> ([i32; 256], [i32; 256]) {
     let t = hsv_tables();
     (t.sdiv, t.hdiv)

@@ -7,9 +7,48 @@
 //! is inside.
 
 pub mod local;
+#[cfg(feature = "mpi")]
 pub mod mpi;
 
 use std::time::Duration;
+
+/// True when this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI).
+pub fn launched_by_mpi() -> bool {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some())
+}
+
+/// Ranks on this host, as the launcher exported it (Open MPI, MPICH, Slurm).
+pub fn local_size() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_LOCAL_SIZE",
+        "MPI_LOCALNRANKS",
+        "SLURM_NTASKS_PER_NODE",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
+/// This rank's index among the ranks on its host.
+pub fn local_rank() -> Option<usize> {
+    [
+        "OMPI_COMM_WORLD_LOCAL_RANK",
+        "MPI_LOCALRANKID",
+        "SLURM_LOCALID",
+    ]
+    .iter()
+    .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
+/// This process's rank as the MPI launcher exported it (0 without MPI), read before
+/// MPI is initialised so that only rank 0 prints usage errors and listings.
+pub fn launcher_rank() -> usize {
+    ["OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
 
 /// A transport failure (a peer vanished, an MPI error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

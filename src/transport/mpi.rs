@@ -10,35 +10,6 @@ use ::mpi::topology::SimpleCommunicator;
 use ::mpi::traits::*;
 use std::time::{Duration, Instant};
 
-/// True when this process was started by an MPI launcher (mpirun, mpiexec, srun with PMI).
-pub fn launched_by_mpi() -> bool {
-    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some())
-}
-
-/// Ranks on this host, as the launcher exported it (Open MPI, MPICH, Slurm).
-pub fn local_size() -> Option<usize> {
-    [
-        "OMPI_COMM_WORLD_LOCAL_SIZE",
-        "MPI_LOCALNRANKS",
-        "SLURM_NTASKS_PER_NODE",
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.parse().ok())
-}
-
-/// This rank's index among the ranks on its host.
-pub fn local_rank() -> Option<usize> {
-    [
-        "OMPI_COMM_WORLD_LOCAL_RANK",
-        "MPI_LOCALRANKID",
-        "SLURM_LOCALID",
-    ]
-    .iter()
-    .find_map(|v| std::env::var(v).ok()?.parse().ok())
-}
-
 /// An initialised MPI environment; finalised when dropped.
 pub struct Session {
     _universe: ::mpi::environment::Universe,

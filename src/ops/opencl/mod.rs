@@ -136,6 +136,11 @@ impl Gpu {
         })
     }
 
+    /// What the device is.
+    pub fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
     /// Whether this device can run `op` on an image of `channels` 8-bit channels exactly
     /// as the CPU does: whether the op lowers to a device step (its `lower`).
     pub fn supports(op: &Op, channels: u8) -> bool {

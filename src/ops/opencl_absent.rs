@@ -1,0 +1,70 @@
+//! The OpenCL backend's surface in a build without the `opencl` feature: no device
+//! exists, and every way of asking for one says that this build lacks OpenCL, so
+//! `--backend opencl` and `--list-devices` fail with that message and `auto` runs on
+//! the CPU.
+
+use super::{Op, OpError};
+use crate::image::Image;
+use std::sync::Arc;
+
+const ABSENT: &str =
+    "this imgproc was built without OpenCL (cargo feature `opencl`): rebuild it with default features";
+
+/// One OpenCL device as listed by `--list-devices`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Index across all platforms.
+    pub index: usize,
+    /// Platform name.
+    pub platform: String,
+    /// Device name.
+    pub name: String,
+    /// True for a GPU.
+    pub gpu: bool,
+    /// Driver version.
+    pub driver: String,
+}
+
+/// No device can be opened in this build, so no value of this type exists.
+pub enum Gpu {}
+
+/// Why a device pipeline stopped.
+#[derive(Debug)]
+pub enum RunError {
+    /// The op itself refused the image.
+    Op(OpError),
+    /// The device failed.
+    Device(String),
+}
+
+/// Nothing to pin without a device driver.
+pub fn pin_cpu_device_threads() -> bool {
+    false
+}
+
+/// Always an error that says this build has no OpenCL.
+pub fn list_devices() -> Result<Vec<DeviceInfo>, String> {
+    Err(ABSENT.into())
+}
+
+/// Always an error that says this build has no OpenCL.
+pub fn shared(_: usize) -> Result<Arc<Gpu>, String> {
+    Err(ABSENT.into())
+}
+
+impl Gpu {
+    /// No op runs on a device in this build.
+    pub fn supports(_: &Op, _: u8) -> bool {
+        false
+    }
+
+    /// What the device is (no value exists).
+    pub fn info(&self) -> &DeviceInfo {
+        match *self {}
+    }
+
+    /// Cannot be called: no `Gpu` exists.
+    pub fn run(&self, _: &[Op], _: Image) -> Result<(Image, &'static str), RunError> {
+        match *self {}
+    }
+}
