@@ -8,33 +8,7 @@ use crate::runner::RunOptions;
 use clap::Parser;
 use std::path::PathBuf;
 
-/// Process exit codes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Exit {
-    /// Every item succeeded (or was skipped on purpose).
-    Ok = 0,
-    /// Some items failed; the others were done.
-    ItemsFailed = 1,
-    /// Usage or manifest error; nothing was done.
-    Usage = 2,
-    /// A fatal runtime error (for example the report could not be written).
-    Fatal = 3,
-    /// Interrupted by SIGINT: what was committed is kept; `--resume` finishes the run.
-    Interrupted = 130,
-    /// Ended by SIGTERM: as for SIGINT.
-    Terminated = 143,
-}
-
-impl Exit {
-    /// The exit for a run stopped by signal `sig`.
-    pub fn for_signal(sig: i32) -> Exit {
-        if sig == libc::SIGTERM {
-            Exit::Terminated
-        } else {
-            Exit::Interrupted
-        }
-    }
-}
+pub use crate::exit::Exit;
 
 const AFTER_HELP: &str = "\
 Examples:

@@ -35,18 +35,121 @@ pub enum ItemError {
 }
 
 impl ItemError {
-    /// A short machine-readable kind for reports.
-    pub fn kind(&self) -> &'static str {
+    /// The kind, for reports and the wire.
+    pub fn kind(&self) -> ErrorKind {
         match self {
-            ItemError::Io(_) => "io",
-            ItemError::Decode(_) => "decode",
-            ItemError::Unsupported(_) => "unsupported",
-            ItemError::Limits(_) => "limits",
-            ItemError::Op { .. } => "operation",
-            ItemError::Encode(_) => "encode",
-            ItemError::Panic(_) => "panic",
+            ItemError::Io(_) => ErrorKind::Io,
+            ItemError::Decode(_) => ErrorKind::Decode,
+            ItemError::Unsupported(_) => ErrorKind::Unsupported,
+            ItemError::Limits(_) => ErrorKind::Limits,
+            ItemError::Op { .. } => ErrorKind::Operation,
+            ItemError::Encode(_) => ErrorKind::Encode,
+            ItemError::Panic(_) => ErrorKind::Panic,
         }
     }
+
+    /// The kind and the sentence, as a failure travels and is reported.
+    pub fn failure(&self) -> Failure {
+        Failure {
+            kind: self.kind(),
+            message: self.to_string(),
+        }
+    }
+}
+
+/// The kind of an item's failure, written in reports as its lowercase name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorKind {
+    /// Reading the input or writing the output.
+    Io,
+    /// A corrupt or truncated input.
+    Decode,
+    /// A format or feature imgproc does not read.
+    Unsupported,
+    /// Over `--max-pixels` or `--max-memory-mb`.
+    Limits,
+    /// An op refused the image.
+    Operation,
+    /// The encoder failed.
+    Encode,
+    /// A bug: code panicked.
+    Panic,
+}
+
+impl ErrorKind {
+    /// The name reports use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Io => "io",
+            ErrorKind::Decode => "decode",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Limits => "limits",
+            ErrorKind::Operation => "operation",
+            ErrorKind::Encode => "encode",
+            ErrorKind::Panic => "panic",
+        }
+    }
+}
+
+impl PartialEq<&str> for ErrorKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An item's failure as it travels from a worker and into the report.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    /// Who can fix it.
+    pub kind: ErrorKind,
+    /// The sentence for people.
+    pub message: String,
+}
+
+/// Why a whole run stopped before it could finish (one item failing is an
+/// [`ItemError`] and never stops the run).
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    /// The OpenCL device that `--backend opencl` asks for cannot be used.
+    #[error("{0}")]
+    Device(String),
+    /// The worker threads could not be started.
+    #[error("cannot start {threads} threads: {source}")]
+    Threads {
+        /// How many were asked for.
+        threads: usize,
+        /// What rayon said.
+        source: rayon::ThreadPoolBuildError,
+    },
+    /// The journal of an earlier run could not be read (`--resume`).
+    #[error("cannot read the journal {}: {source}", path.display())]
+    JournalRead {
+        /// The journal's path.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The journal could not be opened for writing.
+    #[error("cannot open the journal {}: {source}; {}", path.display(), write_advice(source))]
+    JournalOpen {
+        /// The journal's path.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// Talking to the other ranks failed.
+    #[error(transparent)]
+    Transport(#[from] crate::transport::TransportError),
+    /// MPI could not be started.
+    #[error("{0}")]
+    Mpi(String),
 }
 
 /// A user-supplied string cut for messages (a name or path from a manifest can be any

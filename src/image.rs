@@ -76,7 +76,7 @@ impl Image {
 
     /// Pixels in millions.
     pub fn megapixels(&self) -> f64 {
-        self.width as f64 * self.height as f64 / 1e6
+        crate::item::megapixels(self.width, self.height)
     }
 
     /// Converts to 8 bits per sample (rounding `v / 257`); 8-bit images are returned as is.

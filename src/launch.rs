@@ -15,6 +15,7 @@
 //! forwards unchanged (it turns SIGINT into SIGTERM and SIGKILL one second later, too
 //! soon for rank 0 to save its report); a second signal is passed on as SIGTERM.
 
+use crate::exit::Exit;
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::process::{Command, Stdio};
@@ -129,17 +130,17 @@ const USAGE: &str = "usage: imgproc launch [MPIRUN ARGS] -- [IMGPROC ARGS]\n  e.
 pub fn main(args: Vec<OsString>) -> i32 {
     if args.first().is_some_and(|a| a == "--help" || a == "-h") {
         println!("{USAGE}\n\nRuns ${{IMGPROC_MPIRUN:-mpirun}} so that the job survives lost ranks (see the README's \"Failures and resume\"), and exits with rank 0's exit code.");
-        return 0;
+        return Exit::Ok.code();
     }
     let Some(split) = args.iter().position(|a| a == "--") else {
         eprintln!("imgproc launch: missing `--` between mpirun's arguments and imgproc's\n{USAGE}");
-        return 2;
+        return Exit::Usage.code();
     };
     let (mpi_user, rest) = args.split_at(split);
     let imgproc_args = &rest[1..];
     if imgproc_args.is_empty() {
         eprintln!("imgproc launch: no imgproc arguments after `--`\n{USAGE}");
-        return 2;
+        return Exit::Usage.code();
     }
     let mpirun = std::env::var_os("IMGPROC_MPIRUN").unwrap_or_else(|| "mpirun".into());
     let version = match Command::new(&mpirun).arg("--version").output() {
@@ -153,7 +154,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 "imgproc launch: cannot run {}: {e}; install Open MPI (openmpi-bin) or set IMGPROC_MPIRUN",
                 mpirun.to_string_lossy()
             );
-            return 2;
+            return Exit::Usage.code();
         }
     };
     let Some(flavour) = detect(&version) else {
@@ -161,13 +162,13 @@ pub fn main(args: Vec<OsString>) -> i32 {
             "imgproc launch: {} --version names no MPI this launcher knows (Open MPI, MPICH, Intel MPI); run plain mpirun instead (a lost rank then ends the job; --resume continues it)",
             mpirun.to_string_lossy()
         );
-        return 2;
+        return Exit::Usage.code();
     };
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => {
             eprintln!("imgproc launch: cannot find this executable: {e}");
-            return 3;
+            return Exit::Fatal.code();
         }
     };
     let token = token();
@@ -178,7 +179,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Ok(f) => f.into_temp_path(),
         Err(e) => {
             eprintln!("imgproc launch: cannot create a status file: {e}");
-            return 3;
+            return Exit::Fatal.code();
         }
     };
     let status_path = status.to_string_lossy().to_string();
@@ -200,7 +201,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
                 "imgproc launch: cannot start {}: {e}",
                 mpirun.to_string_lossy()
             );
-            return 3;
+            return Exit::Fatal.code();
         }
     };
     // Forward stderr, keeping rank 0's status line.
@@ -250,7 +251,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             Ok(None) => {}
             Err(e) => {
                 eprintln!("imgproc launch: waiting for mpirun: {e}");
-                return 3;
+                return Exit::Fatal.code();
             }
         }
         let signals = crate::signals::count();
@@ -296,13 +297,14 @@ pub fn main(args: Vec<OsString>) -> i32 {
             eprintln!(
                 "imgproc launch: rank 0 ended without reporting how the run went (was it killed?); what was written is complete: run the same command with --resume to finish"
             );
-            3
+            Exit::Fatal.code()
         }
     }
 }
 
 /// On rank 0 of a launched job: tells the launcher the run's exit code.
-pub fn report_status(code: i32) {
+pub fn report_status(exit: Exit) {
+    let code = exit.code();
     let Some(token) = std::env::var_os(LAUNCHED) else {
         return;
     };

@@ -13,8 +13,10 @@
 pub mod cli;
 pub mod codec;
 pub mod error;
+pub mod exit;
 pub mod guard;
 pub mod image;
+pub mod item;
 pub mod journal;
 pub mod launch;
 pub mod manifest;

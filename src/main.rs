@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use imgproc::cli::{Args, Config, Exit, Source};
+use imgproc::error::RunFailure;
 use imgproc::manifest::{self, Plan, PlanOptions};
 use imgproc::memory;
 use imgproc::ops::{opencl, ParamKind, CATALOG};
@@ -278,7 +279,7 @@ fn run_mpi(
     if size == 1 {
         let code = run_here(source, opts, run, dry_run, report);
         if run.recovery {
-            launch::report_status(code as i32);
+            launch::report_status(code);
         }
         return code;
     }
@@ -293,7 +294,7 @@ fn run_mpi(
     let (code, lost) = match make_plan(source, opts) {
         Err(code) => {
             // Every rank ends with the same code; none is left waiting.
-            let _ = sched::stop_all(&mut link, code as i32, ending);
+            let _ = sched::stop_all(&mut link, code.code(), ending);
             (code, false)
         }
         Ok(plan) if dry_run => {
@@ -304,7 +305,7 @@ fn run_mpi(
         Ok(plan) => {
             let result = runner::run_mpi_master(&plan, run, &mut link, session.host(), size);
             if result.is_err() {
-                let _ = sched::stop_all(&mut link, Exit::Fatal as i32, ending);
+                let _ = sched::stop_all(&mut link, Exit::Fatal.code(), ending);
             }
             let lost = result
                 .as_ref()
@@ -316,13 +317,13 @@ fn run_mpi(
         // MPI_Finalize would wait for lost ranks forever, and mpirun's own status
         // means nothing under recovery: tell the launcher, then leave.
         drop(link);
-        launch::report_status(code as i32);
-        exit_now(code as i32);
+        launch::report_status(code);
+        exit_now(code.code());
     }
     if lost {
         // Plain mpirun: only an abort ends a job that lost a rank; it exits with this code.
         drop(link);
-        session.abort(code as i32);
+        session.abort(code.code());
     }
     code
 }
@@ -338,16 +339,10 @@ fn exit_now(code: i32) -> ! {
 
 /// How a worker rank ends, as the master asked (or on its own if the master is gone).
 #[cfg(feature = "mpi")]
-fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, String>, recovery: bool) -> Exit {
-    let exit_of = |code: i32| match code {
-        0 => Exit::Ok,
-        1 => Exit::ItemsFailed,
-        2 => Exit::Usage,
-        _ => Exit::Fatal,
-    };
+fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, RunFailure>, recovery: bool) -> Exit {
     match end {
         Ok(sched::WorkerEnd::Stopped { exit, ending }) => match ending {
-            sched::Ending::Finalize => exit_of(exit),
+            sched::Ending::Finalize => Exit::from_code(exit),
             sched::Ending::Exit => exit_now(exit),
             sched::Ending::Linger => {
                 // Rank 0 aborts the job once its report is written; leave anyway if it
@@ -361,19 +356,19 @@ fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, String>, recovery: boo
                 "imgproc: rank {rank}: rank 0 has been silent for {:.0}s and is presumed dead; this rank gives up (outputs written so far are complete: run again with --resume)",
                 silent.as_secs_f64()
             );
-            exit_now(Exit::Fatal as i32)
+            exit_now(Exit::Fatal.code())
         }
         Err(e) => {
             eprintln!("imgproc: rank {rank}: {e}");
             if recovery {
-                exit_now(Exit::Fatal as i32)
+                exit_now(Exit::Fatal.code())
             }
             Exit::Fatal
         }
     }
 }
 
-fn finish(result: Result<Report, String>, report: Option<&str>) -> Exit {
+fn finish(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
     let report_data = match result {
         Ok(r) => r,
         Err(e) => {
@@ -432,7 +427,7 @@ fn print_plan(plan: &Plan) -> Exit {
         let size = match layout {
             Some((layout, len)) => {
                 let (w, hh) = layout.stored_size();
-                let mp = w as f64 * hh as f64 / 1e6;
+                let mp = imgproc::item::megapixels(w, hh);
                 total += mp;
                 let max = item.spec.decode.max_pixels;
                 let need = pipeline::memory_need(&item.spec, *len, layout).peak();

@@ -6,6 +6,7 @@
 
 use crate::codec::{self, DecodeOptions, EncodeOptions, OutputFormat};
 use crate::error::ItemError;
+use crate::item::{megapixels, BackendUsed, ItemStats};
 use crate::memory::{self, Layout};
 use crate::ops::opencl::{Gpu, RunError};
 use crate::ops::{self, Op};
@@ -77,66 +78,20 @@ impl ItemSpec {
     }
 }
 
-/// Milliseconds spent in each stage.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct Timings {
-    /// Decoding.
-    pub decode_ms: f64,
-    /// Running the ops.
-    pub process_ms: f64,
-    /// Encoding.
-    pub encode_ms: f64,
-}
-
 /// The result of a successful item.
 #[derive(Clone, Debug)]
 pub struct ItemOutput {
     /// The encoded output file.
     pub bytes: Vec<u8>,
-    /// Input width as stored.
-    pub width: u32,
-    /// Input height as stored.
-    pub height: u32,
-    /// Stage timings.
-    pub timings: Timings,
-    /// What ran the ops: "cpu", "opencl", "opencl+cpu" (some ops had no kernel), or
-    /// "cpu (opencl failed)" when a device error sent the item back to the CPU.
-    pub backend: &'static str,
+    /// Its statistics: size as stored, stage timings, what ran the ops.
+    pub stats: ItemStats,
+    /// Something the user should hear about although the item succeeded (a device
+    /// that failed, the CPU taking over); the runner prints it through the progress
+    /// layer, on rank 0 under MPI.
+    pub warning: Option<String>,
 }
 
-/// Which backend the user asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum BackendChoice {
-    /// Rayon threads only.
-    Cpu,
-    /// The OpenCL device for every item.
-    OpenCl,
-    /// The OpenCL device when [`auto_uses_device`] says so: a GPU, an image of at least
-    /// [`AUTO_MIN_MEGAPIXELS`], and an op with real work per pixel.
-    Auto,
-}
-
-impl BackendChoice {
-    /// The name `--backend` takes, and that travels to MPI workers.
-    pub fn name(self) -> &'static str {
-        match self {
-            BackendChoice::Cpu => "cpu",
-            BackendChoice::OpenCl => "opencl",
-            BackendChoice::Auto => "auto",
-        }
-    }
-
-    /// The choice named `name`, if it is one.
-    pub fn from_name(name: &str) -> Option<BackendChoice> {
-        [
-            BackendChoice::Cpu,
-            BackendChoice::OpenCl,
-            BackendChoice::Auto,
-        ]
-        .into_iter()
-        .find(|c| c.name() == name)
-    }
-}
+pub use crate::item::BackendChoice;
 
 /// Below this size `auto` keeps an image on the CPU: the transfer would not pay off.
 /// A first estimate, not yet measured on a GPU (see the README).
@@ -188,7 +143,7 @@ pub fn process_item_on(
         check_memory(spec, input.len() as u64, layout)
     })?;
     let decode_ms = ms(t);
-    let mp = decoded.width as f64 * decoded.height as f64 / 1e6;
+    let mp = megapixels(decoded.width, decoded.height);
     let gpu = match backend {
         Backend::Cpu => None,
         Backend::OpenCl(g) => Some(g),
@@ -200,7 +155,8 @@ pub fn process_item_on(
 
     let t = Instant::now();
     let (width, height) = (decoded.width, decoded.height);
-    let mut used = "cpu";
+    let mut used = BackendUsed::Cpu;
+    let mut warning = None;
     let frames = match gpu {
         Some(g) => match run_on_device(g, &spec.ops, decoded.frames) {
             Ok((frames, what)) => {
@@ -214,8 +170,11 @@ pub fn process_item_on(
                 })
             }
             Err(RunError::Device(msg)) => {
-                eprintln!("imgproc: warning: OpenCL device {} failed ({msg}); running this item on the CPU", g.info().name);
-                used = "cpu (opencl failed)";
+                warning = Some(format!(
+                    "OpenCL device {} failed ({msg}); this item ran on the CPU",
+                    g.info().name
+                ));
+                used = BackendUsed::CpuAfterDeviceError;
                 run_on_cpu(&spec.ops, codec::decode(input, &spec.decode)?.frames)?
             }
         },
@@ -227,15 +186,18 @@ pub fn process_item_on(
     let bytes = codec::encode(frames, &spec.encode)?;
     let encode_ms = ms(t);
     Ok(ItemOutput {
-        bytes,
-        width,
-        height,
-        timings: Timings {
+        stats: ItemStats {
+            width: Some(width),
+            height: Some(height),
+            bytes_in: input.len() as u64,
+            bytes_out: bytes.len() as u64,
             decode_ms,
             process_ms,
             encode_ms,
+            backend: used,
         },
-        backend: used,
+        bytes,
+        warning,
     })
 }
 
@@ -305,9 +267,9 @@ fn run_on_device(
     g: &Gpu,
     ops: &[Op],
     frames: Vec<codec::Frame>,
-) -> Result<(Vec<codec::Frame>, &'static str), RunError> {
+) -> Result<(Vec<codec::Frame>, BackendUsed), RunError> {
     let mut out = Vec::with_capacity(frames.len());
-    let mut what = "cpu";
+    let mut what = BackendUsed::Cpu;
     for mut frame in frames {
         let (img, used) = g.run(ops, frame.image)?;
         frame.image = img;

@@ -1,5 +1,7 @@
 //! The JSON report (`--report FILE` or `-`): one record per item and the totals.
 
+use crate::error::ErrorKind;
+use crate::item::ItemStats;
 use serde::Serialize;
 
 /// Outcome of one item.
@@ -28,27 +30,15 @@ pub struct ItemRecord {
     /// Why it failed or was skipped.
     pub error: Option<String>,
     /// Failure kind: io, decode, unsupported, limits, operation, encode, panic.
-    pub error_kind: Option<String>,
-    /// Input width (from the header), if known.
-    pub width: Option<u32>,
-    /// Input height, if known.
-    pub height: Option<u32>,
+    pub error_kind: Option<ErrorKind>,
+    /// Size (from the header, or as decoded), file sizes, stage timings and what ran
+    /// the ops, as fields of this record.
+    #[serde(flatten)]
+    pub stats: ItemStats,
     /// Input megapixels, if known.
     pub megapixels: Option<f64>,
-    /// Input file size.
-    pub bytes_in: u64,
-    /// Output file size.
-    pub bytes_out: u64,
-    /// Decode time.
-    pub decode_ms: f64,
-    /// Processing time.
-    pub process_ms: f64,
-    /// Encode time.
-    pub encode_ms: f64,
     /// Rank that processed it (0 in a single process).
     pub rank: usize,
-    /// What ran the ops: "cpu".
-    pub backend: String,
     /// Times the item was dealt: 1, or more when a lost worker's item was re-dealt or a
     /// backup copy ran (0 if never dealt).
     pub copies: usize,

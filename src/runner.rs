@@ -9,7 +9,8 @@
 //! machine is never oversubscribed.
 
 use crate::codec;
-use crate::error::ItemError;
+use crate::error::{ItemError, RunFailure};
+use crate::item::ItemStats;
 use crate::journal::{self, Entry, InputId, Journal, Redo};
 use crate::manifest::{Plan, WorkItem};
 use crate::memory::Layout;
@@ -72,10 +73,10 @@ const BATCH_ITEMS: usize = 256;
 
 /// Opens the OpenCL device a choice needs: `None` for cpu, or for auto when no device
 /// opens (auto then runs on the CPU); an error only for an explicit `opencl`.
-pub fn open_device(choice: BackendChoice, device: usize) -> Result<Option<Arc<Gpu>>, String> {
+pub fn open_device(choice: BackendChoice, device: usize) -> Result<Option<Arc<Gpu>>, RunFailure> {
     match choice {
         BackendChoice::Cpu => Ok(None),
-        BackendChoice::OpenCl => opencl::shared(device).map(Some),
+        BackendChoice::OpenCl => opencl::shared(device).map(Some).map_err(RunFailure::Device),
         BackendChoice::Auto => Ok(opencl::shared(device).ok()),
     }
 }
@@ -92,7 +93,7 @@ pub struct Header {
 impl Header {
     /// Megapixels, if known.
     pub fn megapixels(&self) -> Option<f64> {
-        Some(self.width? as f64 * self.height? as f64 / 1e6)
+        Some(crate::item::megapixels(self.width?, self.height?))
     }
 }
 
@@ -153,16 +154,13 @@ pub fn base_record(item: &WorkItem, header: &Header) -> ItemRecord {
         status: Status::Ok,
         error: None,
         error_kind: None,
-        width: header.width,
-        height: header.height,
+        stats: ItemStats {
+            width: header.width,
+            height: header.height,
+            ..ItemStats::default()
+        },
         megapixels: header.megapixels(),
-        bytes_in: 0,
-        bytes_out: 0,
-        decode_ms: 0.0,
-        process_ms: 0.0,
-        encode_ms: 0.0,
         rank: 0,
-        backend: "cpu".into(),
         copies: 0,
         backup_won: false,
     }
@@ -218,13 +216,13 @@ impl PipelineExecutor {
 }
 
 /// Builds a worker pool whose threads count as item threads for the panic guard.
-pub fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, String> {
+pub fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, RunFailure> {
     rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .thread_name(|i| format!("imgproc-{i}"))
         .start_handler(|_| crate::guard::mark_item_thread())
         .build()
-        .map_err(|e| format!("cannot start {threads} threads: {e}"))
+        .map_err(|source| RunFailure::Threads { threads, source })
 }
 
 impl Executor for PipelineExecutor {
@@ -232,7 +230,6 @@ impl Executor for PipelineExecutor {
         let start = Instant::now();
         let mut done = Done {
             id: task.id,
-            backend: "cpu".into(),
             ..Done::default()
         };
         let result = (|| {
@@ -242,7 +239,7 @@ impl Executor for PipelineExecutor {
                 None => std::fs::read(&task.input)
                     .map_err(|e| ItemError::Io(format!("cannot read the input: {e}")))?,
             };
-            done.bytes_in = bytes.len() as u64;
+            done.stats.bytes_in = bytes.len() as u64;
             let backend = self.backend()?;
             let out = self
                 .pool
@@ -257,18 +254,13 @@ impl Executor for PipelineExecutor {
         match result {
             Ok(out) => {
                 done.out_crc = Some(journal::crc(&out.bytes));
-                done.width = Some(out.width);
-                done.height = Some(out.height);
-                done.bytes_out = out.bytes.len() as u64;
-                done.decode_ms = out.timings.decode_ms;
-                done.process_ms = out.timings.process_ms;
-                done.encode_ms = out.timings.encode_ms;
-                done.backend = out.backend.into();
+                done.stats = out.stats;
+                done.warning = out.warning;
                 let bytes = (!task.write_output).then_some(out.bytes);
                 (done, bytes)
             }
             Err(e) => {
-                done.error = Some((e.kind().into(), e.to_string()));
+                done.error = Some(e.failure());
                 (done, None)
             }
         }
@@ -373,38 +365,34 @@ impl Sink for RunnerSink<'_> {
         rec.rank = commit.worker;
         rec.copies = commit.copies;
         rec.backup_won = commit.backup_won;
-        rec.backend = done.backend.clone();
-        rec.bytes_in = done.bytes_in;
-        let mut error = done.error.clone();
+        rec.stats.backend = done.stats.backend;
+        rec.stats.bytes_in = done.stats.bytes_in;
+        if let Some(w) = &done.warning {
+            self.progress
+                .println(&format!("imgproc: {}: warning: {w}", item.input.display()));
+        }
+        let mut error = done.error;
         if error.is_none() {
             if let Some(bytes) = output {
                 let t = Instant::now();
                 // Flushed to disk in groups, before their journal lines (see `journal`).
                 if let Err(e) = crate::output::write_atomic_with(&item.output, &bytes, false) {
                     let e = write_error(&item.output, e);
-                    error = Some((e.kind().into(), e.to_string()));
+                    error = Some(e.failure());
                 }
                 self.io_seconds += t.elapsed().as_secs_f64();
             }
         }
         match error {
             None => {
-                self.journal(job, done.bytes_out, done.out_crc);
-                rec.width = done.width;
-                rec.height = done.height;
-                rec.megapixels = done
-                    .width
-                    .zip(done.height)
-                    .map(|(w, h)| w as f64 * h as f64 / 1e6);
-                rec.bytes_out = done.bytes_out;
-                rec.decode_ms = done.decode_ms;
-                rec.process_ms = done.process_ms;
-                rec.encode_ms = done.encode_ms;
+                self.journal(job, done.stats.bytes_out, done.out_crc);
+                rec.megapixels = done.stats.megapixels();
+                rec.stats = done.stats;
             }
-            Some((kind, message)) => {
+            Some(failure) => {
                 rec.status = Status::Failed;
-                rec.error_kind = Some(kind);
-                rec.error = Some(message);
+                rec.error_kind = Some(failure.kind);
+                rec.error = Some(failure.message);
             }
         }
         self.finish(job.id, rec);
@@ -414,7 +402,7 @@ impl Sink for RunnerSink<'_> {
         let mut rec = base_record(&self.plan.items[job.id], &self.headers[job.id]);
         let e = ItemError::Io(format!("cannot read the input: {error}"));
         rec.status = Status::Failed;
-        rec.error_kind = Some(e.kind().into());
+        rec.error_kind = Some(e.kind());
         rec.error = Some(e.to_string());
         self.finish(job.id, rec);
     }
@@ -486,7 +474,7 @@ fn skip_done(
     plan: &Plan,
     opts: &RunOptions,
     sink: &mut RunnerSink<'_>,
-) -> Result<Vec<usize>, String> {
+) -> Result<Vec<usize>, RunFailure> {
     let all: Vec<usize> = (0..plan.items.len()).collect();
     if opts.resume || opts.skip_existing {
         let dirs: std::collections::BTreeSet<&std::path::Path> = plan
@@ -503,12 +491,11 @@ fn skip_done(
         }
     }
     if opts.resume {
-        let entries = journal::read(&plan.output_dir).map_err(|e| {
-            format!(
-                "cannot read the journal {}: {e}",
-                plan.output_dir.join(journal::FILE_NAME).display()
-            )
-        })?;
+        let entries =
+            journal::read(&plan.output_dir).map_err(|source| RunFailure::JournalRead {
+                path: plan.output_dir.join(journal::FILE_NAME),
+                source,
+            })?;
         let verdicts: Vec<Option<Redo>> = plan
             .items
             .par_iter()
@@ -589,19 +576,16 @@ fn run_as_master(
     link: &mut dyn MasterLink,
     setup: Setup,
     ranks: usize,
-) -> Result<Report, String> {
+) -> Result<Report, RunFailure> {
     // From here on a signal ends the run cleanly (before, there is nothing to save and
     // the default action ends the process at once).
     crate::signals::install();
     let start = Instant::now();
     let total_mp: f64 = headers.iter().map(|h| h.megapixels().unwrap_or(0.0)).sum();
     let progress = Progress::new(opts.progress, plan.items.len(), total_mp);
-    let journal = Journal::open(&plan.output_dir).map_err(|e| {
-        format!(
-            "cannot open the journal {}: {e}; {}",
-            plan.output_dir.join(journal::FILE_NAME).display(),
-            crate::error::write_advice(&e)
-        )
+    let journal = Journal::open(&plan.output_dir).map_err(|source| RunFailure::JournalOpen {
+        path: plan.output_dir.join(journal::FILE_NAME),
+        source,
     })?;
     let mut sink = RunnerSink {
         plan,
@@ -650,7 +634,7 @@ fn run_as_master(
         backups: opts.backups && distributed,
         recovery: opts.recovery,
     };
-    let outcome = sched::run_master(link, &jobs, &mopts, &mut sink).map_err(|e| e.to_string())?;
+    let outcome = sched::run_master(link, &jobs, &mopts, &mut sink)?;
     if let Some(Err(e)) = sink.flusher.take().map(journal::Flusher::finish) {
         progress.println(&format!(
             "imgproc: {e}; the outputs are written, but --resume will redo some of them"
@@ -709,7 +693,7 @@ fn run_as_master(
 
 /// Runs every item of `plan` in this process: the scheduler over `threads` in-process
 /// workers sharing one pool of `threads` threads.
-pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
+pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, RunFailure> {
     let threads = opts.threads.max(1);
     let pool = Arc::new(worker_pool(threads)?);
     let gpu = open_device(opts.backend, opts.device.unwrap_or(0))?;
@@ -727,7 +711,7 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, String> {
         master_host: String::new(),
         threads: Some(threads),
         shared_fs: true,
-        backend: opts.backend.name().into(),
+        backend: opts.backend,
         device: opts.device,
         heartbeat_ms: 0,
         master_timeout_ms: 0,
@@ -754,13 +738,13 @@ pub fn run_mpi_master(
     link: &mut dyn MasterLink,
     host: String,
     ranks: usize,
-) -> Result<Report, String> {
+) -> Result<Report, RunFailure> {
     let timeout = opts.worker_timeout.unwrap_or(Duration::ZERO);
     let setup = Setup {
         master_host: host,
         threads: opts.threads_given.then_some(opts.threads),
         shared_fs: opts.shared_fs,
-        backend: opts.backend.name().into(),
+        backend: opts.backend,
         device: opts.device,
         heartbeat_ms: HEARTBEAT.as_millis() as u64,
         // Workers wait for a silent master longer than it waits for them.
@@ -797,7 +781,7 @@ pub fn run_mpi_worker(
     my_host: String,
     local_size: Option<usize>,
     local_rank: Option<usize>,
-) -> Result<sched::WorkerEnd, String> {
+) -> Result<sched::WorkerEnd, RunFailure> {
     let mut pool_error = None;
     let end = sched::run_worker(
         link,
@@ -811,7 +795,7 @@ pub fn run_mpi_worker(
                     .build()
                     .expect("a one-thread pool")
             });
-            let choice = BackendChoice::from_name(&setup.backend).unwrap_or(BackendChoice::Cpu);
+            let choice = setup.backend;
             // Each worker takes its own device: two ranks on a two-GPU node use both.
             let (gpu, device_error) = if choice == BackendChoice::Cpu {
                 (None, None)
@@ -820,7 +804,7 @@ pub fn run_mpi_worker(
                 let index = setup.device.unwrap_or(local_rank.unwrap_or(0) % count);
                 match open_device(choice, index) {
                     Ok(g) => (g, None),
-                    Err(e) => (None, Some(e)),
+                    Err(e) => (None, Some(e.to_string())),
                 }
             };
             let mut exec = PipelineExecutor::new(Arc::new(pool), gpu, choice);
@@ -828,8 +812,7 @@ pub fn run_mpi_worker(
             exec
         },
         process_cpu_seconds,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     if let Some(e) = pool_error {
         eprintln!("imgproc: rank {}: {e}; ran with one thread", link.id());
     }

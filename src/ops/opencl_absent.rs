@@ -5,6 +5,7 @@
 
 use super::{Op, OpError};
 use crate::image::Image;
+use crate::item::BackendUsed;
 use std::sync::Arc;
 
 const ABSENT: &str =
@@ -64,7 +65,7 @@ impl Gpu {
     }
 
     /// Cannot be called: no `Gpu` exists.
-    pub fn run(&self, _: &[Op], _: Image) -> Result<(Image, &'static str), RunError> {
+    pub fn run(&self, _: &[Op], _: Image) -> Result<(Image, BackendUsed), RunError> {
         match *self {}
     }
 }

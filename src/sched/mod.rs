@@ -24,6 +24,8 @@ mod worker;
 
 pub use worker::{run_worker, WorkerEnd};
 
+use crate::error::Failure;
+use crate::item::{BackendChoice, ItemStats};
 use crate::transport::{MasterLink, TransportError};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, VecDeque};
@@ -69,28 +71,16 @@ pub struct Task {
 pub struct Done {
     /// Item id.
     pub id: usize,
-    /// `(kind, message)` when the item failed.
-    pub error: Option<(String, String)>,
-    /// Input width, if known.
-    pub width: Option<u32>,
-    /// Input height, if known.
-    pub height: Option<u32>,
-    /// Input size.
-    pub bytes_in: u64,
-    /// Output size.
-    pub bytes_out: u64,
+    /// Why the item failed, if it did.
+    pub error: Option<Failure>,
+    /// Its statistics (size, timings, what ran it), as the report shows them.
+    pub stats: ItemStats,
+    /// Something to tell the user although the item succeeded.
+    pub warning: Option<String>,
     /// CRC-32 of the output bytes (for the journal).
     pub out_crc: Option<u32>,
-    /// Decoding time.
-    pub decode_ms: f64,
-    /// Processing time.
-    pub process_ms: f64,
-    /// Encoding time.
-    pub encode_ms: f64,
     /// Wall time the worker spent on the task.
     pub busy_ms: f64,
-    /// What ran the ops.
-    pub backend: String,
     /// Bytes of the frame's payload that are this task's output.
     pub len: u64,
 }
@@ -104,8 +94,8 @@ pub struct Setup {
     pub threads: Option<usize>,
     /// Workers read inputs and write outputs themselves.
     pub shared_fs: bool,
-    /// `--backend`: cpu, opencl or auto.
-    pub backend: String,
+    /// `--backend`.
+    pub backend: BackendChoice,
     /// `--device`, if given (else each worker takes its local rank modulo the devices).
     pub device: Option<usize>,
     /// Heartbeat period in ms while a worker works (0: none, items run inline).

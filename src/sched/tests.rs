@@ -2,6 +2,7 @@
 //! workers, and real threads over the local transport for backups and shutdown.
 
 use super::*;
+use crate::error::{ErrorKind, Failure};
 use crate::transport::local;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -108,10 +109,10 @@ impl MasterLink for ScriptedLink {
             .iter()
             .map(|t| Done {
                 id: t.id,
-                error: self
-                    .fail
-                    .contains(&t.id)
-                    .then(|| ("decode".to_string(), "bad".to_string())),
+                error: self.fail.contains(&t.id).then(|| Failure {
+                    kind: ErrorKind::Decode,
+                    message: "bad".to_string(),
+                }),
                 busy_ms: 10.0,
                 len: 3,
                 ..Done::default()
@@ -347,7 +348,10 @@ struct Upper;
 impl Executor for Upper {
     fn execute(&self, task: &Task, input: Option<Vec<u8>>) -> (Done, Option<Vec<u8>>) {
         let bytes = input.unwrap_or_default();
-        let error = (task.id == 2).then(|| ("operation".to_string(), "no".to_string()));
+        let error = (task.id == 2).then(|| Failure {
+            kind: ErrorKind::Operation,
+            message: "no".to_string(),
+        });
         (
             Done {
                 error,

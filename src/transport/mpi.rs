@@ -5,6 +5,7 @@
 //! a short back-off instead of Open MPI's blocking receive, which busy-polls a core.
 
 use super::{MasterLink, TransportError, WorkerLink};
+use crate::error::RunFailure;
 use ::mpi::request::{Request, StaticScope};
 use ::mpi::topology::SimpleCommunicator;
 use ::mpi::traits::*;
@@ -18,9 +19,11 @@ pub struct Session {
 
 impl Session {
     /// Initialises MPI (only the main thread calls MPI).
-    pub fn init() -> Result<Session, String> {
+    pub fn init() -> Result<Session, RunFailure> {
         let (universe, _) = ::mpi::initialize_with_threading(::mpi::Threading::Funneled)
-            .ok_or_else(|| "MPI could not be initialised (was it already?)".to_string())?;
+            .ok_or_else(|| {
+                RunFailure::Mpi("MPI could not be initialised (was it already?)".into())
+            })?;
         let world = universe.world();
         Ok(Session {
             _universe: universe,
@@ -68,7 +71,8 @@ impl Session {
     }
 }
 
-/// Makes any panic outside item processing end the whole job promptly (exit 70)
+/// Makes any panic outside item processing end the whole job promptly (exit 70,
+/// [`crate::exit::Exit::Panic`])
 /// instead of leaving this rank blocked in MPI_Finalize while the others wait.
 pub fn abort_job_on_panic() {
     let default = std::panic::take_hook();
@@ -79,7 +83,10 @@ pub fn abort_job_on_panic() {
             // SAFETY: MPI is initialised (the hook is installed after Session::init) and
             // MPI_Abort may be called from any thread; it does not return.
             unsafe {
-                ::mpi::ffi::MPI_Abort(::mpi::ffi::RSMPI_COMM_WORLD, 70);
+                ::mpi::ffi::MPI_Abort(
+                    ::mpi::ffi::RSMPI_COMM_WORLD,
+                    crate::exit::Exit::Panic.code(),
+                );
             }
         }
     }));

@@ -36,6 +36,7 @@ pub(crate) use step::Step;
 
 use super::{apply, Op, OpError};
 use crate::image::Image;
+use crate::item::BackendUsed;
 use buffers::DevImage;
 use device::{all_devices, cl_err};
 use kernels::{Kernels, Target};
@@ -170,8 +171,8 @@ impl Gpu {
     }
 
     /// Runs `ops` on `img`: on the device where it can, on the CPU elsewhere. Returns the
-    /// result and what ran: "opencl", "opencl+cpu" or "cpu".
-    pub fn run(&self, ops: &[Op], img: Image) -> Result<(Image, &'static str), RunError> {
+    /// result and what ran.
+    pub fn run(&self, ops: &[Op], img: Image) -> Result<(Image, BackendUsed), RunError> {
         let mut on_device: Option<DevImage> = None;
         let mut host = Some(img);
         let (mut gpu_ops, mut cpu_ops) = (0, 0);
@@ -215,9 +216,9 @@ impl Gpu {
             (None, None) => return Err(lost_image()),
         };
         let backend = match (gpu_ops, cpu_ops) {
-            (0, _) => "cpu",
-            (_, 0) => "opencl",
-            _ => "opencl+cpu",
+            (0, _) => BackendUsed::Cpu,
+            (_, 0) => BackendUsed::OpenCl,
+            _ => BackendUsed::OpenClAndCpu,
         };
         Ok((out, backend))
     }
