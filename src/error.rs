@@ -152,6 +152,18 @@ pub enum RunFailure {
     Mpi(String),
 }
 
+/// The candidate closest to `word` (Damerau-Levenshtein), if close enough to be what
+/// the user meant: at most 2 edits, or a third of the candidate's length for long
+/// names. The one rule behind every "did you mean" (op names, manifest fields).
+pub fn nearest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::damerau_levenshtein(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
 /// A user-supplied string cut for messages (a name or path from a manifest can be any
 /// length): at most 200 characters, then how long it was.
 pub fn shorten(s: &str) -> String {

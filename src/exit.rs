@@ -16,6 +16,7 @@ pub enum Exit {
     /// vanished without saying how the run went).
     Fatal = 3,
     /// A rank panicked outside item processing and aborted the MPI job.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     Panic = 70,
     /// Interrupted by SIGINT: what was committed is kept; `--resume` finishes the run.
     Interrupted = 130,
@@ -40,6 +41,7 @@ impl Exit {
 
     /// The exit a code stands for (as it travels between ranks); an unknown code is
     /// [`Exit::Fatal`].
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub fn from_code(code: i32) -> Exit {
         [
             Exit::Ok,

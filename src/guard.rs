@@ -13,6 +13,7 @@ thread_local! {
 }
 
 /// True while this thread runs item work whose panics are caught.
+#[cfg(feature = "mpi")]
 pub fn in_item() -> bool {
     ITEM_THREAD.with(Cell::get) || ITEM_DEPTH.with(Cell::get) > 0
 }

@@ -303,6 +303,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 /// On rank 0 of a launched job: tells the launcher the run's exit code.
+#[cfg(feature = "mpi")]
 pub fn report_status(exit: Exit) {
     let code = exit.code();
     let Some(token) = std::env::var_os(LAUNCHED) else {

@@ -114,19 +114,10 @@ impl Ctx {
     }
 }
 
-fn nearest<'a>(word: &str, known: &[&'a str]) -> Option<&'a str> {
-    known
-        .iter()
-        .map(|k| (strsim::damerau_levenshtein(word, k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
 fn check_fields(ctx: &mut Ctx, obj: &Map<String, Value>, path: &str, known: &[&str]) {
     for key in obj.keys() {
         if !known.contains(&key.as_str()) {
-            let hint = match nearest(key, known) {
+            let hint = match crate::error::nearest(key, known.iter().copied()) {
                 Some(k) => format!("did you mean \"{k}\"?"),
                 None => format!("known fields are {}", known.join(", ")),
             };

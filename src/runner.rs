@@ -19,7 +19,9 @@ use crate::pipeline::{self, Backend, BackendChoice, ItemSpec};
 use crate::progress::{Mode, Progress};
 use crate::report::{ItemRecord, RankRecord, Report, Status};
 use crate::sched::{self, Commit, Done, Executor, Job, MasterOptions, Setup, Sink, Task, Unrun};
-use crate::transport::{local, MasterLink, WorkerLink};
+#[cfg(feature = "mpi")]
+use crate::transport::WorkerLink;
+use crate::transport::{local, MasterLink};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -31,6 +33,7 @@ pub struct RunOptions {
     /// Worker threads (default: all cores); under MPI, threads per worker rank if given.
     pub threads: usize,
     /// Whether `threads` was given explicitly.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub threads_given: bool,
     /// Stop starting items after the first failure.
     pub fail_fast: bool,
@@ -41,6 +44,7 @@ pub struct RunOptions {
     /// Items in flight per worker.
     pub prefetch: usize,
     /// Under MPI: workers read inputs and write outputs themselves.
+    #[cfg_attr(not(feature = "mpi"), allow(dead_code))]
     pub shared_fs: bool,
     /// `--backend`.
     pub backend: BackendChoice,
@@ -56,12 +60,8 @@ pub struct RunOptions {
     pub recovery: bool,
 }
 
-/// `--worker-timeout`'s default: long enough for a busy node to miss many heartbeats
-/// (one a second) or sit through an NFS hiccup, short enough that a lost node costs
-/// less than a minute.
-pub const DEFAULT_WORKER_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Heartbeat period of MPI workers.
+#[cfg(feature = "mpi")]
 const HEARTBEAT: Duration = Duration::from_millis(500);
 
 /// A batch of small items costs about this much (megapixels times the pipeline's
@@ -732,6 +732,7 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, RunFailure> {
 }
 
 /// Rank 0 under MPI: runs the plan on the worker ranks behind `link`.
+#[cfg(feature = "mpi")]
 pub fn run_mpi_master(
     plan: &Plan,
     opts: &RunOptions,
@@ -759,6 +760,7 @@ pub fn run_mpi_master(
 
 /// Threads for a worker rank: `--threads` if given, else the host's cores divided by the
 /// worker ranks on it (a host that also runs rank 0 counts one rank fewer), at least 1.
+#[cfg(feature = "mpi")]
 pub fn worker_threads(setup: &Setup, my_host: &str, local_size: Option<usize>) -> usize {
     if let Some(t) = setup.threads {
         return t.max(1);
@@ -776,6 +778,7 @@ pub fn worker_threads(setup: &Setup, my_host: &str, local_size: Option<usize>) -
 }
 
 /// A worker rank under MPI: runs tasks until the master says stop; returns how it ended.
+#[cfg(feature = "mpi")]
 pub fn run_mpi_worker(
     link: &mut dyn WorkerLink,
     my_host: String,

@@ -8,7 +8,6 @@
 //! from the handler itself.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Duration;
 
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static COUNT: AtomicI32 = AtomicI32::new(0);
@@ -84,6 +83,7 @@ pub fn name(sig: i32) -> &'static str {
 
 /// For worker ranks: a thread that, once a signal arrives, removes this process's
 /// temporary files and exits with the signal's code.
+#[cfg(feature = "mpi")]
 pub fn exit_on_signal() {
     let _ = std::thread::Builder::new()
         .name("imgproc-signals".into())
@@ -94,6 +94,6 @@ pub fn exit_on_signal() {
                 // wait forever for ranks that are gone.
                 unsafe { libc::_exit(exit_code(sig)) }
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(std::time::Duration::from_millis(20));
         });
 }

@@ -54,13 +54,12 @@ pub fn lookup(name: &str) -> Option<(&'static OpSpec, &'static str)> {
 
 /// The known name (or alias) closest to `name`, for "did you mean" hints.
 pub fn nearest_name(name: &str) -> Option<&'static str> {
-    CATALOG
-        .iter()
-        .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().map(|(a, _)| *a)))
-        .map(|n| (strsim::damerau_levenshtein(name, n), n))
-        .filter(|(d, n)| *d <= 3.max(n.len() / 3))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, n)| n)
+    crate::error::nearest(
+        name,
+        CATALOG
+            .iter()
+            .flat_map(|s| std::iter::once(s.name).chain(s.aliases.iter().map(|(a, _)| *a))),
+    )
 }
 
 fn unknown_op(name: &str) -> OpProblem {

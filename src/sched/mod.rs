@@ -22,7 +22,9 @@
 
 mod worker;
 
-pub use worker::{run_worker, WorkerEnd};
+pub use worker::run_worker;
+#[cfg(any(test, feature = "mpi"))]
+pub use worker::WorkerEnd;
 
 use crate::error::Failure;
 use crate::item::{BackendChoice, ItemStats};

@@ -20,6 +20,7 @@ pub fn launched_by_mpi() -> bool {
 }
 
 /// Ranks on this host, as the launcher exported it (Open MPI, MPICH, Slurm).
+#[cfg(feature = "mpi")]
 pub fn local_size() -> Option<usize> {
     [
         "OMPI_COMM_WORLD_LOCAL_SIZE",
@@ -31,6 +32,7 @@ pub fn local_size() -> Option<usize> {
 }
 
 /// This rank's index among the ranks on its host.
+#[cfg(feature = "mpi")]
 pub fn local_rank() -> Option<usize> {
     [
         "OMPI_COMM_WORLD_LOCAL_RANK",
