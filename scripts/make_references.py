@@ -112,6 +112,13 @@ def size(img, scale):
     return r(img.shape[1] * scale), r(img.shape[0] * scale)
 
 
+def pad(img, top, bottom, left, right, v):
+    # imgproc's border: v on colour channels, opaque alpha.
+    cn = 1 if img.ndim == 2 else img.shape[2]
+    fill = {1: v, 2: (v, 255), 3: (v, v, v), 4: (v, v, v, 255)}[cn]
+    return cv2.copyMakeBorder(img, top, bottom, left, right, cv2.BORDER_CONSTANT, value=fill)
+
+
 I = np.arange(256, dtype=np.float64)
 N, L, C, A = cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA
 
@@ -168,6 +175,9 @@ CASES = [
     ("erode:ksize=5,iterations=2", lambda i: cv2.erode(i, np.ones((5, 5), np.uint8), iterations=2)),
     ("dilate", lambda i: cv2.dilate(i, np.ones((3, 3), np.uint8))),
     ("dilate:ksize=4", lambda i: cv2.dilate(i, np.ones((4, 4), np.uint8))),
+    # New cases go at the end, so that the existing references keep their names.
+    ("pad:top=3,bottom=1,left=2,right=5,value=200", lambda i: pad(i, 3, 1, 2, 5, 200)),
+    ("pad:left=1", lambda i: pad(i, 0, 0, 1, 0, 0)),
 ]
 
 FIXTURES = ["photo_rgb.png", "graphic_rgba.png", "gray_odd.png", "tiny_rgb.png"]

@@ -22,7 +22,7 @@ fn tolerance(op: &str) -> Tolerance {
     let name = op.split(':').next().unwrap_or(op);
     match name {
         "grayscale" | "invert" | "threshold" | "brighten" | "darken" | "flip" | "rotate"
-        | "crop" | "median" | "box_blur" | "sobel" | "erode" | "dilate" | "equalize" => {
+        | "crop" | "median" | "box_blur" | "sobel" | "erode" | "dilate" | "equalize" | "pad" => {
             Tolerance::Exact
         }
         "blur" if op == "blur" => Tolerance::Exact,

@@ -145,6 +145,7 @@ const OPS: &[&str] = &[
     "contrast",
     "erode",
     "dilate:ksize=7,iterations=3",
+    "pad:top=3,bottom=1,left=2,right=5,value=9",
 ];
 
 struct Tally {
@@ -339,6 +340,15 @@ fn one_file(path: &str) {
 fn main() {
     if let Ok(path) = std::env::var("MEMORY_FILE") {
         return one_file(&path);
+    }
+    // A new op needs cases here before its memory model is trusted.
+    for spec in ops::CATALOG {
+        assert!(
+            OPS.iter()
+                .any(|t| ops::parse_op_str(t).is_ok_and(|op| op.name() == spec.name)),
+            "tests/memory has no case for the op \"{}\": add one to OPS",
+            spec.name
+        );
     }
     let mut t = Tally {
         cases: 0,
