@@ -116,3 +116,31 @@ impl ItemStats {
 pub fn megapixels(width: u32, height: u32) -> f64 {
     width as f64 * height as f64 / 1e6
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_are_written_as_the_report_names_them() {
+        for b in [
+            BackendUsed::Cpu,
+            BackendUsed::OpenCl,
+            BackendUsed::OpenClAndCpu,
+            BackendUsed::CpuAfterDeviceError,
+        ] {
+            let json = serde_json::to_string(&b).unwrap();
+            assert_eq!(json, format!("\"{}\"", b.as_str()));
+            assert_eq!(serde_json::from_str::<BackendUsed>(&json).unwrap(), b);
+        }
+    }
+
+    #[test]
+    fn error_kinds_are_written_as_the_report_names_them() {
+        use crate::error::ErrorKind::*;
+        for k in [Io, Decode, Unsupported, Limits, Operation, Encode, Panic] {
+            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{k}\""));
+        }
+    }
+}
+

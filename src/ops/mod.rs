@@ -226,4 +226,72 @@ mod tests {
             }
         }
     }
+
+    /// Every op, with every parameter set (ints to their maximum): the canonical text parses back to an equal op, names the op, and
+    /// lists the parameters in the declared order.
+    #[test]
+    fn every_op_text_round_trips_with_every_parameter_set() {
+        for spec in CATALOG {
+            let params: Vec<String> = spec
+                .params
+                .iter()
+                .filter(|p| !(spec.name == "resize" && p.name == "scale"))
+                .map(|p| {
+                    let v = match p.kind {
+                        // Every int range here ends on a valid value (odd sizes, 270 degrees).
+                        ParamKind::Int { max, .. } => max.to_string(),
+                        ParamKind::Float { min, max } => ((min + max) / 3.0).to_string(),
+                        ParamKind::Choice { values } => values[values.len() - 1].to_string(),
+                    };
+                    format!("{}={v}", p.name)
+                })
+                .collect();
+            let text = format!("{}:{}", spec.name, params.join(","));
+            let op = parse_op_str(&text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
+            assert_eq!(op.name(), spec.name);
+            assert_eq!(op.spec().name, spec.name);
+            let canonical = op.to_text();
+            assert_eq!(parse_op_str(&canonical).unwrap(), op, "{text} -> {canonical}");
+            let order: Vec<&str> = canonical
+                .split_once(':')
+                .map(|(_, ps)| ps.split(',').filter_map(|kv| kv.split('=').next()).collect())
+                .unwrap_or_default();
+            let declared: Vec<&str> = spec
+                .params
+                .iter()
+                .map(|p| p.name)
+                .filter(|n| order.contains(n))
+                .collect();
+            assert_eq!(order, declared, "{canonical}");
+        }
+    }
+
+    /// The output shape the plan and the memory model use is the shape the op makes.
+    #[test]
+    fn declared_output_shapes_are_what_the_ops_produce() {
+        for spec in CATALOG {
+            let text = match spec.name {
+                "resize" => "resize:scale=0.5".to_string(),
+                "crop" => "crop:x=1,y=2,width=5,height=3".to_string(),
+                "pad" => "pad:top=1,left=2".to_string(),
+                n => n.to_string(),
+            };
+            let op = parse_op_str(&text).unwrap();
+            for cn in 1..=4u8 {
+                let img = Image::from_u8(9, 7, cn, vec![100; 9 * 7 * cn as usize]);
+                let out = apply(&op, img).unwrap();
+                let s = op.output_shape(Shape {
+                    width: 9,
+                    height: 7,
+                    channels: cn,
+                    deep: false,
+                });
+                assert_eq!(
+                    (s.width, s.height, s.channels),
+                    (out.width, out.height, out.channels),
+                    "{text} on {cn} channels"
+                );
+            }
+        }
+    }
 }
