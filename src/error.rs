@@ -118,8 +118,8 @@ pub struct Failure {
 #[derive(Debug, thiserror::Error)]
 pub enum RunFailure {
     /// The OpenCL device that `--backend opencl` asks for cannot be used.
-    #[error("{0}")]
-    Device(String),
+    #[error(transparent)]
+    Device(#[from] crate::ops::opencl::DeviceError),
     /// The worker threads could not be started.
     #[error("cannot start {threads} threads: {source}")]
     Threads {

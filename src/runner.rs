@@ -76,7 +76,7 @@ const BATCH_ITEMS: usize = 256;
 pub fn open_device(choice: BackendChoice, device: usize) -> Result<Option<Arc<Gpu>>, RunFailure> {
     match choice {
         BackendChoice::Cpu => Ok(None),
-        BackendChoice::OpenCl => opencl::shared(device).map(Some).map_err(RunFailure::Device),
+        BackendChoice::OpenCl => Ok(Some(opencl::shared(device)?)),
         BackendChoice::Auto => Ok(opencl::shared(device).ok()),
     }
 }

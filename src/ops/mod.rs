@@ -251,10 +251,18 @@ mod tests {
             assert_eq!(op.name(), spec.name);
             assert_eq!(op.spec().name, spec.name);
             let canonical = op.to_text();
-            assert_eq!(parse_op_str(&canonical).unwrap(), op, "{text} -> {canonical}");
+            assert_eq!(
+                parse_op_str(&canonical).unwrap(),
+                op,
+                "{text} -> {canonical}"
+            );
             let order: Vec<&str> = canonical
                 .split_once(':')
-                .map(|(_, ps)| ps.split(',').filter_map(|kv| kv.split('=').next()).collect())
+                .map(|(_, ps)| {
+                    ps.split(',')
+                        .filter_map(|kv| kv.split('=').next())
+                        .collect()
+                })
                 .unwrap_or_default();
             let declared: Vec<&str> = spec
                 .params

@@ -8,8 +8,13 @@ use crate::image::Image;
 use crate::item::BackendUsed;
 use std::sync::Arc;
 
-const ABSENT: &str =
-    "this imgproc was built without OpenCL (cargo feature `opencl`): rebuild it with default features";
+/// Why no device can be used in this build.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// The build has no OpenCL.
+    #[error("this imgproc was built without OpenCL (cargo feature `opencl`): rebuild it with default features")]
+    NotBuiltIn,
+}
 
 /// One OpenCL device as listed by `--list-devices`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,13 +49,13 @@ pub fn pin_cpu_device_threads() -> bool {
 }
 
 /// Always an error that says this build has no OpenCL.
-pub fn list_devices() -> Result<Vec<DeviceInfo>, String> {
-    Err(ABSENT.into())
+pub fn list_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
+    Err(DeviceError::NotBuiltIn)
 }
 
 /// Always an error that says this build has no OpenCL.
-pub fn shared(_: usize) -> Result<Arc<Gpu>, String> {
-    Err(ABSENT.into())
+pub fn shared(_: usize) -> Result<Arc<Gpu>, DeviceError> {
+    Err(DeviceError::NotBuiltIn)
 }
 
 impl Gpu {

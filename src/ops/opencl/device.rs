@@ -20,14 +20,50 @@ pub struct DeviceInfo {
     pub driver: String,
 }
 
-pub(super) fn cl_err(what: &str, e: impl std::fmt::Debug) -> String {
-    format!("{what}: {e:?}")
+/// Why an OpenCL device cannot be used.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    /// No OpenCL library or platform.
+    #[error("no OpenCL platform found ({0}): install an OpenCL driver (for a CPU device: apt-get install ocl-icd-libopencl1 pocl-opencl-icd)")]
+    NoPlatform(String),
+    /// Platforms, but no device on any.
+    #[error("the OpenCL platforms report no device")]
+    NoDevices,
+    /// `--device N` beyond the devices there are.
+    #[error("no OpenCL device {index}: there are {count} (see imgproc --list-devices)")]
+    NoSuchDevice {
+        /// The index asked for.
+        index: usize,
+        /// How many devices there are.
+        count: usize,
+    },
+    /// The driver refused a context, queue or kernel.
+    #[error("{what}: {detail}")]
+    Setup {
+        /// What was being made.
+        what: String,
+        /// The driver's error.
+        detail: String,
+    },
+    /// The kernels did not compile on the device.
+    #[error("the OpenCL kernels did not build on {device}: {log}")]
+    Build {
+        /// The device's name.
+        device: String,
+        /// The compiler's log.
+        log: String,
+    },
 }
 
-pub(super) fn all_devices() -> Result<Vec<(DeviceInfo, Device)>, String> {
-    let platforms = get_platforms().map_err(|e| {
-        format!("no OpenCL platform found ({e:?}): install an OpenCL driver (for a CPU device: apt-get install ocl-icd-libopencl1 pocl-opencl-icd)")
-    })?;
+pub(super) fn cl_err(what: &str, e: impl std::fmt::Debug) -> DeviceError {
+    DeviceError::Setup {
+        what: what.to_string(),
+        detail: format!("{e:?}"),
+    }
+}
+
+pub(super) fn all_devices() -> Result<Vec<(DeviceInfo, Device)>, DeviceError> {
+    let platforms = get_platforms().map_err(|e| DeviceError::NoPlatform(format!("{e:?}")))?;
     let mut out = Vec::new();
     for p in platforms {
         let pname = p.name().unwrap_or_default();
@@ -102,7 +138,7 @@ fn pinning_is_safe(
 }
 
 /// Every OpenCL device of every platform; an error says what is missing.
-pub fn list_devices() -> Result<Vec<DeviceInfo>, String> {
+pub fn list_devices() -> Result<Vec<DeviceInfo>, DeviceError> {
     Ok(all_devices()?.into_iter().map(|(i, _)| i).collect())
 }
 

@@ -4,6 +4,7 @@
 //! kind or count of arguments does not compile, and kernel names are identifiers, not
 //! strings. Changing a signature in a .cl file means changing its line here.
 
+use super::device::{cl_err, DeviceError};
 use super::{dev_err, RunError};
 use opencl3::command_queue::CommandQueue;
 use opencl3::kernel::{ExecuteKernel, Kernel};
@@ -115,10 +116,10 @@ macro_rules! kernels {
 
         impl Kernels {
             /// Creates every kernel from the built program.
-            pub(super) fn create(program: &Program) -> Result<Kernels, String> {
+            pub(super) fn create(program: &Program) -> Result<Kernels, DeviceError> {
                 Ok(Kernels {
                     $($name: Kernel::create(program, stringify!($name))
-                        .map_err(|e| format!("kernel {}: {e:?}", stringify!($name)))?,)*
+                        .map_err(|e| cl_err(concat!("kernel ", stringify!($name)), e))?,)*
                 })
             }
 

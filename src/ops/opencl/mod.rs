@@ -31,7 +31,7 @@ mod kernels;
 mod program;
 mod step;
 
-pub use device::{list_devices, pin_cpu_device_threads, DeviceInfo};
+pub use device::{list_devices, pin_cpu_device_threads, DeviceError, DeviceInfo};
 pub(crate) use step::Step;
 
 use super::{apply, Op, OpError};
@@ -46,7 +46,7 @@ use opencl3::program::Program;
 use std::sync::{Arc, Mutex};
 
 /// Opens device `index` once per process and shares it (compiling the kernels once).
-pub fn shared(index: usize) -> Result<Arc<Gpu>, String> {
+pub fn shared(index: usize) -> Result<Arc<Gpu>, DeviceError> {
     static OPENED: Mutex<Vec<(usize, Arc<Gpu>)>> = Mutex::new(Vec::new());
     let mut opened = OPENED.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((_, g)) = opened.iter().find(|(i, _)| *i == index) {
@@ -84,7 +84,7 @@ unsafe impl Sync for Gpu {}
 
 impl Gpu {
     /// Opens device `index` (see [`list_devices`]) and compiles the kernels.
-    pub fn open(index: usize) -> Result<Gpu, String> {
+    pub fn open(index: usize) -> Result<Gpu, DeviceError> {
         Self::open_styled(index, None)
     }
 
@@ -92,19 +92,20 @@ impl Gpu {
     /// work-item, aligned-safe vector loads, copies instead of zero-copy, and the GPU
     /// algorithms. Tests use it so that a CPU device covers the GPU code paths too.
     #[doc(hidden)]
-    pub fn open_as_gpu(index: usize) -> Result<Gpu, String> {
+    pub fn open_as_gpu(index: usize) -> Result<Gpu, DeviceError> {
         Self::open_styled(index, Some(true))
     }
 
-    fn open_styled(index: usize, gpu_style: Option<bool>) -> Result<Gpu, String> {
+    fn open_styled(index: usize, gpu_style: Option<bool>) -> Result<Gpu, DeviceError> {
         let devices = all_devices()?;
         if devices.is_empty() {
-            return Err("the OpenCL platforms report no device".into());
+            return Err(DeviceError::NoDevices);
         }
         let n = devices.len();
-        let (info, device) = devices.into_iter().nth(index).ok_or_else(|| {
-            format!("no OpenCL device {index}: there are {n} (see imgproc --list-devices)")
-        })?;
+        let (info, device) = devices
+            .into_iter()
+            .nth(index)
+            .ok_or(DeviceError::NoSuchDevice { index, count: n })?;
         let context = Context::from_device(&device)
             .map_err(|e| cl_err("cannot create an OpenCL context", e))?;
         #[allow(deprecated)]

@@ -3,7 +3,7 @@
 //! the device's style, and the compiled program cached on disk (keyed by source,
 //! options, device, driver and imgproc's version) where the platform returns binaries.
 
-use super::device::DeviceInfo;
+use super::device::{DeviceError, DeviceInfo};
 use crate::ops::filter;
 use opencl3::context::Context;
 use opencl3::program::Program;
@@ -55,7 +55,7 @@ pub(super) fn build(
     context: &Context,
     info: &DeviceInfo,
     gpu_style: bool,
-) -> Result<Program, String> {
+) -> Result<Program, DeviceError> {
     let mut parts: Vec<String> = SOURCES.iter().map(|(_, s)| s.to_string()).collect();
     parts.insert(1, median_source());
     let source = parts.join("\n");
@@ -73,8 +73,12 @@ pub(super) fn build(
     if let Some(p) = from_cache {
         return Ok(p);
     }
-    let p = Program::create_and_build_from_source(context, &source, options)
-        .map_err(|log| format!("the OpenCL kernels did not build on {}: {log}", info.name))?;
+    let p = Program::create_and_build_from_source(context, &source, options).map_err(|log| {
+        DeviceError::Build {
+            device: info.name.clone(),
+            log,
+        }
+    })?;
     if let (Some(path), Ok(bins)) = (&cached, p.get_binaries()) {
         if let Some(bin) = bins.first().filter(|b| !b.is_empty()) {
             let _ = path.parent().map(std::fs::create_dir_all);
