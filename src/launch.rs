@@ -128,60 +128,43 @@ const USAGE: &str = "usage: imgproc launch [MPIRUN ARGS] -- [IMGPROC ARGS]\n  e.
 
 /// Runs the launcher; returns the process exit code.
 pub fn main(args: Vec<OsString>) -> i32 {
+    match launch(args) {
+        Ok(code) => code,
+        Err(exit) => exit.code(),
+    }
+}
+
+/// The launcher, with every early failure (printed where it happens) as an `Err`.
+fn launch(args: Vec<OsString>) -> Result<i32, Exit> {
     if args.first().is_some_and(|a| a == "--help" || a == "-h") {
         println!("{USAGE}\n\nRuns ${{IMGPROC_MPIRUN:-mpirun}} so that the job survives lost ranks (see the README's \"Failures and resume\"), and exits with rank 0's exit code.");
-        return Exit::Ok.code();
+        return Ok(Exit::Ok.code());
     }
     let Some(split) = args.iter().position(|a| a == "--") else {
         eprintln!("imgproc launch: missing `--` between mpirun's arguments and imgproc's\n{USAGE}");
-        return Exit::Usage.code();
+        return Err(Exit::Usage);
     };
     let (mpi_user, rest) = args.split_at(split);
     let imgproc_args = &rest[1..];
     if imgproc_args.is_empty() {
         eprintln!("imgproc launch: no imgproc arguments after `--`\n{USAGE}");
-        return Exit::Usage.code();
+        return Err(Exit::Usage);
     }
     let mpirun = std::env::var_os("IMGPROC_MPIRUN").unwrap_or_else(|| "mpirun".into());
-    let version = match Command::new(&mpirun).arg("--version").output() {
-        Ok(o) => format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => {
-            eprintln!(
-                "imgproc launch: cannot run {}: {e}; install Open MPI (openmpi-bin) or set IMGPROC_MPIRUN",
-                mpirun.to_string_lossy()
-            );
-            return Exit::Usage.code();
-        }
-    };
-    let Some(flavour) = detect(&version) else {
-        eprintln!(
-            "imgproc launch: {} --version names no MPI this launcher knows (Open MPI, MPICH, Intel MPI); run plain mpirun instead (a lost rank then ends the job; --resume continues it)",
-            mpirun.to_string_lossy()
-        );
-        return Exit::Usage.code();
-    };
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("imgproc launch: cannot find this executable: {e}");
-            return Exit::Fatal.code();
-        }
-    };
+    let flavour = flavour_of(&mpirun)?;
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("imgproc launch: cannot find this executable: {e}");
+        Exit::Fatal
+    })?;
     let token = token();
-    let status = match tempfile::Builder::new()
+    let status = tempfile::Builder::new()
         .prefix(".imgproc-launch-")
         .tempfile()
-    {
-        Ok(f) => f.into_temp_path(),
-        Err(e) => {
+        .map_err(|e| {
             eprintln!("imgproc launch: cannot create a status file: {e}");
-            return Exit::Fatal.code();
-        }
-    };
+            Exit::Fatal
+        })?
+        .into_temp_path();
     let status_path = status.to_string_lossy().to_string();
     let mut cmd = Command::new(&mpirun);
     cmd.args(mpirun_args(flavour, mpi_user, &token, &status_path))
@@ -194,46 +177,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
         .stderr(Stdio::piped());
     crate::signals::keep_running_on_second_signal();
     crate::signals::install();
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!(
-                "imgproc launch: cannot start {}: {e}",
-                mpirun.to_string_lossy()
-            );
-            return Exit::Fatal.code();
-        }
-    };
-    // Forward stderr, keeping rank 0's status line.
+    let mut child = cmd.spawn().map_err(|e| {
+        eprintln!(
+            "imgproc launch: cannot start {}: {e}",
+            mpirun.to_string_lossy()
+        );
+        Exit::Fatal
+    })?;
     let reported: Arc<Mutex<Option<i32>>> = Arc::new(Mutex::new(None));
-    let stderr = child.stderr.take();
-    let forwarder = {
-        let reported = reported.clone();
-        let prefix = format!("{MARKER}:{token}:");
-        std::thread::spawn(move || {
-            let Some(stderr) = stderr else { return };
-            let mut out = std::io::stderr();
-            for line in std::io::BufReader::new(stderr).split(b'\n') {
-                let Ok(line) = line else { break };
-                let text = String::from_utf8_lossy(&line);
-                if let Some(code) = text.trim().strip_prefix(&prefix) {
-                    if let Ok(c) = code.parse() {
-                        *reported.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
-                    }
-                    continue;
-                }
-                // Open MPI 4.1 prints this for every rank that leaves under recovery,
-                // and the other for the signals the launcher passes on.
-                if text.contains("PMIX ERROR: BAD-PARAM")
-                    || text.starts_with("mpirun: Forwarding signal")
-                {
-                    continue;
-                }
-                let _ = out.write_all(&line);
-                let _ = out.write_all(b"\n");
-            }
-        })
-    };
+    let forwarder = forward_stderr(child.stderr.take(), &token, reported.clone());
     let read_status = || -> Option<i32> {
         if let Some(c) = *reported.lock().unwrap_or_else(|e| e.into_inner()) {
             return Some(c);
@@ -242,16 +194,100 @@ pub fn main(args: Vec<OsString>) -> i32 {
             .ok()
             .and_then(|s| s.trim().parse().ok())
     };
+    let exit = supervise(&mut child, &read_status)?;
+    let _ = forwarder.join();
+    // mpirun passes any signal on to the ranks as SIGTERM: the user's signal decides.
+    if let Some(sig) = crate::signals::received() {
+        return Ok(crate::signals::exit_code(sig));
+    }
+    if let Some(code) = read_status() {
+        return Ok(code);
+    }
+    match exit.code() {
+        Some(c) if c != 0 => Ok(c),
+        _ => {
+            eprintln!(
+                "imgproc launch: rank 0 ended without reporting how the run went (was it killed?); what was written is complete: run the same command with --resume to finish"
+            );
+            Err(Exit::Fatal)
+        }
+    }
+}
+
+/// Which MPI `mpirun` is, from its `--version`.
+fn flavour_of(mpirun: &std::ffi::OsStr) -> Result<Flavour, Exit> {
+    let version = match Command::new(mpirun).arg("--version").output() {
+        Ok(o) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+        Err(e) => {
+            eprintln!(
+                "imgproc launch: cannot run {}: {e}; install Open MPI (openmpi-bin) or set IMGPROC_MPIRUN",
+                mpirun.to_string_lossy()
+            );
+            return Err(Exit::Usage);
+        }
+    };
+    detect(&version).ok_or_else(|| {
+        eprintln!(
+            "imgproc launch: {} --version names no MPI this launcher knows (Open MPI, MPICH, Intel MPI); run plain mpirun instead (a lost rank then ends the job; --resume continues it)",
+            mpirun.to_string_lossy()
+        );
+        Exit::Usage
+    })
+}
+
+/// Forwards mpirun's stderr to ours, keeping rank 0's status line (into `reported`)
+/// and dropping Open MPI's noise under recovery.
+fn forward_stderr(
+    stderr: Option<std::process::ChildStderr>,
+    token: &str,
+    reported: Arc<Mutex<Option<i32>>>,
+) -> std::thread::JoinHandle<()> {
+    let prefix = format!("{MARKER}:{token}:");
+    std::thread::spawn(move || {
+        let Some(stderr) = stderr else { return };
+        let mut out = std::io::stderr();
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { break };
+            let text = String::from_utf8_lossy(&line);
+            if let Some(code) = text.trim().strip_prefix(&prefix) {
+                if let Ok(c) = code.parse() {
+                    *reported.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+                }
+                continue;
+            }
+            // Open MPI 4.1 prints this for every rank that leaves under recovery,
+            // and the other for the signals the launcher passes on.
+            if text.contains("PMIX ERROR: BAD-PARAM")
+                || text.starts_with("mpirun: Forwarding signal")
+            {
+                continue;
+            }
+            let _ = out.write_all(&line);
+            let _ = out.write_all(b"\n");
+        }
+    })
+}
+
+/// Waits for mpirun, passing our signals on to the ranks, and ending stragglers once
+/// rank 0 has reported (`read_status`).
+fn supervise(
+    child: &mut std::process::Child,
+    read_status: &dyn Fn() -> Option<i32>,
+) -> Result<std::process::ExitStatus, Exit> {
     let mut forwarded = 0;
     let mut status_seen: Option<Instant> = None;
     let mut terminated = false;
-    let exit = loop {
+    loop {
         match child.try_wait() {
-            Ok(Some(st)) => break st,
+            Ok(Some(st)) => return Ok(st),
             Ok(None) => {}
             Err(e) => {
                 eprintln!("imgproc launch: waiting for mpirun: {e}");
-                return Exit::Fatal.code();
+                return Err(Exit::Fatal);
             }
         }
         let signals = crate::signals::count();
@@ -282,23 +318,6 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
         }
         std::thread::sleep(Duration::from_millis(50));
-    };
-    let _ = forwarder.join();
-    // mpirun passes any signal on to the ranks as SIGTERM: the user's signal decides.
-    if let Some(sig) = crate::signals::received() {
-        return crate::signals::exit_code(sig);
-    }
-    if let Some(code) = read_status() {
-        return code;
-    }
-    match exit.code() {
-        Some(c) if c != 0 => c,
-        _ => {
-            eprintln!(
-                "imgproc launch: rank 0 ended without reporting how the run went (was it killed?); what was written is complete: run the same command with --resume to finish"
-            );
-            Exit::Fatal.code()
-        }
     }
 }
 

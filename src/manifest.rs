@@ -209,6 +209,37 @@ pub fn parse(
         ),
         None => ctx.add("version", "missing: add \"version\": 1"),
     }
+    let (out_dir, defaults) = top_level(&mut ctx, top, base, opts);
+    let mut items = Vec::new();
+    for (j, job) in jobs_of(&mut ctx, top).iter().enumerate() {
+        if let Some(job) = parse_job(&mut ctx, j, job, &defaults, base, opts) {
+            add_items(&mut ctx, &mut items, job, &out_dir, base, opts);
+        }
+    }
+    check_links(&mut ctx, &items, &out_dir);
+    check_collisions(&mut ctx, &items);
+    if ctx.problems.is_empty() {
+        Ok(Plan {
+            items,
+            output_dir: out_dir.to_path_buf(),
+        })
+    } else {
+        Err(err(ctx.problems))
+    }
+}
+
+/// The manifest-wide settings: `output_dir` (or `-o`) and `defaults`.
+struct Defaults {
+    quality: Option<u8>,
+    format: Option<OutputFormat>,
+}
+
+fn top_level(
+    ctx: &mut Ctx,
+    top: &Map<String, Value>,
+    base: &Path,
+    opts: &PlanOptions,
+) -> (PathBuf, Defaults) {
     let out_dir = match (&opts.output_dir, top.get("output_dir")) {
         (Some(d), _) => d.clone(),
         (None, Some(Value::String(s))) => base.join(s),
@@ -221,18 +252,24 @@ pub fn parse(
         }
         (None, None) => base.join("out"),
     };
-    let mut d_quality = None;
-    let mut d_format = None;
+    let mut defaults = Defaults {
+        quality: None,
+        format: None,
+    };
     match top.get("defaults") {
         Some(Value::Object(d)) => {
-            check_fields(&mut ctx, d, "defaults", &["quality", "format"]);
-            d_quality = quality_of(&mut ctx, d.get("quality"), "defaults.quality");
-            d_format = format_of(&mut ctx, d.get("format"), "defaults.format");
+            check_fields(ctx, d, "defaults", &["quality", "format"]);
+            defaults.quality = quality_of(ctx, d.get("quality"), "defaults.quality");
+            defaults.format = format_of(ctx, d.get("format"), "defaults.format");
         }
         Some(_) => ctx.add("defaults", "must be an object such as {\"quality\": 90}"),
         None => {}
     }
-    let jobs = match top.get("jobs") {
+    (out_dir, defaults)
+}
+
+fn jobs_of<'a>(ctx: &mut Ctx, top: &'a Map<String, Value>) -> &'a [Value] {
+    match top.get("jobs") {
         Some(Value::Array(a)) if !a.is_empty() => a.as_slice(),
         Some(Value::Array(_)) => {
             ctx.add("jobs", "is empty: add at least one job such as {\"input\": \"a.jpg\", \"ops\": [\"blur\"]}");
@@ -249,75 +286,78 @@ pub fn parse(
             );
             &[]
         }
+    }
+}
+
+/// One job of the manifest, validated: what `add_items` turns into work items.
+struct Job {
+    index: usize,
+    inputs: Vec<PathBuf>,
+    template: Option<String>,
+    format: Option<OutputFormat>,
+    quality: u8,
+    ops: Vec<Op>,
+    op_names: Vec<String>,
+}
+
+fn parse_job(
+    ctx: &mut Ctx,
+    j: usize,
+    job: &Value,
+    defaults: &Defaults,
+    base: &Path,
+    opts: &PlanOptions,
+) -> Option<Job> {
+    let path = format!("jobs[{j}]");
+    let Some(job) = job.as_object() else {
+        ctx.add(&path, "must be an object with \"input\" and \"ops\"");
+        return None;
     };
-    let mut items = Vec::new();
-    for (j, job) in jobs.iter().enumerate() {
-        let path = format!("jobs[{j}]");
-        let Some(job) = job.as_object() else {
-            ctx.add(&path, "must be an object with \"input\" and \"ops\"");
-            continue;
-        };
-        check_fields(
-            &mut ctx,
-            job,
-            &path,
-            &["input", "ops", "output", "quality", "format"],
-        );
-        let quality = quality_of(&mut ctx, job.get("quality"), &format!("{path}.quality"))
-            .or(d_quality)
-            .unwrap_or(opts.quality);
-        let format = format_of(&mut ctx, job.get("format"), &format!("{path}.format"))
-            .or(d_format)
-            .or(opts.format);
-        let ops = parse_ops(&mut ctx, job.get("ops"), &path);
-        let inputs = match job.get("input") {
-            Some(Value::String(s)) => resolve_inputs(&mut ctx, s, base, &format!("{path}.input")),
-            Some(_) => {
-                ctx.add(format!("{path}.input"), "must be a path or glob string");
-                vec![]
-            }
-            None => {
-                ctx.add(
-                    format!("{path}.input"),
-                    "missing: give a path or a glob such as \"photos/*.jpg\"",
-                );
-                vec![]
-            }
-        };
-        let template = match job.get("output") {
-            Some(Value::String(s)) => Some(s.clone()),
-            Some(_) => {
-                ctx.add(format!("{path}.output"), "must be a path string");
-                None
-            }
-            None => None,
-        };
-        let Some((ops, op_names)) = ops else { continue };
-        add_items(
-            &mut ctx,
-            &mut items,
-            j,
-            &inputs,
-            template.as_deref(),
-            format,
-            quality,
-            ops,
-            op_names,
-            &out_dir,
-            base,
-            opts,
-        );
-    }
-    check_links(&mut ctx, &items, &out_dir);
-    check_collisions(&mut ctx, &items);
-    if ctx.problems.is_empty() {
-        Ok(Plan {
-            items,
-            output_dir: out_dir.to_path_buf(),
-        })
-    } else {
-        Err(err(ctx.problems))
-    }
+    check_fields(
+        ctx,
+        job,
+        &path,
+        &["input", "ops", "output", "quality", "format"],
+    );
+    let quality = quality_of(ctx, job.get("quality"), &format!("{path}.quality"))
+        .or(defaults.quality)
+        .unwrap_or(opts.quality);
+    let format = format_of(ctx, job.get("format"), &format!("{path}.format"))
+        .or(defaults.format)
+        .or(opts.format);
+    let ops = parse_ops(ctx, job.get("ops"), &path);
+    let inputs = match job.get("input") {
+        Some(Value::String(s)) => resolve_inputs(ctx, s, base, &format!("{path}.input")),
+        Some(_) => {
+            ctx.add(format!("{path}.input"), "must be a path or glob string");
+            vec![]
+        }
+        None => {
+            ctx.add(
+                format!("{path}.input"),
+                "missing: give a path or a glob such as \"photos/*.jpg\"",
+            );
+            vec![]
+        }
+    };
+    let template = match job.get("output") {
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            ctx.add(format!("{path}.output"), "must be a path string");
+            None
+        }
+        None => None,
+    };
+    let (ops, op_names) = ops?;
+    Some(Job {
+        index: j,
+        inputs,
+        template,
+        format,
+        quality,
+        ops,
+        op_names,
+    })
 }
 
 fn parse_ops(ctx: &mut Ctx, v: Option<&Value>, path: &str) -> Option<(Vec<Op>, Vec<String>)> {
@@ -551,115 +591,127 @@ fn expand(template: &str, input: &Path, index: usize) -> Result<String, String> 
     Ok(out)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn add_items(
     ctx: &mut Ctx,
     items: &mut Vec<WorkItem>,
-    job: usize,
-    inputs: &[PathBuf],
-    template: Option<&str>,
-    format: Option<OutputFormat>,
-    quality: u8,
-    ops: Vec<Op>,
-    op_names: Vec<String>,
+    job: Job,
     out_dir: &Path,
     base: &Path,
     opts: &PlanOptions,
 ) {
-    let at = format!("jobs[{job}].output");
+    let at = format!("jobs[{}].output", job.index);
     let mut specs: HashMap<OutputFormat, Arc<ItemSpec>> = HashMap::new();
-    for (i, input) in inputs.iter().enumerate() {
-        let rel = match template {
-            Some(t) => match expand(t, input, i + 1) {
-                Ok(s) => PathBuf::from(s),
-                Err(msg) => {
-                    ctx.add(&at, format!("\"{t}\" {msg}"));
-                    return;
-                }
-            },
-            None => {
-                let mut p = default_relative(input, base, job);
-                if let Some(f) = format {
-                    p.set_extension(f.extension());
-                }
-                p
-            }
-        };
-        if let Some(why) = escapes(&rel) {
-            ctx.add(
-                &at,
-                format!(
-                    "{} resolves to {}, outside output_dir {}: {why}; outputs must stay inside output_dir",
-                    shorten(&rel.display().to_string()),
-                    shorten(&normalize(&out_dir.join(&rel)).display().to_string()),
-                    out_dir.display()
-                ),
-            );
+    for (i, input) in job.inputs.iter().enumerate() {
+        let Some((output, fmt)) = output_of(ctx, &job, &at, i, input, out_dir, base) else {
             return;
-        }
-        let output = out_dir.join(rel);
-        let ext = output
-            .extension()
-            .map(|e| e.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let from_ext = OutputFormat::from_extension(&ext);
-        let fmt = match (format, from_ext) {
-            (Some(f), Some(e)) if f != e => {
-                ctx.add(
-                    &at,
-                    format!(
-                        "{} ends in .{ext} but the format is {:?}: make them agree",
-                        output.display(),
-                        f
-                    ),
-                );
-                return;
-            }
-            (Some(f), _) => f,
-            (None, Some(e)) => e,
-            (None, None) => {
-                let exts: Vec<&str> = OutputFormat::ALL
-                    .iter()
-                    .map(|(_, f)| f.extension())
-                    .collect();
-                let what = if template.is_some() {
-                    "the output"
-                } else {
-                    "the input (the default output keeps its extension)"
-                };
-                ctx.add(
-                    &at,
-                    format!(
-                        "cannot tell the output format of {}: {what} has no writable extension; use .{} or set \"format\"",
-                        output.display(),
-                        exts.join(", .")
-                    ),
-                );
-                return;
-            }
         };
         let spec = specs
             .entry(fmt)
             .or_insert_with(|| {
                 Arc::new(ItemSpec {
-                    ops: ops.clone(),
+                    ops: job.ops.clone(),
                     decode: opts.decode,
                     encode: EncodeOptions {
                         format: fmt,
-                        quality,
+                        quality: job.quality,
                     },
                 })
             })
             .clone();
         items.push(WorkItem {
             index: items.len(),
-            job,
+            job: job.index,
             input: input.clone(),
             output,
             spec,
-            op_names: op_names.clone(),
+            op_names: job.op_names.clone(),
         });
     }
+}
+
+/// The output path of the `i`-th input of `job` and its format; `None` (with the
+/// problem added at `at`) where the template is bad, the path leaves output_dir, or
+/// the format cannot be told or contradicts the extension.
+fn output_of(
+    ctx: &mut Ctx,
+    job: &Job,
+    at: &str,
+    i: usize,
+    input: &Path,
+    out_dir: &Path,
+    base: &Path,
+) -> Option<(PathBuf, OutputFormat)> {
+    let (template, format) = (job.template.as_deref(), job.format);
+    let rel = match template {
+        Some(t) => match expand(t, input, i + 1) {
+            Ok(s) => PathBuf::from(s),
+            Err(msg) => {
+                ctx.add(at, format!("\"{t}\" {msg}"));
+                return None;
+            }
+        },
+        None => {
+            let mut p = default_relative(input, base, job.index);
+            if let Some(f) = format {
+                p.set_extension(f.extension());
+            }
+            p
+        }
+    };
+    if let Some(why) = escapes(&rel) {
+        ctx.add(
+            at,
+            format!(
+                "{} resolves to {}, outside output_dir {}: {why}; outputs must stay inside output_dir",
+                shorten(&rel.display().to_string()),
+                shorten(&normalize(&out_dir.join(&rel)).display().to_string()),
+                out_dir.display()
+            ),
+        );
+        return None;
+    }
+    let output = out_dir.join(rel);
+    let ext = output
+        .extension()
+        .map(|e| e.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let from_ext = OutputFormat::from_extension(&ext);
+    let fmt = match (format, from_ext) {
+        (Some(f), Some(e)) if f != e => {
+            ctx.add(
+                at,
+                format!(
+                    "{} ends in .{ext} but the format is {:?}: make them agree",
+                    output.display(),
+                    f
+                ),
+            );
+            return None;
+        }
+        (Some(f), _) => f,
+        (None, Some(e)) => e,
+        (None, None) => {
+            let exts: Vec<&str> = OutputFormat::ALL
+                .iter()
+                .map(|(_, f)| f.extension())
+                .collect();
+            let what = if template.is_some() {
+                "the output"
+            } else {
+                "the input (the default output keeps its extension)"
+            };
+            ctx.add(
+            at,
+                format!(
+                    "cannot tell the output format of {}: {what} has no writable extension; use .{} or set \"format\"",
+                    output.display(),
+                    exts.join(", .")
+                ),
+            );
+            return None;
+        }
+    };
+    Some((output, fmt))
 }
 
 /// Why an output path (relative to output_dir, after templates) would leave output_dir,
@@ -827,20 +879,16 @@ pub fn quick(
             output_dir: Some(out_dir.to_path_buf()),
             ..opts.clone()
         };
-        add_items(
-            &mut ctx,
-            &mut items,
-            0,
-            &files,
-            Some(&template),
-            opts.format,
-            opts.quality,
+        let job = Job {
+            index: 0,
+            inputs: files,
+            template: Some(template),
+            format: opts.format,
+            quality: opts.quality,
             ops,
-            names,
-            out_dir,
-            &cwd,
-            &local,
-        );
+            op_names: names,
+        };
+        add_items(&mut ctx, &mut items, job, out_dir, &cwd, &local);
     }
     check_links(&mut ctx, &items, out_dir);
     check_collisions(&mut ctx, &items);
