@@ -450,18 +450,7 @@ pub fn encode(frames: Vec<Frame>, opts: &EncodeOptions) -> Result<Vec<u8>, ItemE
     };
     let mut out = Vec::with_capacity(raw + raw / 64);
     if opts.format == OutputFormat::Gif {
-        let mut enc = image::codecs::gif::GifEncoder::new_with_speed(&mut out, 10);
-        if frames.len() > 1 {
-            enc.set_repeat(image::codecs::gif::Repeat::Infinite)
-                .map_err(encode_err)?;
-        }
-        for f in frames {
-            let rgba = to_dynamic(f.image).into_rgba8();
-            let delay = image::Delay::from_numer_denom_ms(f.delay_ms, 1);
-            enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))
-                .map_err(encode_err)?;
-        }
-        drop(enc);
+        encode_gif(frames, &mut out)?;
         return Ok(out);
     }
     let Some(first) = frames.into_iter().next() else {
@@ -469,24 +458,9 @@ pub fn encode(frames: Vec<Frame>, opts: &EncodeOptions) -> Result<Vec<u8>, ItemE
     };
     let img = first.image;
     match opts.format {
-        OutputFormat::Jpeg => {
-            let img = drop_alpha(img.into_u8());
-            let (format, subsamp) = if img.channels == 1 {
-                (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray)
-            } else {
-                (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2)
-            };
-            let timg = turbojpeg::Image {
-                pixels: img.u8_data(),
-                width: img.width as usize,
-                pitch: img.stride(),
-                height: img.height as usize,
-                format,
-            };
-            let buf =
-                turbojpeg::compress(timg, opts.quality as i32, subsamp).map_err(encode_err)?;
-            return Ok(buf.to_vec());
-        }
+        OutputFormat::Jpeg => return encode_jpeg(img, opts.quality),
+        // Written above, with every frame.
+        OutputFormat::Gif => {}
         OutputFormat::Png => {
             use image::codecs::png::{CompressionType, FilterType, PngEncoder};
             // zlib level 1, OpenCV's default too: several times faster than level 6.
@@ -534,9 +508,43 @@ pub fn encode(frames: Vec<Frame>, opts: &EncodeOptions) -> Result<Vec<u8>, ItemE
             d.write_to(&mut Cursor::new(&mut out), ImageFormat::Qoi)
                 .map_err(encode_err)?;
         }
-        OutputFormat::Gif => unreachable!("handled above"),
     }
     Ok(out)
+}
+
+/// Every frame as an animated GIF (looping when there is more than one).
+fn encode_gif(frames: Vec<Frame>, out: &mut Vec<u8>) -> Result<(), ItemError> {
+    let mut enc = image::codecs::gif::GifEncoder::new_with_speed(out, 10);
+    if frames.len() > 1 {
+        enc.set_repeat(image::codecs::gif::Repeat::Infinite)
+            .map_err(encode_err)?;
+    }
+    for f in frames {
+        let rgba = to_dynamic(f.image).into_rgba8();
+        let delay = image::Delay::from_numer_denom_ms(f.delay_ms, 1);
+        enc.encode_frame(image::Frame::from_parts(rgba, 0, 0, delay))
+            .map_err(encode_err)?;
+    }
+    Ok(())
+}
+
+/// Baseline JPEG through libjpeg-turbo: 4:2:0 for colour, alpha dropped.
+fn encode_jpeg(img: Image, quality: u8) -> Result<Vec<u8>, ItemError> {
+    let img = drop_alpha(img.into_u8());
+    let (format, subsamp) = if img.channels == 1 {
+        (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray)
+    } else {
+        (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2)
+    };
+    let timg = turbojpeg::Image {
+        pixels: img.u8_data(),
+        width: img.width as usize,
+        pitch: img.stride(),
+        height: img.height as usize,
+        format,
+    };
+    let buf = turbojpeg::compress(timg, quality as i32, subsamp).map_err(encode_err)?;
+    Ok(buf.to_vec())
 }
 
 #[cfg(test)]
