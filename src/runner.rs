@@ -616,8 +616,32 @@ fn run_as_master(
             }
         })
         .collect();
+    let mopts = master_options(opts, setup);
+    let outcome = sched::run_master(link, &jobs, &mopts, &mut sink)?;
+    if let Some(Err(e)) = sink.flusher.take().map(journal::Flusher::finish) {
+        progress.println(&format!(
+            "imgproc: {e}; the outputs are written, but --resume will redo some of them"
+        ));
+    }
+    progress.finish();
+    let wall = start.elapsed().as_secs_f64();
+    let records: Vec<ItemRecord> = sink.records.into_iter().flatten().collect();
+    let mut report = Report::new(records, wall, opts.threads);
+    let (master, workers) = rank_records(&outcome, wall, ranks, sink.io_seconds);
+    report.set_ranks(ranks, master, workers);
+    report.lost_ranks = outcome.lost.clone();
+    report.no_workers = outcome.no_workers;
+    if outcome.interrupted {
+        report.signal = crate::signals::received();
+        report.interrupted_by = report.signal.map(|s| crate::signals::name(s).to_string());
+    }
+    Ok(report)
+}
+
+/// What the scheduler needs from the run's options.
+fn master_options(opts: &RunOptions, setup: Setup) -> MasterOptions {
     let distributed = setup.heartbeat_ms > 0;
-    let mopts = MasterOptions {
+    MasterOptions {
         prefetch: opts.prefetch,
         fail_fast: opts.fail_fast,
         worker_timeout: if distributed {
@@ -633,22 +657,21 @@ fn run_as_master(
         // decoded images where --max-memory-mb promised one) and only compete with it.
         backups: opts.backups && distributed,
         recovery: opts.recovery,
-    };
-    let outcome = sched::run_master(link, &jobs, &mopts, &mut sink)?;
-    if let Some(Err(e)) = sink.flusher.take().map(journal::Flusher::finish) {
-        progress.println(&format!(
-            "imgproc: {e}; the outputs are written, but --resume will redo some of them"
-        ));
     }
-    progress.finish();
-    let wall = start.elapsed().as_secs_f64();
-    let records: Vec<ItemRecord> = sink.records.into_iter().flatten().collect();
-    let mut report = Report::new(records, wall, opts.threads);
+}
+
+/// The report's records of rank 0 (its file I/O) and of every worker.
+fn rank_records(
+    outcome: &sched::MasterOutcome,
+    wall: f64,
+    ranks: usize,
+    io_seconds: f64,
+) -> (RankRecord, Vec<RankRecord>) {
     let master = RankRecord {
         rank: 0,
         items: 0,
-        busy_seconds: sink.io_seconds,
-        idle_seconds: (wall - sink.io_seconds).max(0.0),
+        busy_seconds: io_seconds,
+        idle_seconds: (wall - io_seconds).max(0.0),
         bytes_received: outcome.stats.iter().map(|s| s.bytes_from).sum(),
         bytes_sent: outcome.stats.iter().map(|s| s.bytes_to).sum(),
         cpu_seconds: Some(process_cpu_seconds()),
@@ -657,7 +680,7 @@ fn run_as_master(
         backup_copies: 0,
         discarded_results: 0,
     };
-    let workers: Vec<RankRecord> = outcome
+    let workers = outcome
         .stats
         .iter()
         .enumerate()
@@ -681,14 +704,7 @@ fn run_as_master(
             }
         })
         .collect();
-    report.set_ranks(ranks, master, workers);
-    report.lost_ranks = outcome.lost.clone();
-    report.no_workers = outcome.no_workers;
-    if outcome.interrupted {
-        report.signal = crate::signals::received();
-        report.interrupted_by = report.signal.map(|s| crate::signals::name(s).to_string());
-    }
-    Ok(report)
+    (master, workers)
 }
 
 /// Runs every item of `plan` in this process: the scheduler over `threads` in-process

@@ -686,15 +686,7 @@ impl Master<'_> {
 
     fn run(&mut self) -> Result<MasterOutcome, TransportError> {
         let n = self.link.workers();
-        if let Some(t) = self.opts.worker_timeout {
-            self.link.set_patience(t);
-        }
-        for w in 1..=n {
-            self.link.send(
-                w,
-                frame(&Header::Setup(self.opts.setup.clone()), Vec::new()),
-            )?;
-        }
+        self.start()?;
         let heartbeat = Duration::from_millis(self.opts.setup.heartbeat_ms);
         let tick = if heartbeat.is_zero() {
             Duration::from_millis(200)
@@ -704,12 +696,6 @@ impl Master<'_> {
         let mut last_beat = Instant::now();
         let mut interrupted = false;
         let mut no_workers = false;
-        // Round robin at the start, so the largest items spread over the workers.
-        for round in 1..=self.opts.prefetch.max(1) {
-            for w in 1..=n {
-                self.fill_to(w, round)?;
-            }
-        }
         loop {
             let busy = self.slots.iter().any(|s| s.alive && !s.inflight.is_empty());
             if self.unsettled == 0 || (self.stopped && !busy) {
@@ -724,42 +710,7 @@ impl Master<'_> {
                 no_workers = true;
                 break;
             }
-            let asked = Instant::now();
-            let received = self.link.recv_timeout(tick)?;
-            // A message that stopped arriving part-way (its sender died) keeps the
-            // transport busy up to the timeout; the others' silence meanwhile is ours,
-            // not theirs.
-            let deaf = asked
-                .elapsed()
-                .saturating_sub(tick + Duration::from_millis(100));
-            if !deaf.is_zero() {
-                for slot in self.slots.iter_mut().filter(|s| s.alive) {
-                    slot.heard += deaf;
-                }
-            }
-            for w in self.link.broken() {
-                if (1..=n).contains(&w) && self.slots[w - 1].alive {
-                    let silent = self.slots[w - 1].heard.elapsed();
-                    self.lose(w, silent);
-                }
-            }
-            if let Some((w, f)) = received {
-                if w == 0 || w > n {
-                    continue;
-                }
-                if !self.slots[w - 1].alive {
-                    // A lost worker woke up: whatever it says is discarded.
-                    if let Ok((Header::Results { dones, .. }, _)) = unframe(f) {
-                        self.stats[w - 1].discarded += dones.len();
-                    }
-                    continue;
-                }
-                self.slots[w - 1].heard = Instant::now();
-                if let (Header::Results { dones, busy_ms }, payload) = unframe(f)? {
-                    self.results(w, dones, busy_ms, payload)?;
-                    self.fill(w)?;
-                }
-            }
+            self.receive(tick)?;
             let now = Instant::now();
             if !heartbeat.is_zero() && now - last_beat >= heartbeat {
                 last_beat = now;
@@ -788,6 +739,80 @@ impl Master<'_> {
                 }
             }
         }
+        self.finish(interrupted, no_workers)
+    }
+
+    /// Sends every worker the setup, then deals the first items round robin, so the
+    /// largest items spread over the workers.
+    fn start(&mut self) -> Result<(), TransportError> {
+        let n = self.link.workers();
+        if let Some(t) = self.opts.worker_timeout {
+            self.link.set_patience(t);
+        }
+        for w in 1..=n {
+            self.link.send(
+                w,
+                frame(&Header::Setup(self.opts.setup.clone()), Vec::new()),
+            )?;
+        }
+        for round in 1..=self.opts.prefetch.max(1) {
+            for w in 1..=n {
+                self.fill_to(w, round)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits up to `tick` for one frame and handles it; notes workers whose link broke.
+    fn receive(&mut self, tick: Duration) -> Result<(), TransportError> {
+        let n = self.link.workers();
+        let asked = Instant::now();
+        let received = self.link.recv_timeout(tick)?;
+        // A message that stopped arriving part-way (its sender died) keeps the
+        // transport busy up to the timeout; the others' silence meanwhile is ours,
+        // not theirs.
+        let deaf = asked
+            .elapsed()
+            .saturating_sub(tick + Duration::from_millis(100));
+        if !deaf.is_zero() {
+            for slot in self.slots.iter_mut().filter(|s| s.alive) {
+                slot.heard += deaf;
+            }
+        }
+        for w in self.link.broken() {
+            if (1..=n).contains(&w) && self.slots[w - 1].alive {
+                let silent = self.slots[w - 1].heard.elapsed();
+                self.lose(w, silent);
+            }
+        }
+        let Some((w, f)) = received else {
+            return Ok(());
+        };
+        if w == 0 || w > n {
+            return Ok(());
+        }
+        if !self.slots[w - 1].alive {
+            // A lost worker woke up: whatever it says is discarded.
+            if let Ok((Header::Results { dones, .. }, _)) = unframe(f) {
+                self.stats[w - 1].discarded += dones.len();
+            }
+            return Ok(());
+        }
+        self.slots[w - 1].heard = Instant::now();
+        if let (Header::Results { dones, busy_ms }, payload) = unframe(f)? {
+            self.results(w, dones, busy_ms, payload)?;
+            self.fill(w)?;
+        }
+        Ok(())
+    }
+
+    /// Reports the items never done, stops the workers, and says how the run ended.
+    fn finish(
+        &mut self,
+        interrupted: bool,
+        no_workers: bool,
+    ) -> Result<MasterOutcome, TransportError> {
+        let n = self.link.workers();
         let why = if interrupted {
             Unrun::Interrupted
         } else if no_workers {

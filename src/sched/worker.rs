@@ -125,7 +125,6 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
         }
     };
     let exec = Arc::new(make(&setup));
-    let heartbeat = Duration::from_millis(setup.heartbeat_ms);
     let master_timeout =
         (setup.master_timeout_ms > 0).then(|| Duration::from_millis(setup.master_timeout_ms));
     link.set_patience(master_timeout);
@@ -135,37 +134,65 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
         };
         link.send(frame(&b, Vec::new()))
     };
-    if heartbeat.is_zero() {
-        loop {
-            let Some(f) = link.recv_timeout(Duration::from_secs(3600))? else {
-                continue;
-            };
-            match unframe(f)? {
-                (Header::Tasks(tasks), payload) => {
-                    let f = run_batch(&*exec, tasks, payload, setup.shared_fs, fault);
-                    link.send(f)?;
-                }
-                (Header::Stop { exit, ending }, _) => {
-                    bye(link)?;
-                    return Ok(WorkerEnd::Stopped { exit, ending });
-                }
-                _ => {}
+    if setup.heartbeat_ms == 0 {
+        serve_inline(link, &*exec, &setup, fault, &bye)
+    } else {
+        serve_with_heartbeat(link, exec, &setup, fault, &bye)
+    }
+}
+
+/// Says goodbye to the master (with this process's CPU time).
+type Bye<'a> = dyn Fn(&mut dyn WorkerLink) -> Result<(), TransportError> + 'a;
+
+/// Without heartbeats (in-process workers): each batch runs on this thread.
+fn serve_inline<E: Executor>(
+    link: &mut dyn WorkerLink,
+    exec: &E,
+    setup: &Setup,
+    fault: Option<Fault>,
+    bye: &Bye,
+) -> Result<WorkerEnd, TransportError> {
+    loop {
+        let Some(f) = link.recv_timeout(Duration::from_secs(3600))? else {
+            continue;
+        };
+        match unframe(f)? {
+            (Header::Tasks(tasks), payload) => {
+                let f = run_batch(exec, tasks, payload, setup.shared_fs, fault);
+                link.send(f)?;
             }
+            (Header::Stop { exit, ending }, _) => {
+                bye(link)?;
+                return Ok(WorkerEnd::Stopped { exit, ending });
+            }
+            _ => {}
         }
     }
+}
 
-    // Items run on their own thread; this one talks to the master. The thread is not
-    // joined: when the master says stop, an unfinished item is abandoned with the process.
+/// With heartbeats (ranks): items run on their own thread, and this one talks to the
+/// master, sending a beat whenever it has been quiet for a heartbeat. The item thread
+/// is not joined: when the master says stop, an unfinished item is abandoned with the
+/// process.
+fn serve_with_heartbeat<E: Executor + Send + Sync + 'static>(
+    link: &mut dyn WorkerLink,
+    exec: Arc<E>,
+    setup: &Setup,
+    fault: Option<Fault>,
+    bye: &Bye,
+) -> Result<WorkerEnd, TransportError> {
+    let heartbeat = Duration::from_millis(setup.heartbeat_ms);
+    let master_timeout =
+        (setup.master_timeout_ms > 0).then(|| Duration::from_millis(setup.master_timeout_ms));
     let (job_tx, job_rx) = mpsc::channel::<(Vec<Task>, Vec<u8>)>();
     let (res_tx, res_rx) = mpsc::channel::<Vec<u8>>();
     let shared = setup.shared_fs;
-    let runner = exec.clone();
     std::thread::Builder::new()
         .name("imgproc-items".into())
         .spawn(move || {
             for (tasks, payload) in job_rx {
                 if res_tx
-                    .send(run_batch(&*runner, tasks, payload, shared, fault))
+                    .send(run_batch(&*exec, tasks, payload, shared, fault))
                     .is_err()
                 {
                     break;
@@ -185,41 +212,38 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
             link.send(frame(&Header::Alive, Vec::new()))?;
             last_sent = Instant::now();
         }
-        match link.recv_timeout(Duration::from_millis(2))? {
-            Some(f) => {
-                heard = Instant::now();
-                match unframe(f)? {
-                    (Header::Tasks(tasks), payload) => {
-                        batches += 1;
-                        match fault {
-                            Some(Fault::Hang { batch }) if batch == batches => loop {
-                                std::thread::sleep(Duration::from_secs(3600));
-                            },
-                            Some(Fault::Exit { batch }) if batch == batches => {
-                                // SAFETY: ends this process at once, as SIGKILL would.
-                                unsafe { libc::_exit(137) }
-                            }
-                            _ => {}
-                        }
-                        if job_tx.send((tasks, payload)).is_err() {
-                            return Err(TransportError("the item thread ended".into()));
-                        }
-                    }
-                    (Header::Stop { exit, ending }, _) => {
-                        bye(link)?;
-                        return Ok(WorkerEnd::Stopped { exit, ending });
+        let Some(f) = link.recv_timeout(Duration::from_millis(2))? else {
+            if let Some(limit) = master_timeout {
+                let silent = heard.elapsed();
+                if silent > limit {
+                    return Ok(WorkerEnd::Orphaned { silent });
+                }
+            }
+            continue;
+        };
+        heard = Instant::now();
+        match unframe(f)? {
+            (Header::Tasks(tasks), payload) => {
+                batches += 1;
+                match fault {
+                    Some(Fault::Hang { batch }) if batch == batches => loop {
+                        std::thread::sleep(Duration::from_secs(3600));
+                    },
+                    Some(Fault::Exit { batch }) if batch == batches => {
+                        // SAFETY: ends this process at once, as SIGKILL would.
+                        unsafe { libc::_exit(137) }
                     }
                     _ => {}
                 }
-            }
-            None => {
-                if let Some(limit) = master_timeout {
-                    let silent = heard.elapsed();
-                    if silent > limit {
-                        return Ok(WorkerEnd::Orphaned { silent });
-                    }
+                if job_tx.send((tasks, payload)).is_err() {
+                    return Err(TransportError("the item thread ended".into()));
                 }
             }
+            (Header::Stop { exit, ending }, _) => {
+                bye(link)?;
+                return Ok(WorkerEnd::Stopped { exit, ending });
+            }
+            _ => {}
         }
     }
 }
