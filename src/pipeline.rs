@@ -163,10 +163,10 @@ pub fn process_item_on(
                 used = what;
                 frames
             }
-            Err(RunError::Op(e)) => {
+            Err(RunError::Op { op, error }) => {
                 return Err(ItemError::Op {
-                    op: "pipeline".into(),
-                    message: e.0,
+                    op: op.into(),
+                    message: error.0,
                 })
             }
             Err(RunError::Device(msg)) => {

@@ -38,7 +38,12 @@ pub enum Gpu {}
 #[derive(Debug)]
 pub enum RunError {
     /// The op itself refused the image.
-    Op(OpError),
+    Op {
+        /// The op's name.
+        op: &'static str,
+        /// Why.
+        error: OpError,
+    },
     /// The device failed.
     Device(String),
 }

@@ -447,3 +447,22 @@ fn concurrent_items_mixing_device_and_cpu_steps_do_not_deadlock() {
         .count();
     assert_eq!(outputs, 12);
 }
+
+/// An op that refuses the image on the device path is named as on the CPU, whether the
+/// device or the CPU step refuses it (a crop outside the image after a device step;
+/// pad, which has no kernel, before it).
+#[test]
+fn an_op_that_refuses_the_image_is_named_on_the_device_too() {
+    use imgproc::ops::opencl::RunError;
+    let crop = parse_op_str("crop:x=3,y=2,width=20,height=17").unwrap();
+    for gpu in both_styles() {
+        let img = Image::from_u8(7, 5, 3, vec![9; 7 * 5 * 3]);
+        match gpu.run(&[parse_op_str("invert").unwrap(), crop.clone()], img) {
+            Err(RunError::Op { op, error }) => {
+                assert_eq!(op, "crop");
+                assert!(error.0.contains("does not fit"), "{}", error.0);
+            }
+            other => panic!("expected the crop to refuse the image, got {other:?}"),
+        }
+    }
+}

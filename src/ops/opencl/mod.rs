@@ -159,7 +159,10 @@ impl Gpu {
         deep: bool,
     ) -> Result<Option<Step>, RunError> {
         match op.lower(channels) {
-            Some(step) if !deep => step.fit(w, h),
+            Some(step) if !deep => step.fit(w, h).map_err(|error| RunError::Op {
+                op: op.name(),
+                error,
+            }),
             _ => Ok(None),
         }
     }
@@ -206,7 +209,11 @@ impl Gpu {
                         (None, Some(h)) => h,
                         (None, None) => return Err(lost_image()),
                     };
-                    host = Some(apply(op, h).map_err(RunError::Op)?);
+                    let refused = |error| RunError::Op {
+                        op: op.name(),
+                        error,
+                    };
+                    host = Some(apply(op, h).map_err(refused)?);
                     cpu_ops += 1;
                 }
             }
@@ -253,7 +260,12 @@ fn lost_image() -> RunError {
 #[derive(Debug)]
 pub enum RunError {
     /// The op itself refused the image (a crop outside it): not the device's fault.
-    Op(OpError),
+    Op {
+        /// The op's name.
+        op: &'static str,
+        /// Why.
+        error: OpError,
+    },
     /// The device failed (out of memory, a lost device): the item can run on the CPU.
     Device(String),
 }

@@ -2,8 +2,8 @@
 //! way of running kernels. Most are ready to run as lowered; crop and resize depend on
 //! the image's size and are fitted to it ([`Step::fit`]) just before they run.
 
-use super::RunError;
 use crate::ops::geometry::{self, Filter, ResizePlan};
+use crate::ops::OpError;
 
 /// One op, ready to enqueue on a device.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ impl Step {
     /// This step for a `w` x `h` image: `None` where that size leaves it to the CPU (a
     /// resize to the same size, or one only the CPU does exactly); an error where the op
     /// refuses the image (a crop outside it).
-    pub(super) fn fit(self, w: usize, h: usize) -> Result<Option<Step>, RunError> {
+    pub(super) fn fit(self, w: usize, h: usize) -> Result<Option<Step>, OpError> {
         Ok(Some(match self {
             Step::Crop {
                 x,
@@ -109,8 +109,7 @@ impl Step {
                 width,
                 height,
             } => {
-                geometry::check_crop(w as u32, h as u32, x, y, width, height)
-                    .map_err(RunError::Op)?;
+                geometry::check_crop(w as u32, h as u32, x, y, width, height)?;
                 self
             }
             Step::Resize {
@@ -119,8 +118,7 @@ impl Step {
                 scale,
                 filter,
             } => {
-                let (dw, dh) = geometry::target_size(w as u32, h as u32, width, height, scale)
-                    .map_err(RunError::Op)?;
+                let (dw, dh) = geometry::target_size(w as u32, h as u32, width, height, scale)?;
                 let (dw, dh) = (dw as usize, dh as usize);
                 if (dw, dh) == (w, h) {
                     return Ok(None);
