@@ -216,16 +216,7 @@ pub fn parse(
             add_items(&mut ctx, &mut items, job, &out_dir, base, opts);
         }
     }
-    check_links(&mut ctx, &items, &out_dir);
-    check_collisions(&mut ctx, &items);
-    if ctx.problems.is_empty() {
-        Ok(Plan {
-            items,
-            output_dir: out_dir.to_path_buf(),
-        })
-    } else {
-        Err(err(ctx.problems))
-    }
+    finish_plan(ctx, items, &out_dir).map_err(err)
 }
 
 /// The manifest-wide settings: `output_dir` (or `-o`) and `defaults`.
@@ -358,6 +349,20 @@ fn parse_job(
         ops,
         op_names,
     })
+}
+
+/// The plan, after the checks across items (links, collisions), or every problem found.
+fn finish_plan(mut ctx: Ctx, items: Vec<WorkItem>, out_dir: &Path) -> Result<Plan, Vec<Problem>> {
+    check_links(&mut ctx, &items, out_dir);
+    check_collisions(&mut ctx, &items);
+    if ctx.problems.is_empty() {
+        Ok(Plan {
+            items,
+            output_dir: out_dir.to_path_buf(),
+        })
+    } else {
+        Err(ctx.problems)
+    }
 }
 
 fn parse_ops(ctx: &mut Ctx, v: Option<&Value>, path: &str) -> Option<(Vec<Op>, Vec<String>)> {
@@ -890,16 +895,7 @@ pub fn quick(
         };
         add_items(&mut ctx, &mut items, job, out_dir, &cwd, &local);
     }
-    check_links(&mut ctx, &items, out_dir);
-    check_collisions(&mut ctx, &items);
-    if ctx.problems.is_empty() {
-        Ok(Plan {
-            items,
-            output_dir: out_dir.to_path_buf(),
-        })
-    } else {
-        Err(command_line_error(ctx.problems))
-    }
+    finish_plan(ctx, items, out_dir).map_err(command_line_error)
 }
 
 /// Problems found on the command line, their locations without the manifest's job prefix.

@@ -16,20 +16,9 @@ pub enum DeviceError {
     NotBuiltIn,
 }
 
-/// One OpenCL device as listed by `--list-devices`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceInfo {
-    /// Index across all platforms.
-    pub index: usize,
-    /// Platform name.
-    pub platform: String,
-    /// Device name.
-    pub name: String,
-    /// True for a GPU.
-    pub gpu: bool,
-    /// Driver version.
-    pub driver: String,
-}
+#[path = "opencl/info.rs"]
+mod info;
+pub use info::DeviceInfo;
 
 /// No device can be opened in this build, so no value of this type exists.
 pub enum Gpu {}

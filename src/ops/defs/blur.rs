@@ -18,12 +18,25 @@ impl Operation for Blur {
         aliases: &[("gaussian_blur", "")],
         summary: "Gaussian blur, border reflect-101; default is cv2.GaussianBlur(img, (5,5), 0)",
         params: &[
-            int("ksize", 0, 255, Some("5"), "odd kernel size; 0 derives it from sigma"),
-            float("sigma", 0.0, 100.0, Some("0"), "standard deviation; 0 derives it from ksize"),
+            int(
+                "ksize",
+                0,
+                255,
+                Some("5"),
+                "odd kernel size; 0 derives it from sigma",
+            ),
+            float(
+                "sigma",
+                0.0,
+                100.0,
+                Some("0"),
+                "standard deviation; 0 derives it from ksize",
+            ),
         ],
         keeps_16bit: false,
         reference: "cv2.GaussianBlur(img, (ksize, ksize), sigma)",
-        tolerance: "bit-exact for the default; elsewhere at most 1 level on at most 0.5% of samples",
+        tolerance:
+            "bit-exact for the default; elsewhere at most 1 level on at most 0.5% of samples",
     };
 
     fn from_params(p: &Params) -> Result<Self, OpProblem> {
@@ -69,6 +82,8 @@ impl Operation for Blur {
     #[cfg(feature = "opencl")]
     fn lower(&self, _: u8) -> Option<Step> {
         let n = filter::gaussian_ksize(self.ksize, self.sigma);
-        Some(Step::Gauss(filter::gaussian_kernel_q8(n as usize, self.sigma)))
+        Some(Step::Gauss(filter::gaussian_kernel_q8(
+            n as usize, self.sigma,
+        )))
     }
 }

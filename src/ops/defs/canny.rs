@@ -56,7 +56,8 @@ impl Operation for Canny {
         // Magnitude (i32) and the map with a border, dx and dy (i16), then the edge
         // stack (u32, up to twice one entry per pixel) and the output.
         let bordered = (s.width as u64 + 2) * (s.height as u64 + 2);
-        let gradients = bordered * 4 + 2 * s.pixels() * 2 + bordered + memory::task_rows(s, threads, 2, 2);
+        let gradients =
+            bordered * 4 + 2 * s.pixels() * 2 + bordered + memory::task_rows(s, threads, 2, 2);
         let hysteresis = bordered + 2 * bordered * 4;
         s.bytes() + gradients.max(hysteresis + out.bytes())
     }

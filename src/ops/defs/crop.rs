@@ -35,8 +35,7 @@ impl Operation for Crop {
     fn from_params(p: &Params) -> Result<Self, OpProblem> {
         let (Some(width), Some(height)) = (p.int("width"), p.int("height")) else {
             return Err(OpProblem::op(
-                "crop needs width and height, e.g. \"crop:x=10,y=10,width=200,height=100\""
-                    .into(),
+                "crop needs width and height, e.g. \"crop:x=10,y=10,width=200,height=100\"".into(),
             ));
         };
         Ok(Crop {

@@ -15,7 +15,12 @@ impl Operation for Flip {
         name: "flip",
         aliases: &[],
         summary: "mirror: h swaps left and right, v swaps top and bottom",
-        params: &[choice("axis", &["h", "v"], Some("h"), "h (horizontal mirror) or v (vertical)")],
+        params: &[choice(
+            "axis",
+            &["h", "v"],
+            Some("h"),
+            "h (horizontal mirror) or v (vertical)",
+        )],
         keeps_16bit: true,
         reference: "cv2.flip(img, 1 | 0)",
         tolerance: EXACT,

@@ -1,7 +1,9 @@
-//! The list of operations. Each line names an op's struct and the file that defines it;
-//! the macro below makes the [`Op`] enum, [`CATALOG`] (in `--list-ops` order) and the
-//! exhaustive matches that route each [`Op`] method to the op's [`Operation`] impl.
-//! Adding an op is one file here and one line in the list (see CONTRIBUTING.md).
+//! The list of operations. Each line of `catalog!` names an op's type and the file that
+//! defines it; the macro makes the [`Op`] enum, [`CATALOG`] (in `--list-ops` order) and
+//! the exhaustive matches that route each [`Op`] method to the op's [`Operation`] impl.
+//! Adding an op is one file here, its `mod` line and its line in the list (see
+//! CONTRIBUTING.md). Two ops that differ only in a sign or a direction share one
+//! generic definition (`brightness.rs`, `morph.rs`).
 
 use super::{OpError, OpProblem, OpSpec, Operation, Params, Value};
 use crate::image::Image;
@@ -14,14 +16,15 @@ mod prelude {
     pub(super) use crate::memory::{self, Shape};
     #[cfg(feature = "opencl")]
     pub(super) use crate::ops::opencl::Step;
-    pub(super) use crate::ops::spec::{choice, float, int, OpSpec, Value, EXACT, ONE_LEVEL};
+    pub(super) use crate::ops::spec::{
+        choice, float, int, OpSpec, ParamSpec, Value, EXACT, ONE_LEVEL,
+    };
     pub(super) use crate::ops::{odd_or_zero, OpError, OpProblem, Operation, Params};
     pub(super) use std::borrow::Cow;
 }
 
 macro_rules! catalog {
     ($($variant:ident in $module:ident),* $(,)?) => {
-        $(mod $module;)*
         $(pub use $module::$variant;)*
         pub use sobel::SobelDir;
 
@@ -109,13 +112,37 @@ macro_rules! catalog {
     };
 }
 
+mod blur;
+mod box_blur;
+mod brightness;
+mod canny;
+mod contrast;
+mod crop;
+mod equalize;
+mod flip;
+mod gamma;
+mod grayscale;
+mod hsv;
+mod invert;
+mod median;
+mod morph;
+mod pad;
+mod resize;
+mod rotate;
+mod sharpen;
+mod sobel;
+mod threshold;
+
+pub use brightness::Brightness;
+pub use morph::Morph;
+
 catalog! {
     Grayscale in grayscale,
     Invert in invert,
     Blur in blur,
     Canny in canny,
-    Brighten in brighten,
-    Darken in darken,
+    Brighten in brightness,
+    Darken in brightness,
     Threshold in threshold,
     Hsv in hsv,
     Sharpen in sharpen,
@@ -129,8 +156,8 @@ catalog! {
     Equalize in equalize,
     Gamma in gamma,
     Contrast in contrast,
-    Erode in erode,
-    Dilate in dilate,
+    Erode in morph,
+    Dilate in morph,
     Pad in pad,
 }
 

@@ -72,7 +72,9 @@ impl Operation for Pad {
     fn output_shape(&self, s: Shape) -> Shape {
         s.with_size(
             s.width.saturating_add(self.left).saturating_add(self.right),
-            s.height.saturating_add(self.top).saturating_add(self.bottom),
+            s.height
+                .saturating_add(self.top)
+                .saturating_add(self.bottom),
         )
     }
 

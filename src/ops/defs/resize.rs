@@ -85,7 +85,10 @@ impl Operation for Resize {
             v.push(("scale", Value::Float(s)));
         }
         let filter = FILTERS.iter().find(|(_, f)| *f == self.filter);
-        v.push(("filter", Value::Str(filter.map_or("bilinear", |(n, _)| n).into())));
+        v.push((
+            "filter",
+            Value::Str(filter.map_or("bilinear", |(n, _)| n).into()),
+        ));
         v
     }
 

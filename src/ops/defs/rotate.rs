@@ -15,9 +15,16 @@ impl Operation for Rotate {
         name: "rotate",
         aliases: &[],
         summary: "rotate clockwise by a right angle",
-        params: &[int("angle", 90, 270, Some("90"), "90, 180 or 270 degrees clockwise")],
+        params: &[int(
+            "angle",
+            90,
+            270,
+            Some("90"),
+            "90, 180 or 270 degrees clockwise",
+        )],
         keeps_16bit: true,
-        reference: "cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE | ROTATE_180 | ROTATE_90_COUNTERCLOCKWISE)",
+        reference:
+            "cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE | ROTATE_180 | ROTATE_90_COUNTERCLOCKWISE)",
         tolerance: EXACT,
     };
 

@@ -22,7 +22,8 @@ impl Operation for Sharpen {
             float("amount", 0.0, 10.0, Some("1"), "strength"),
         ],
         keeps_16bit: false,
-        reference: "cv2.addWeighted(img, 1+amount, cv2.GaussianBlur(img, (0,0), sigma), -amount, 0)",
+        reference:
+            "cv2.addWeighted(img, 1+amount, cv2.GaussianBlur(img, (0,0), sigma), -amount, 0)",
         tolerance: ONE_LEVEL,
     };
 

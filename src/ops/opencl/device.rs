@@ -5,20 +5,7 @@
 use opencl3::device::{Device, CL_DEVICE_TYPE_ALL, CL_DEVICE_TYPE_GPU};
 use opencl3::platform::get_platforms;
 
-/// One OpenCL device as listed by `--list-devices`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeviceInfo {
-    /// Index across all platforms, as `--device N` takes it.
-    pub index: usize,
-    /// Platform name.
-    pub platform: String,
-    /// Device name.
-    pub name: String,
-    /// True for a GPU.
-    pub gpu: bool,
-    /// Driver version.
-    pub driver: String,
-}
+pub use super::info::DeviceInfo;
 
 /// Why an OpenCL device cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -289,11 +289,12 @@ impl Gpu {
                 None => {
                     let g = [(z.w * z.cn).div_ceil(16), z.h.div_ceil(FUSED_BAND)];
                     let band = FUSED_BAND as i32;
-                    if dilate {
-                        k.k_dilate_fused(t, grid(&g), &cur.buf, &o.buf, wi, hi, ci, si, band)?;
+                    let fused = if dilate {
+                        Kernels::k_dilate_fused
                     } else {
-                        k.k_erode_fused(t, grid(&g), &cur.buf, &o.buf, wi, hi, ci, si, band)?;
-                    }
+                        Kernels::k_erode_fused
+                    };
+                    fused(k, t, grid(&g), &cur.buf, &o.buf, wi, hi, ci, si, band)?;
                 }
                 Some(tmp) => {
                     let (g, di) = (self.rows(&z), dilate as i32);

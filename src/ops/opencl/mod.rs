@@ -27,6 +27,7 @@
 mod buffers;
 mod device;
 mod exec;
+mod info;
 mod kernels;
 mod program;
 mod step;
