@@ -488,3 +488,30 @@ fn an_early_stop_ends_workers_with_its_exit_code() {
         );
     }
 }
+
+/// A worker that takes longer to get ready than --worker-timeout (a device compiling
+/// its kernels with a cold cache) keeps sending heartbeats meanwhile: it is not lost.
+#[test]
+fn a_worker_slow_to_get_ready_is_not_lost() {
+    let (mut master, workers) = local::links(2);
+    let handles = spawn_workers(workers, |me| {
+        if me == 1 {
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        Upper
+    });
+    let j = jobs(&[1.0; 4]);
+    let mut sink = Echo::default();
+    let mut o = MasterOptions {
+        worker_timeout: Some(Duration::from_millis(100)),
+        ..opts(1, false)
+    };
+    o.setup.heartbeat_ms = 10;
+    let out = run_master(&mut master, &j, &o, &mut sink).unwrap();
+    assert!(out.lost.is_empty(), "lost: {:?}", out.lost);
+    assert!(matches!(out.stats[0].state, WorkerState::Ok));
+    assert_eq!(sink.1.len(), 4);
+    for h in handles {
+        assert!(matches!(h.join().unwrap(), WorkerEnd::Stopped { .. }));
+    }
+}

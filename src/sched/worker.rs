@@ -106,7 +106,7 @@ fn run_batch<E: Executor + ?Sized>(
 /// end.
 pub fn run_worker<E: Executor + Send + Sync + 'static>(
     link: &mut dyn WorkerLink,
-    make: impl FnOnce(&Setup) -> E,
+    make: impl FnOnce(&Setup) -> E + Send,
     cpu_seconds: impl Fn() -> f64,
 ) -> Result<WorkerEnd, TransportError> {
     let fault = fault_for(link.id());
@@ -124,7 +124,7 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
             _ => continue,
         }
     };
-    let exec = Arc::new(make(&setup));
+    let exec = Arc::new(build_executor(link, make, &setup)?);
     let master_timeout =
         (setup.master_timeout_ms > 0).then(|| Duration::from_millis(setup.master_timeout_ms));
     link.set_patience(master_timeout);
@@ -139,6 +139,36 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
     } else {
         serve_with_heartbeat(link, exec, &setup, fault, &bye)
     }
+}
+
+/// Builds the executor (which may open a device and compile its kernels: a minute on a
+/// loaded node with a cold cache) on a helper thread, while this one keeps sending the
+/// master heartbeats: a worker that is busy getting ready is not a lost worker.
+fn build_executor<E: Send>(
+    link: &mut dyn WorkerLink,
+    make: impl FnOnce(&Setup) -> E + Send,
+    setup: &Setup,
+) -> Result<E, TransportError> {
+    let heartbeat = Duration::from_millis(setup.heartbeat_ms);
+    if heartbeat.is_zero() {
+        return Ok(make(setup));
+    }
+    std::thread::scope(|s| {
+        let building = s.spawn(|| make(setup));
+        let mut last_sent = Instant::now();
+        let mut sent = Ok(());
+        while !building.is_finished() {
+            if sent.is_ok() && last_sent.elapsed() >= heartbeat {
+                sent = link.send(frame(&Header::Alive, Vec::new()));
+                last_sent = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let exec = building
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        sent.map(|()| exec)
+    })
 }
 
 /// Says goodbye to the master (with this process's CPU time).
