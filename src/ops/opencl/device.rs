@@ -50,6 +50,11 @@ pub(super) fn cl_err(what: &str, e: impl std::fmt::Debug) -> DeviceError {
 }
 
 pub(super) fn all_devices() -> Result<Vec<(DeviceInfo, Device)>, DeviceError> {
+    // The ICD loader (ocl-icd) loads the drivers on the first query, and two threads
+    // querying at once the first time can see no platform or no device: measured in
+    // the test binary, where tests list devices concurrently (1 run in 3 found none).
+    static QUERY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = QUERY.lock().unwrap_or_else(|e| e.into_inner());
     let platforms = get_platforms().map_err(|e| DeviceError::NoPlatform(format!("{e:?}")))?;
     let mut out = Vec::new();
     for p in platforms {
