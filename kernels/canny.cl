@@ -9,7 +9,8 @@ inline void grad_pixel(__global const uchar* src, __global int* mag, __global sh
                        int w, int h, int cn, int colors, int x, int y) {
     int ym = replicate(y - 1, h), yp = replicate(y + 1, h), xm = replicate(x - 1, w), xp = replicate(x + 1, w);
     int best = -1, bdx = 0, bdy = 0;
-    for (int c = 0; c < colors; c++) {
+    for (int i = 0; i < colors; i++) {
+        int c = colors == 3 ? 2 - i : i;  // blue, green, red: see k_canny_grad
 #define P(yy, xx) ((int)src[((yy) * w + (xx)) * cn + c])
         int dx = (P(ym, xp) - P(ym, xm)) + 2 * (P(y, xp) - P(y, xm)) + (P(yp, xp) - P(yp, xm));
         int dy = (P(yp, xm) + 2 * P(yp, x) + P(yp, xp)) - (P(ym, xm) + 2 * P(ym, x) + P(ym, xp));
@@ -32,7 +33,8 @@ inline short16 plane16(__global const uchar* row, int x, int cn, int c) {
 }
 
 // Gradients of 16 pixels per work-item: (groups of 16 pixels, rows). The strongest
-// channel wins, the first on a tie, as in grad_pixel.
+// channel wins; on a tie the first in OpenCV's BGR order (blue, then green, then red),
+// as in grad_pixel and src/ops/canny.rs.
 __kernel void k_canny_grad(__global const uchar* src, __global int* mag, __global short* dxs, __global short* dys,
                            int w, int h, int cn, int colors) {
     int x0 = get_global_id(0) * 16, y = get_global_id(1);
@@ -45,7 +47,8 @@ __kernel void k_canny_grad(__global const uchar* src, __global int* mag, __globa
     __global const uchar* r0 = src + y * w * cn;
     __global const uchar* rp = src + replicate(y + 1, h) * w * cn;
     short16 best = (short16)-1, bdx = (short16)0, bdy = (short16)0;
-    for (int c = 0; c < colors; c++) {
+    for (int i = 0; i < colors; i++) {
+        int c = colors == 3 ? 2 - i : i;
         short16 mm = plane16(rm, x0 - 1, cn, c), m0 = plane16(rm, x0, cn, c), mp = plane16(rm, x0 + 1, cn, c);
         short16 cm = plane16(r0, x0 - 1, cn, c), cp = plane16(r0, x0 + 1, cn, c);
         short16 pm = plane16(rp, x0 - 1, cn, c), p0 = plane16(rp, x0, cn, c), pp = plane16(rp, x0 + 1, cn, c);

@@ -56,10 +56,10 @@ __kernel void k_sep_h(__global const uchar* src, __global ushort* tmp, int w, in
 }
 
 // The vertical sum s of a separable filter to 8 bits (scalar or vector); mode 0:
-// Gaussian, (s + 2^15) >> 16; mode 1: box through OpenCV's 16-bit fixed-point
-// reciprocal, ((s + delta) * scale) >> 16.
+// Gaussian, (s + 2^15) >> 16; mode 1: box through OpenCV 5's 32-bit fixed-point
+// reciprocal, ((s + delta) * scale) >> 32 (the high half of the product).
 #define SEP_ROUND(s, mode, delta, scale) \
-    ((mode) == 0 ? ((s) + 32768u) >> 16 : (((s) + (delta)) * (scale)) >> 16)
+    ((mode) == 0 ? ((s) + 32768u) >> 16 : mul_hi((s) + (delta), (s) * 0u + (scale)))
 
 // Vertical pass (see SEP_ROUND for mode, delta and scale).
 inline void sep_v_chunk(__global const ushort* tmp, __global uchar* dst, int w, int h, int cn,

@@ -33,6 +33,10 @@ def main():
     # Gray with odd dimensions.
     storm = load("photos/Storm.jpg")
     cv2.imwrite(os.path.join(OUT, "gray_odd.png"), cv2.cvtColor(storm[400:477, 600:699], cv2.COLOR_BGR2GRAY))
+    # A crop of a real photo where rounding and tie-breaking details show (box filters
+    # off by one level, Canny's channel ties); only the photo cases run on it.
+    elephants = load("photos/Elephants_3840x2160.jpg")
+    cv2.imwrite(os.path.join(OUT, "photo_crop.png"), elephants[0:192, 0:256])
     # A tiny image, smaller than most kernels, to exercise the borders.
     cv2.imwrite(os.path.join(OUT, "tiny_rgb.png"), lady[800:805, 1200:1207])
     print("fixtures written to", OUT)

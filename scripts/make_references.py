@@ -112,6 +112,14 @@ def size(img, scale):
     return r(img.shape[1] * scale), r(img.shape[0] * scale)
 
 
+def canny(img, low, high):
+    # On the BGR image cv2.imread gives, as OpenCV users call it: on a tie between
+    # channels OpenCV keeps the first, so the order matters (imgproc follows BGR's).
+    if img.ndim == 2:
+        return cv2.Canny(img, low, high)
+    return cv2.Canny(cv2.cvtColor(np.ascontiguousarray(img[..., :3]), cv2.COLOR_RGB2BGR), low, high)
+
+
 def pad(img, top, bottom, left, right, v):
     # imgproc's border: v on colour channels, opaque alpha.
     cn = 1 if img.ndim == 2 else img.shape[2]
@@ -130,8 +138,8 @@ CASES = [
     ("blur:ksize=3", lambda i: cv2.GaussianBlur(i, (3, 3), 0)),
     ("blur:ksize=0,sigma=2", lambda i: cv2.GaussianBlur(i, (0, 0), 2)),
     ("blur:ksize=7,sigma=1.5", lambda i: cv2.GaussianBlur(i, (7, 7), 1.5)),
-    ("canny", lambda i: cv2.Canny(i if i.ndim == 2 else np.ascontiguousarray(i[..., :3]), 100, 200)),
-    ("canny:low=30,high=90", lambda i: cv2.Canny(i if i.ndim == 2 else np.ascontiguousarray(i[..., :3]), 30, 90)),
+    ("canny", lambda i: canny(i, 100, 200)),
+    ("canny:low=30,high=90", lambda i: canny(i, 30, 90)),
     ("brighten", lambda i: colour(i, lambda c: cv2.add(c, full(c, 60)))),
     ("darken:amount=100", lambda i: colour(i, lambda c: cv2.subtract(c, full(c, 100)))),
     ("threshold", lambda i: colour(i, lambda c: cv2.threshold(c, 127, 255, cv2.THRESH_BINARY)[1])),
@@ -182,6 +190,27 @@ CASES = [
 
 FIXTURES = ["photo_rgb.png", "graphic_rgba.png", "gray_odd.png", "tiny_rgb.png"]
 
+# Non-default parameters on a crop of a real photo (tests/fixtures/photo_crop.png), where
+# the synthetic fixtures missed an off-by-one rounding (box_blur) and channel ties (canny).
+PHOTO = "photo_crop.png"
+PHOTO_CASES = [
+    ("box_blur", lambda i: cv2.blur(i, (5, 5))),
+    ("box_blur:ksize=3", lambda i: cv2.blur(i, (3, 3))),
+    ("box_blur:ksize=6", lambda i: cv2.blur(i, (6, 6))),
+    ("box_blur:ksize=7", lambda i: cv2.blur(i, (7, 7))),
+    ("box_blur:ksize=8", lambda i: cv2.blur(i, (8, 8))),
+    ("box_blur:ksize=15", lambda i: cv2.blur(i, (15, 15))),
+    ("box_blur:ksize=21", lambda i: cv2.blur(i, (21, 21))),
+    ("canny", lambda i: canny(i, 100, 200)),
+    ("canny:low=50,high=120", lambda i: canny(i, 50, 120)),
+    ("canny:low=30,high=60", lambda i: canny(i, 30, 60)),
+    ("blur:ksize=0,sigma=2", lambda i: cv2.GaussianBlur(i, (0, 0), 2)),
+    ("median:ksize=7", lambda i: cv2.medianBlur(i, 7)),
+    ("sobel:direction=x", lambda i: sobel(i, 1, 0)),
+    ("resize:scale=0.37,filter=bilinear", lambda i: resize(i, *size(i, 0.37), L)),
+    ("resize:scale=0.37,filter=area", lambda i: resize(i, *size(i, 0.37), A)),
+]
+
 # Pillow resizes RGBA premultiplied and has no 2-channel mode; imgproc, like OpenCV, does not premultiply.
 SKIP = {("graphic_rgba.png", "lanczos3")}
 
@@ -189,10 +218,10 @@ SKIP = {("graphic_rgba.png", "lanczos3")}
 def main():
     os.makedirs(GOLD, exist_ok=True)
     index = []
-    for fixture in FIXTURES:
+    for fixture, cases in [(f, CASES) for f in FIXTURES] + [(PHOTO, PHOTO_CASES)]:
         img = read(fixture)
         stem = fixture.rsplit(".", 1)[0]
-        for k, (op, ref) in enumerate(CASES):
+        for k, (op, ref) in enumerate(cases):
             if any(fixture == f and key in op for f, key in SKIP):
                 continue
             out = ref(img)

@@ -27,6 +27,10 @@ pub fn canny(img: &Image, low: f64, high: f64) -> Image {
         std::mem::swap(&mut low, &mut high);
     }
 
+    // The strongest channel wins; on a tie the first in OpenCV's order, which is BGR
+    // (cv2.imread's, which users compare with): blue, then green, then red. In RGB
+    // order 0.2% of the edge map of a photo (Elephants) came out differently.
+    let order: &[usize] = if colors >= 3 { &[2, 1, 0] } else { &[0] };
     // Magnitude and the winning channel's dx, dy, with a zero border of one pixel on every side.
     let mw = w + 2;
     let mut mag = vec![0i32; mw * (h + 2)];
@@ -40,9 +44,9 @@ pub fn canny(img: &Image, low: f64, high: f64) -> Image {
             let (mut dx, mut dy) = (vec![0i16; w * cn], vec![0i16; w * cn]);
             sobel_row(src, w, h, cn, y, par::replicate, &mut dx, &mut dy);
             for x in 0..w {
-                let mut best = x * cn;
+                let mut best = x * cn + order[0];
                 let mut m = (dx[best] as i32).abs() + (dy[best] as i32).abs();
-                for c in 1..colors {
+                for &c in &order[1..] {
                     let i = x * cn + c;
                     let mc = (dx[i] as i32).abs() + (dy[i] as i32).abs();
                     if mc > m {

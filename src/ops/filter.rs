@@ -195,13 +195,19 @@ pub fn gaussian(img: &Image, ksize: u32, sigma: f64) -> Image {
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
-/// OpenCV's 16-bit column sums divide by `area` (at most 256) through a 16-bit
-/// fixed-point reciprocal: `((s + delta) * scale) >> 16`. Returns `(delta, scale)`.
+/// OpenCV 5 divides the 16-bit window sums of `blur` (area at most 256) by a 32-bit
+/// fixed-point reciprocal: `((s + delta) * scale) >> 32`. Returns `(delta, scale)`.
+///
+/// Measured against OpenCV 5.0 on photo crops and noise for every ksize 2 to 16 (and
+/// checked for every possible sum): this equals rounding half up for areas that are not
+/// powers of two, and `(s + area/2 + 1) / area` for those that are. The 16-bit
+/// reciprocal of OpenCV 4 (`>> 16`) differs on up to 0.5% of samples of real photos.
 pub(crate) fn box_fixed_point(area: u32) -> (u32, u32) {
     if area == 1 {
-        return (0, 65536);
+        // (s + 1) * (2^32 - 1) >> 32 == s for every 8-bit s.
+        return (1, u32::MAX);
     }
-    let scalef = 65536.0 / area as f64;
+    let scalef = 4294967296.0 / area as f64;
     let mut div_scale = scalef.floor() as u32;
     let mut div_delta = area / 2;
     if scalef - (div_scale as f64) < 0.5 {
@@ -220,7 +226,7 @@ pub fn box_blur(img: &Image, ksize: u32) -> Image {
     let out = if area <= 256 {
         let (div_delta, div_scale) = box_fixed_point(area);
         separable::<u16, u16>(img, &ones16, &ones16, move |s| {
-            (((s as u32 + div_delta) * div_scale) >> 16) as u8
+            ((u64::from(s as u32 + div_delta) * u64::from(div_scale)) >> 32) as u8
         })
     } else {
         let ones32 = vec![1u32; k];
@@ -558,6 +564,34 @@ par::avx2_dispatch! {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What OpenCV 5's `blur` gives for a window sum `s` over `area` samples, as
+    /// measured (scripts: the closing note of this change): round half up, except for
+    /// powers of two, where a sum one below the half rounds up too.
+    fn opencv_box_rounding(s: u32, area: u32) -> u32 {
+        if area.is_power_of_two() {
+            (s + area / 2 + 1) / area
+        } else {
+            (s + area / 2) / area
+        }
+    }
+
+    #[test]
+    fn box_reciprocal_rounds_every_sum_as_opencv_5() {
+        for k in 1..=16u32 {
+            let area = k * k;
+            let (delta, scale) = box_fixed_point(area);
+            for s in 0..=255 * area {
+                let ours = ((u64::from(s + delta) * u64::from(scale)) >> 32) as u32;
+                let want = if area == 1 {
+                    s
+                } else {
+                    opencv_box_rounding(s, area)
+                };
+                assert_eq!(ours, want, "ksize {k}, sum {s}");
+            }
+        }
+    }
 
     #[test]
     fn median_network_selects_the_median_of_every_permutation_sample() {
