@@ -254,7 +254,7 @@ pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
         .for_each(|(o, b2)| {
             let mix = |o: &mut u8, bv: u8| {
                 let t = *o as f32 * a + bv as f32 * b;
-                *o = t.round_ties_even().clamp(0.0, 255.0) as u8;
+                *o = par::round_ties_even_small(t).clamp(0.0, 255.0) as u8;
             };
             if colors == cn {
                 o.iter_mut().zip(b2).for_each(|(o, &bv)| mix(o, bv));
@@ -573,6 +573,34 @@ mod tests {
             (s + area / 2 + 1) / area
         } else {
             (s + area / 2) / area
+        }
+    }
+
+    #[test]
+    fn small_rounding_equals_round_ties_even() {
+        let mut t = -3000.0f32;
+        while t <= 3000.0 {
+            for x in [
+                t,
+                t + 0.5,
+                t - 0.5,
+                t + 0.25,
+                t + 0.499_999_97,
+                t + 0.500_000_06,
+            ] {
+                assert_eq!(par::round_ties_even_small(x), x.round_ties_even(), "{x}");
+            }
+            t += 0.125;
+        }
+        // Every value sharpen's mix can produce, for amounts across the range.
+        for amount in [0.0f64, 0.1, 0.37, 0.6, 1.0, 2.5, 7.3, 10.0] {
+            let (a, b) = ((1.0 + amount) as f32, (-amount) as f32);
+            for o in 0..=255u8 {
+                for bv in 0..=255u8 {
+                    let t = o as f32 * a + bv as f32 * b;
+                    assert_eq!(par::round_ties_even_small(t), t.round_ties_even(), "{t}");
+                }
+            }
         }
     }
 

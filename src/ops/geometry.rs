@@ -572,13 +572,7 @@ fn generic(
                 } else {
                     let scale = 1.0 / (COEF_SCALE * COEF_SCALE);
                     let bf: Vec<f32> = b.iter().map(|&v| v as f32 * scale).collect();
-                    for (i, o) in orow.iter_mut().enumerate() {
-                        let mut t = rows[3][i] as f32 * bf[3];
-                        t = (rows[2][i] as f32).mul_add(bf[2], t);
-                        t = (rows[1][i] as f32).mul_add(bf[1], t);
-                        t = (rows[0][i] as f32).mul_add(bf[0], t);
-                        *o = t.round_ties_even().clamp(0.0, 255.0) as u8;
-                    }
+                    cubic_column(orow, &rows[0], &rows[1], &rows[2], &rows[3], &bf);
                 }
             }
         });
@@ -611,7 +605,7 @@ fn area_int(
                     row[x * cn + c] = if sx == 2 && sy == 2 {
                         ((sum + 2) >> 2) as u8
                     } else {
-                        (sum as f32 * scale).round_ties_even().min(255.0) as u8
+                        par::round_ties_even_small(sum as f32 * scale).min(255.0) as u8
                     };
                 }
             }
@@ -682,7 +676,7 @@ fn area_float(
                 }
             }
             for (o, &v) in orow.iter_mut().zip(&sum) {
-                *o = v.round_ties_even().clamp(0.0, 255.0) as u8;
+                *o = par::round_ties_even_small(v).clamp(0.0, 255.0) as u8;
             }
         });
     out
@@ -792,6 +786,22 @@ fn lanczos3(src: &[u8], sw: usize, sh: usize, cn: usize, dw: usize, dh: usize) -
         lanczos_pass(&horizontal, dw, sh, cn, dh, false)
     } else {
         horizontal
+    }
+}
+
+par::fma_dispatch! {
+    /// Bicubic's vertical pass over one output row: the four source rows' fixed-point
+    /// sums weighted in single precision with fused multiply-adds, as OpenCV does.
+    fn cubic_column(orow: &mut [u8], r0: &[i32], r1: &[i32], r2: &[i32], r3: &[i32], bf: &[f32]) {
+        let n = orow.len();
+        let (r0, r1, r2, r3) = (&r0[..n], &r1[..n], &r2[..n], &r3[..n]);
+        for i in 0..n {
+            let mut t = r3[i] as f32 * bf[3];
+            t = (r2[i] as f32).mul_add(bf[2], t);
+            t = (r1[i] as f32).mul_add(bf[1], t);
+            t = (r0[i] as f32).mul_add(bf[0], t);
+            orow[i] = par::round_ties_even_small(t).clamp(0.0, 255.0) as u8;
+        }
     }
 }
 
