@@ -51,23 +51,26 @@ pub fn replicate(p: isize, len: usize) -> usize {
     p.clamp(0, len as isize - 1) as usize
 }
 
-/// Defines `$name(args)`, which runs `$body` compiled for AVX2 (and FMA-free, so
-/// results are identical) when the CPU has it, and for the baseline target otherwise.
-/// The body must be plain Rust; the point is to let the compiler vectorise it wider.
-macro_rules! avx2_dispatch {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+/// Defines `$name(args)`, which runs `$body` compiled with the target features listed
+/// in brackets when the CPU has them all, and for the baseline target otherwise. The
+/// body must be plain Rust; the point is to let the compiler vectorise it wider, or use
+/// an instruction (FMA for `mul_add`) instead of a library call. Results are identical
+/// either way (`mul_add` is fused in both).
+macro_rules! dispatch {
+    ([$($feature:tt),+] $(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
         $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn generic($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx2")]
+                #[target_feature($(enable = $feature),+)]
                 unsafe fn wide($($arg: $ty),*) {
                     generic($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2, checked just above.
+                if $(std::arch::is_x86_feature_detected!($feature))&&+ {
+                    // SAFETY: the CPU has every feature `wide` is compiled for, checked
+                    // just above.
                     return unsafe { wide($($arg),*) };
                 }
             }
@@ -75,31 +78,20 @@ macro_rules! avx2_dispatch {
         }
     };
 }
+pub(crate) use dispatch;
+
+/// [`dispatch`] for AVX2 alone (no FMA, so no contraction can change a result).
+macro_rules! avx2_dispatch {
+    ($($item:tt)*) => {
+        $crate::ops::par::dispatch! { ["avx2"] $($item)* }
+    };
+}
 pub(crate) use avx2_dispatch;
 
-/// As [`avx2_dispatch`], with FMA too: for bodies that call `mul_add`, which is a
-/// library call without FMA in the target (fused either way, so results are identical).
+/// [`dispatch`] for AVX2 and FMA: for bodies that call `mul_add`.
 macro_rules! fma_dispatch {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])*
-        $vis fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            fn generic($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) {
-                    generic($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU supports AVX2 and FMA, checked just above.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            generic($($arg),*)
-        }
+    ($($item:tt)*) => {
+        $crate::ops::par::dispatch! { ["avx2", "fma"] $($item)* }
     };
 }
 pub(crate) use fma_dispatch;
