@@ -137,7 +137,7 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
     if setup.heartbeat_ms == 0 {
         serve_inline(link, &*exec, &setup, fault, &bye)
     } else {
-        serve_with_heartbeat(link, exec, &setup, fault, &bye)
+        serve_with_heartbeat(link, exec, &setup, master_timeout, fault, &bye)
     }
 }
 
@@ -208,12 +208,11 @@ fn serve_with_heartbeat<E: Executor + Send + Sync + 'static>(
     link: &mut dyn WorkerLink,
     exec: Arc<E>,
     setup: &Setup,
+    master_timeout: Option<Duration>,
     fault: Option<Fault>,
     bye: &Bye,
 ) -> Result<WorkerEnd, TransportError> {
     let heartbeat = Duration::from_millis(setup.heartbeat_ms);
-    let master_timeout =
-        (setup.master_timeout_ms > 0).then(|| Duration::from_millis(setup.master_timeout_ms));
     let (job_tx, job_rx) = mpsc::channel::<(Vec<Task>, Vec<u8>)>();
     let (res_tx, res_rx) = mpsc::channel::<Vec<u8>>();
     let shared = setup.shared_fs;

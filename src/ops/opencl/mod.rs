@@ -178,51 +178,46 @@ impl Gpu {
     /// Runs `ops` on `img`: on the device where it can, on the CPU elsewhere. Returns the
     /// result and what ran.
     pub fn run(&self, ops: &[Op], img: Image) -> Result<(Image, BackendUsed), RunError> {
-        let mut on_device: Option<DevImage> = None;
-        let mut host = Some(img);
+        let mut at = At::Host(img);
         let (mut gpu_ops, mut cpu_ops) = (0, 0);
         for op in ops {
-            let step = match (&host, &on_device) {
-                (Some(i), _) => {
+            let step = match &at {
+                At::Host(i) => {
                     let (w, h) = (i.width as usize, i.height as usize);
                     Self::step(op, w, h, i.channels, i.is_16bit())?
                 }
-                (None, Some(d)) => Self::step(op, d.w, d.h, d.cn as u8, false)?,
-                (None, None) => return Err(lost_image()),
+                At::Device(d) => Self::step(op, d.w, d.h, d.cn as u8, false)?,
             };
-            match step {
+            at = match step {
                 Some(step) => {
-                    let dev = match (on_device.take(), host.take()) {
-                        (Some(d), _) => d,
-                        (None, Some(h)) => self.upload(h)?,
-                        (None, None) => return Err(lost_image()),
+                    let dev = match at {
+                        At::Device(d) => d,
+                        At::Host(h) => self.upload(h)?,
                     };
                     // The kernels (whose arguments are state) are locked for this op's
                     // launches only: CPU steps run rayon jobs, and a rayon thread waiting
                     // in one may pick up another item that needs the device.
                     let kernels = self.kernels.lock().unwrap_or_else(|e| e.into_inner());
-                    on_device = Some(self.exec(&kernels, step, dev)?);
                     gpu_ops += 1;
+                    At::Device(self.exec(&kernels, step, dev)?)
                 }
                 None => {
-                    let h = match (on_device.take(), host.take()) {
-                        (Some(d), _) => self.download(d)?,
-                        (None, Some(h)) => h,
-                        (None, None) => return Err(lost_image()),
+                    let h = match at {
+                        At::Device(d) => self.download(d)?,
+                        At::Host(h) => h,
                     };
                     let refused = |error| RunError::Op {
                         op: op.name(),
                         error,
                     };
-                    host = Some(apply(op, h).map_err(refused)?);
                     cpu_ops += 1;
+                    At::Host(apply(op, h).map_err(refused)?)
                 }
-            }
+            };
         }
-        let out = match (on_device, host) {
-            (Some(d), _) => self.download(d)?,
-            (None, Some(h)) => h,
-            (None, None) => return Err(lost_image()),
+        let out = match at {
+            At::Device(d) => self.download(d)?,
+            At::Host(h) => h,
         };
         let backend = match (gpu_ops, cpu_ops) {
             (0, _) => BackendUsed::Cpu,
@@ -252,9 +247,12 @@ impl Gpu {
     }
 }
 
-/// The image is always on one side, host or device; this says so if it ever is not.
-fn lost_image() -> RunError {
-    RunError::Device("internal error: the image is neither on the host nor on the device".into())
+/// Where a pipeline's image is between two ops.
+enum At {
+    /// In host memory (before the first device step, or after a CPU step).
+    Host(Image),
+    /// In device memory.
+    Device(DevImage),
 }
 
 /// Why a device pipeline stopped.
