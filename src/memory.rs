@@ -105,10 +105,16 @@ impl Layout {
 /// The decoders, by how much they hold beside their output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Coding {
-    /// Baseline JPEG: component planes and row buffers.
+    /// Baseline JPEG through libjpeg-turbo: an MCU row of component samples.
     Jpeg,
-    /// Progressive JPEG: every DCT coefficient of the image, kept until the last scan.
+    /// Progressive JPEG through libjpeg-turbo: every DCT coefficient of the image (2
+    /// bytes a sample of each component), kept until the last scan.
     ProgressiveJpeg,
+    /// A JPEG libjpeg-turbo does not take (CMYK, YCCK, 12-bit), through zune-jpeg.
+    OtherJpeg {
+        /// Progressive (zune then holds every coefficient too).
+        progressive: bool,
+    },
     /// PNG: rows, the zlib window, and for Adam7 a buffer per pass.
     Png,
     /// WebP: the decoder's RGBA or YUV planes.
@@ -207,11 +213,19 @@ fn decode_bytes(layout: &Layout) -> u64 {
     let native = s.pixels() * layout.decoder_pixel_bytes as u64;
     let rows = 16 * s.width as u64 * 4 * 8;
     let own = match layout.coding {
-        // zune-jpeg: the output and one plane per component, plus row buffers.
-        Coding::Jpeg => 2 * native + rows,
-        // All coefficients (2 bytes per sample, every component at full size in the
-        // worst case) beside the output.
-        Coding::ProgressiveJpeg => native + 2 * s.pixels() * 3 * 2 + rows,
+        // libjpeg-turbo decodes into the output through an MCU row of samples.
+        Coding::Jpeg => native + rows,
+        // Its coefficients: 2 bytes a sample, each component at full size in the worst
+        // case (4:4:4), padded to whole 16x16 MCUs; beside the output.
+        Coding::ProgressiveJpeg => {
+            let padded = (s.width as u64 + 16) * (s.height as u64 + 16);
+            native + 2 * padded * s.channels as u64 + rows
+        }
+        // zune-jpeg: the output and one plane per component, plus row buffers; all
+        // coefficients (as for libjpeg-turbo, at 4 bytes a sample) when progressive.
+        Coding::OtherJpeg { progressive } => {
+            2 * native + rows + if progressive { 4 * s.pixels() * 3 } else { 0 }
+        }
         // Adam7 keeps a pass buffer of the image's size.
         Coding::Png => 2 * native + rows + (256 << 10),
         // RGBA planes (4 bytes a pixel) or YUV, then the output.

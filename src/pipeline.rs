@@ -10,6 +10,7 @@ use crate::item::{megapixels, BackendUsed, ItemStats};
 use crate::memory::{self, Layout};
 use crate::ops::opencl::{Gpu, RunError};
 use crate::ops::{self, Op};
+use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ struct WireSpec {
     max_pixels: u64,
     max_alloc: u64,
     auto_orient: bool,
+    shrink_on_load: bool,
 }
 
 impl ItemSpec {
@@ -49,6 +51,7 @@ impl ItemSpec {
             max_pixels: self.decode.max_pixels,
             max_alloc: self.decode.max_alloc,
             auto_orient: self.decode.auto_orient,
+            shrink_on_load: self.decode.shrink_on_load,
         };
         serde_json::to_string(&w).unwrap_or_default()
     }
@@ -69,6 +72,7 @@ impl ItemSpec {
                 max_pixels: w.max_pixels,
                 max_alloc: w.max_alloc,
                 auto_orient: w.auto_orient,
+                shrink_on_load: w.shrink_on_load,
             },
             encode: EncodeOptions {
                 format,
@@ -139,9 +143,16 @@ pub fn process_item_on(
     backend: Backend,
 ) -> Result<ItemOutput, ItemError> {
     let t = Instant::now();
-    let decoded = codec::decode_within(input, &spec.decode, &|layout| {
-        check_memory(spec, input.len() as u64, layout)
-    })?;
+    let (ops, min) = match shrink_on_load(spec, input) {
+        Some((first, min)) => {
+            let mut ops = spec.ops.clone();
+            ops[0] = first;
+            (Cow::Owned(ops), Some(min))
+        }
+        None => (Cow::Borrowed(&spec.ops[..]), None),
+    };
+    let budget = |layout: &Layout| check_memory(spec, input.len() as u64, layout);
+    let decoded = codec::decode_at_least(input, &spec.decode, &budget, min)?;
     let decode_ms = ms(t);
     let mp = megapixels(decoded.width, decoded.height);
     let gpu = match backend {
@@ -149,7 +160,7 @@ pub fn process_item_on(
         Backend::OpenCl(g) => Some(g),
         Backend::Auto(g) => {
             let channels = decoded.frames.first().map_or(0, |f| f.image.channels);
-            auto_uses_device(g.info().gpu, mp, channels, &spec.ops).then_some(g)
+            auto_uses_device(g.info().gpu, mp, channels, &ops).then_some(g)
         }
     };
 
@@ -158,7 +169,7 @@ pub fn process_item_on(
     let mut used = BackendUsed::Cpu;
     let mut warning = None;
     let frames = match gpu {
-        Some(g) => match run_on_device(g, &spec.ops, decoded.frames) {
+        Some(g) => match run_on_device(g, &ops, decoded.frames) {
             Ok((frames, what)) => {
                 used = what;
                 frames
@@ -175,10 +186,11 @@ pub fn process_item_on(
                     g.info().name
                 ));
                 used = BackendUsed::CpuAfterDeviceError;
-                run_on_cpu(&spec.ops, codec::decode(input, &spec.decode)?.frames)?
+                let again = codec::decode_at_least(input, &spec.decode, &budget, min)?;
+                run_on_cpu(&ops, again.frames)?
             }
         },
-        None => run_on_cpu(&spec.ops, decoded.frames)?,
+        None => run_on_cpu(&ops, decoded.frames)?,
     };
     let process_ms = ms(t);
 
@@ -199,6 +211,33 @@ pub fn process_item_on(
         bytes,
         warning,
     })
+}
+
+/// A downscale is decoded reduced only when it shrinks by this much or more.
+const SHRINK_AT_LEAST: u32 = 2;
+
+/// The JPEG is decoded reduced to no less than this many times the target size (in
+/// each dimension), so that the resize after it still averages several samples per
+/// output pixel: quality stays within 1 dB PSNR of a full-size decode (measured by
+/// scripts/thumbnail_quality.py).
+const SHRINK_MARGIN: u32 = 2;
+
+/// Shrink-on-load: when `spec` starts with a resize that shrinks a JPEG `input` by
+/// [`SHRINK_AT_LEAST`] or more in both dimensions, the op to run first instead (the
+/// same resize to the size it would have given on the full image, whatever size the
+/// decoder returns) and the smallest size the decoder may return. `None` when off
+/// (`--no-shrink-on-load`), for other inputs, and for `nearest` (see
+/// [`ops::Resize::fixed_downscale`]).
+fn shrink_on_load(spec: &ItemSpec, input: &[u8]) -> Option<(Op, (u32, u32))> {
+    if !spec.decode.shrink_on_load {
+        return None;
+    }
+    let Some(Op::Resize(r)) = spec.ops.first() else {
+        return None;
+    };
+    let (w, h) = codec::reducible_jpeg_size(input, spec.decode.auto_orient)?;
+    let (fixed, (tw, th)) = r.fixed_downscale(w, h, SHRINK_AT_LEAST)?;
+    Some((Op::Resize(fixed), (tw * SHRINK_MARGIN, th * SHRINK_MARGIN)))
 }
 
 /// What an item of `layout` needs in memory with this spec, on the current pool.
@@ -317,6 +356,7 @@ mod tests {
                 max_pixels: 1234,
                 max_alloc: 99,
                 auto_orient: false,
+                shrink_on_load: false,
             },
             encode: EncodeOptions {
                 format: OutputFormat::WebP,
@@ -325,6 +365,84 @@ mod tests {
         };
         assert_eq!(ItemSpec::from_wire(&spec.to_wire()).unwrap(), spec);
         assert!(ItemSpec::from_wire("{}").is_err());
+    }
+
+    fn spec_of(ops_text: &[&str], shrink: bool) -> ItemSpec {
+        ItemSpec {
+            ops: ops_text
+                .iter()
+                .map(|t| ops::parse_op_str(t).unwrap())
+                .collect(),
+            decode: DecodeOptions {
+                shrink_on_load: shrink,
+                ..DecodeOptions::default()
+            },
+            encode: EncodeOptions {
+                format: OutputFormat::Png,
+                quality: 90,
+            },
+        }
+    }
+
+    #[test]
+    fn shrink_on_load_only_for_a_first_resize_shrinking_a_jpeg_twice() {
+        let jpeg = include_bytes!("../tests/fixtures/jpeg/base420.jpg"); // 97x61
+        let rotated = include_bytes!("../tests/fixtures/jpeg/orient6.jpg"); // 61x97 shown
+        let png = include_bytes!("../tests/fixtures/tiny_rgb.png");
+        let plan = |ops: &[&str], shrink, input: &[u8]| {
+            shrink_on_load(&spec_of(ops, shrink), input).map(|(op, min)| (op.to_text(), min))
+        };
+        assert_eq!(
+            plan(&["resize:width=40,filter=area", "blur"], true, jpeg),
+            Some(("resize:width=40,height=25,filter=area".into(), (80, 50)))
+        );
+        // The target is after orientation.
+        assert_eq!(
+            plan(&["resize:scale=0.25"], true, rotated),
+            Some(("resize:width=15,height=24,filter=bilinear".into(), (30, 48)))
+        );
+        // Off, nearest, not first, not 2x smaller, not a JPEG.
+        assert_eq!(plan(&["resize:width=40"], false, jpeg), None);
+        assert_eq!(plan(&["resize:width=40,filter=nearest"], true, jpeg), None);
+        assert_eq!(plan(&["blur", "resize:width=40"], true, jpeg), None);
+        assert_eq!(plan(&["resize:width=49"], true, jpeg), None);
+        assert_eq!(plan(&["resize:width=40,height=40"], true, jpeg), None);
+        assert_eq!(plan(&["resize:width=8"], true, png), None);
+    }
+
+    #[test]
+    fn a_shrunk_decode_gives_the_same_size_and_nearly_the_same_pixels() {
+        let input = std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../shared/corpus/photos/Garden.jpg"),
+        )
+        .unwrap();
+        let run = |shrink| {
+            let out =
+                process_item(&spec_of(&["resize:width=256,filter=area"], shrink), &input).unwrap();
+            codec::decode(&out.bytes, &DecodeOptions::default())
+                .unwrap()
+                .frames
+                .remove(0)
+                .image
+        };
+        let (fast, exact) = (run(true), run(false));
+        assert_eq!((fast.width, fast.height), (256, 160));
+        assert_eq!((exact.width, exact.height), (256, 160));
+        // Decoded at 1/4 (640x400, at least twice the target): close, not identical.
+        let (a, b) = (fast.u8_data(), exact.u8_data());
+        let mse = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (*x as f64 - *y as f64).powi(2))
+            .sum::<f64>()
+            / a.len() as f64;
+        let psnr = 10.0 * (255.0f64 * 255.0 / mse).log10();
+        assert!(a != b, "shrink-on-load did not change the decode");
+        assert!(
+            psnr > 35.0,
+            "PSNR {psnr:.1} dB against the full-size decode"
+        );
     }
 
     #[test]

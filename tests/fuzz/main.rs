@@ -294,6 +294,7 @@ fn check_image(bytes: &[u8]) -> Result<(), String> {
             max_pixels: 1 << 22,
             max_alloc: 256 << 20,
             auto_orient: true,
+            shrink_on_load: true,
         },
         encode: EncodeOptions {
             format: OutputFormat::ALL[pick / 8 % OutputFormat::ALL.len()].1,

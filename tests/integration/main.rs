@@ -4,6 +4,7 @@
 mod cli;
 mod faults;
 mod golden;
+mod jpeg;
 mod memory;
 mod mpi;
 mod opencl;

@@ -297,9 +297,10 @@ fn pipeline_cases(t: &mut Tally, threads: usize) {
                                 format!("item {name}->{out_name} {ops_text:?} {w}x{h}x{cn} {}-bit {threads} threads", if deep { 16 } else { 8 }),
                                 peak + input.len() as u64,
                                 need.peak(),
-                                // JPEG output: libjpeg-turbo's buffers are in the model
-                                // but invisible to this allocator.
-                                if out_format == OutputFormat::Jpeg { 6.0 } else { 4.0 },
+                                // JPEG in or out: libjpeg-turbo's buffers (the
+                                // encoder's, a progressive decoder's coefficients) are
+                                // in the model but invisible to this allocator.
+                                if out_format == OutputFormat::Jpeg || *progressive { 6.0 } else { 4.0 },
                             );
                         }
                     }

@@ -25,11 +25,38 @@ const FILTERS: [(&str, Filter); 5] = [
     ("area", Filter::Area),
 ];
 
+impl Resize {
+    /// For shrink-on-load: when this resize shrinks a `w`x`h` image by `at_least` times
+    /// or more in both dimensions, the same resize with its target size fixed (so that
+    /// it gives that size from a smaller decode of the same image too) and that size.
+    /// `None` for `nearest`, whose point is to pick samples rather than average them:
+    /// a reduced decode has already averaged them.
+    pub fn fixed_downscale(&self, w: u32, h: u32, at_least: u32) -> Option<(Resize, (u32, u32))> {
+        if self.filter == Filter::Nearest {
+            return None;
+        }
+        let (tw, th) = geometry::target_size(w, h, self.width, self.height, self.scale).ok()?;
+        if tw.saturating_mul(at_least) > w || th.saturating_mul(at_least) > h {
+            return None;
+        }
+        let fixed = Resize {
+            width: Some(tw),
+            height: Some(th),
+            scale: None,
+            filter: self.filter,
+        };
+        Some((fixed, (tw, th)))
+    }
+}
+
 impl Operation for Resize {
     const SPEC: OpSpec = OpSpec {
         name: "resize",
         aliases: &[],
-        summary: "resize to width and/or height (aspect kept when one is given) or by scale",
+        summary: "resize to width and/or height (aspect kept when one is given) or by scale; \
+                  as the first op on a JPEG it shrinks 2x or more (any filter but nearest), the \
+                  JPEG is decoded at 1/2, 1/4 or 1/8 scale, at least twice the target size, and \
+                  resized the rest of the way (--no-shrink-on-load decodes it whole)",
         params: &[
             int("width", 1, 65535, None, "target width"),
             int("height", 1, 65535, None, "target height"),

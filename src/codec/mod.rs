@@ -3,8 +3,8 @@
 //! Decoding detects the format from the bytes (never the extension), checks the
 //! dimensions in the header against the limits before any pixel buffer exists, applies
 //! EXIF orientation, and keeps 16-bit samples and alpha. Animated GIFs decode to all
-//! their frames. JPEG is encoded with libjpeg-turbo (the `turbojpeg` crate, 4:2:0),
-//! every other format with the `image` crate.
+//! their frames. JPEG is decoded and encoded with libjpeg-turbo (the `turbojpeg`
+//! crate; see [`jpeg`] for why), every other format with the `image` crate.
 
 use crate::error::ItemError;
 use crate::image::{Image, Samples};
@@ -12,6 +12,8 @@ use crate::memory::{Coding, Layout, Shape};
 use image::metadata::Orientation;
 use image::{AnimationDecoder, DynamicImage, ImageDecoder, ImageFormat, ImageReader};
 use std::io::Cursor;
+
+pub mod jpeg;
 
 /// Limits and choices for decoding.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -22,6 +24,9 @@ pub struct DecodeOptions {
     pub max_alloc: u64,
     /// Apply EXIF orientation. Default true.
     pub auto_orient: bool,
+    /// When the first op shrinks a JPEG by 2x or more, decode it reduced in the DCT
+    /// (see [`decode_at_least`]) and resize the rest of the way. Default true.
+    pub shrink_on_load: bool,
 }
 
 impl Default for DecodeOptions {
@@ -30,6 +35,7 @@ impl Default for DecodeOptions {
             max_pixels: 1 << 28,
             max_alloc: 4 << 30,
             auto_orient: true,
+            shrink_on_load: true,
         }
     }
 }
@@ -201,8 +207,10 @@ pub fn jpeg_is_progressive(head: &[u8]) -> bool {
 
 fn coding(format: ImageFormat, head: &[u8]) -> Coding {
     match format {
-        ImageFormat::Jpeg if jpeg_is_progressive(head) => Coding::ProgressiveJpeg,
-        ImageFormat::Jpeg => Coding::Jpeg,
+        // Only the JPEGs libjpeg-turbo does not take come here (see `jpeg`).
+        ImageFormat::Jpeg => Coding::OtherJpeg {
+            progressive: jpeg_is_progressive(head),
+        },
         ImageFormat::Png => Coding::Png,
         ImageFormat::WebP => Coding::WebP,
         ImageFormat::Tiff => Coding::Tiff,
@@ -236,13 +244,7 @@ fn layout_of(decoder: &dyn ImageDecoder, coding: Coding, orientation: Orientatio
         c if c.has_alpha() => (4, true, true),
         _ => (3, true, true),
     };
-    let rotated = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
+    let rotated = turns(orientation);
     let (width, height) = if rotated { (h, w) } else { (w, h) };
     Layout {
         shape: Shape {
@@ -266,6 +268,11 @@ pub fn probe<R: std::io::BufRead + std::io::Seek>(
     head: &[u8],
     auto_orient: bool,
 ) -> Result<Layout, ItemError> {
+    if head.starts_with(&[0xFF, 0xD8]) {
+        if let Some(h) = jpeg::header(head) {
+            return Ok(jpeg_layout(&h, jpeg_orientation(head, auto_orient)));
+        }
+    }
     let reader = ImageReader::new(reader)
         .with_guessed_format()
         .map_err(|e| ItemError::Io(e.to_string()))?;
@@ -287,6 +294,25 @@ pub fn decode_within(
     opts: &DecodeOptions,
     budget: &dyn Fn(&Layout) -> Result<(), ItemError>,
 ) -> Result<Decoded, ItemError> {
+    decode_at_least(bytes, opts, budget, None)
+}
+
+/// [`decode_within`], allowed to return a smaller image when the caller shrinks it to
+/// `min` (width, height after orientation) or less anyway: a JPEG is then decoded at
+/// the largest DCT reduction (1/2, 1/4, 1/8) that leaves at least `min`. Every other
+/// input, and a JPEG too small to reduce, decodes at full size. `budget` is asked about
+/// the full-size image, an upper bound.
+pub fn decode_at_least(
+    bytes: &[u8],
+    opts: &DecodeOptions,
+    budget: &dyn Fn(&Layout) -> Result<(), ItemError>,
+    min: Option<(u32, u32)>,
+) -> Result<Decoded, ItemError> {
+    if bytes.starts_with(&[0xFF, 0xD8]) {
+        if let Some(head) = jpeg::header(bytes) {
+            return decode_jpeg(bytes, &head, opts, budget, min);
+        }
+    }
     let mut reader = reader(bytes)?;
     let format = reader.format().ok_or_else(unknown_format)?;
     let mut limits = image::Limits::default();
@@ -309,6 +335,95 @@ pub fn decode_within(
         }],
         width: w,
         height: h,
+    })
+}
+
+/// The EXIF orientation of a JPEG, or none when `auto_orient` is off.
+fn jpeg_orientation(bytes: &[u8], auto_orient: bool) -> Orientation {
+    jpeg::exif_orientation(bytes)
+        .filter(|_| auto_orient)
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms)
+}
+
+fn turns(orientation: Orientation) -> bool {
+    matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// The layout of a JPEG that libjpeg-turbo decodes, at full size.
+fn jpeg_layout(head: &jpeg::Header, orientation: Orientation) -> Layout {
+    let rotated = turns(orientation);
+    let (width, height) = if rotated {
+        (head.height, head.width)
+    } else {
+        (head.width, head.height)
+    };
+    let channels = if head.gray { 1 } else { 3 };
+    Layout {
+        shape: Shape {
+            width,
+            height,
+            channels,
+            deep: false,
+        },
+        decoder_pixel_bytes: channels,
+        converted: false,
+        rotated,
+        coding: if head.progressive {
+            Coding::ProgressiveJpeg
+        } else {
+            Coding::Jpeg
+        },
+        frames: 1,
+    }
+}
+
+/// The size after orientation of a JPEG input that [`decode_at_least`] can decode
+/// reduced, read from its header; `None` for any other input.
+pub fn reducible_jpeg_size(bytes: &[u8], auto_orient: bool) -> Option<(u32, u32)> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return None;
+    }
+    let head = jpeg::header(bytes)?;
+    let s = jpeg_layout(&head, jpeg_orientation(bytes, auto_orient)).shape;
+    Some((s.width, s.height))
+}
+
+fn decode_jpeg(
+    bytes: &[u8],
+    head: &jpeg::Header,
+    opts: &DecodeOptions,
+    budget: &dyn Fn(&Layout) -> Result<(), ItemError>,
+    min: Option<(u32, u32)>,
+) -> Result<Decoded, ItemError> {
+    check_pixels(head.width, head.height, opts)?;
+    let orientation = jpeg_orientation(bytes, opts.auto_orient);
+    let layout = jpeg_layout(head, orientation);
+    budget(&layout)?;
+    let denom = match min {
+        // `min` is after orientation; the decoder works on the stored image.
+        Some((w, h)) if layout.rotated => jpeg::shrink_denominator(head.width, head.height, (h, w)),
+        Some(m) => jpeg::shrink_denominator(head.width, head.height, m),
+        None => 1,
+    };
+    let pixels = jpeg::decode(bytes, head, denom)?;
+    let (w, h) = jpeg::scaled_size(head.width, head.height, denom);
+    let mut image = Image::from_u8(w, h, layout.shape.channels, pixels);
+    if orientation != Orientation::NoTransforms {
+        let mut d = to_dynamic(image);
+        d.apply_orientation(orientation);
+        image = from_dynamic(d);
+    }
+    Ok(Decoded {
+        frames: vec![Frame { image, delay_ms: 0 }],
+        width: head.width,
+        height: head.height,
     })
 }
 
@@ -670,7 +785,7 @@ mod tests {
         )
         .unwrap();
         let e = decode(&bytes[..bytes.len() / 2], &DecodeOptions::default());
-        // zune-jpeg may fill a truncated scan with gray; either an error or a full-size image is fine,
+        // libjpeg-turbo fills a truncated scan with gray; either an error or a full-size image is fine,
         // but never a panic.
         if let Ok(d) = e {
             assert_eq!((d.frames[0].image.width, d.frames[0].image.height), (16, 8));
