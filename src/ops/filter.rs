@@ -29,33 +29,104 @@ pub fn separable<H: Acc, V: Acc + From<H>>(
     kv: &[V],
     finish: impl Fn(V) -> u8 + Sync + Send,
 ) -> Vec<u8> {
-    let (w, h, cn) = (
-        img.width as usize,
-        img.height as usize,
-        img.channels as usize,
-    );
+    let (w, cn) = (img.width as usize, img.channels as usize);
     let src = img.u8_data();
     let stride = w * cn;
-    let mut out = vec![0u8; src.len()];
+    // Every sample is written by its band, so the output is not zeroed first.
+    let mut out = Vec::with_capacity(src.len());
     let rows_per_band = BAND_ROWS.max((1 << 16) / stride.max(1));
+    let shape = Band {
+        src,
+        w,
+        h: img.height as usize,
+        cn,
+        rows_per_band,
+    };
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    use rayon::prelude::*;
+    out.spare_capacity_mut()
+        .par_chunks_mut(rows_per_band * stride)
+        .enumerate()
+        .for_each(|(i, out_band)| {
+            // SAFETY: `MaybeUninit<u8>` and `u8` have the same layout, and `band`
+            // writes every sample of `out_band` before anything reads it.
+            let out_band = unsafe { &mut *(out_band as *mut [_] as *mut [u8]) };
+            #[cfg(target_arch = "x86_64")]
+            if avx2 {
+                // SAFETY: the CPU has AVX2, checked above.
+                return unsafe { band_avx2(&shape, i, out_band, kh, kv, &finish) };
+            }
+            band(&shape, i, out_band, kh, kv, &finish)
+        });
+    // SAFETY: the bands cover the whole output (par_chunks_mut over its full length),
+    // and each wrote every one of its samples.
+    unsafe { out.set_len(src.len()) };
+    out
+}
+
+/// What every band of [`separable`] shares.
+struct Band<'a> {
+    src: &'a [u8],
+    w: usize,
+    h: usize,
+    cn: usize,
+    rows_per_band: usize,
+}
+
+/// [`band`] compiled for AVX2: twice as many samples a vector instruction.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn band_avx2<H: Acc, V: Acc + From<H>>(
+    b: &Band,
+    index: usize,
+    out_band: &mut [u8],
+    kh: &[H],
+    kv: &[V],
+    finish: &(impl Fn(V) -> u8 + Sync),
+) {
+    band(b, index, out_band, kh, kv, finish)
+}
+
+/// Band `index` of [`separable`]: the horizontal pass of the rows it needs into a
+/// buffer, then the vertical pass into `out_band`. Kernels of 3, 5 and 7 taps (every
+/// default) run each pass in one sweep with the taps unrolled.
+#[inline(always)]
+fn band<H: Acc, V: Acc + From<H>>(
+    b: &Band,
+    index: usize,
+    out_band: &mut [u8],
+    kh: &[H],
+    kv: &[V],
+    finish: &(impl Fn(V) -> u8 + Sync),
+) {
+    let stride = b.w * b.cn;
     let (kx, ky) = (kh.len(), kv.len());
     let (ax, ay) = (kx / 2, ky / 2);
-    use rayon::prelude::*;
-    out.par_chunks_mut(rows_per_band * stride)
-        .enumerate()
-        .for_each(|(band, out_band)| {
-            let y0 = band * rows_per_band;
-            let rows = out_band.len() / stride;
-            let mut hbuf = vec![H::default(); (rows + ky - 1) * stride];
-            for (i, hrow) in hbuf.chunks_exact_mut(stride).enumerate() {
-                let sy = par::reflect101(y0 as isize + i as isize - ay as isize, h);
-                hfilter(&src[sy * stride..(sy + 1) * stride], hrow, w, cn, kh, ax);
-            }
-            let mut acc = vec![V::default(); stride];
-            for (r, out_row) in out_band.chunks_exact_mut(stride).enumerate() {
+    let y0 = index * b.rows_per_band;
+    let rows = out_band.len() / stride;
+    let mut hbuf = vec![H::default(); (rows + ky - 1) * stride];
+    for (i, hrow) in hbuf.chunks_exact_mut(stride).enumerate() {
+        let sy = par::reflect101(y0 as isize + i as isize - ay as isize, b.h);
+        hfilter(
+            &b.src[sy * stride..(sy + 1) * stride],
+            hrow,
+            b.w,
+            b.cn,
+            kh,
+            ax,
+        );
+    }
+    let mut acc = vec![V::default(); stride];
+    for (r, out_row) in out_band.chunks_exact_mut(stride).enumerate() {
+        let window = &hbuf[r * stride..(r + ky) * stride];
+        match ky {
+            3 => vfilter_n::<3, H, V>(window, stride, kv, out_row, finish),
+            5 => vfilter_n::<5, H, V>(window, stride, kv, out_row, finish),
+            7 => vfilter_n::<7, H, V>(window, stride, kv, out_row, finish),
+            _ => {
                 acc.iter_mut().for_each(|a| *a = V::default());
-                for (j, &k) in kv.iter().enumerate() {
-                    let hrow = &hbuf[(r + j) * stride..(r + j + 1) * stride];
+                for (hrow, &k) in window.chunks_exact(stride).zip(kv) {
                     for (a, &s) in acc.iter_mut().zip(hrow) {
                         *a = *a + k * V::from(s);
                     }
@@ -64,8 +135,29 @@ pub fn separable<H: Acc, V: Acc + From<H>>(
                     *o = finish(a);
                 }
             }
-        });
-    out
+        }
+    }
+}
+
+/// The vertical pass of one output row in one sweep: `window` holds the `N` rows of
+/// horizontal sums it needs, `stride` samples each.
+#[inline(always)]
+fn vfilter_n<const N: usize, H: Acc, V: Acc + From<H>>(
+    window: &[H],
+    stride: usize,
+    kv: &[V],
+    out: &mut [u8],
+    finish: &impl Fn(V) -> u8,
+) {
+    let k: [V; N] = std::array::from_fn(|i| kv[i]);
+    let rows: [&[H]; N] = std::array::from_fn(|i| &window[i * stride..][..out.len()]);
+    for (x, o) in out.iter_mut().enumerate() {
+        let mut a = V::default();
+        for i in 0..N {
+            a = a + k[i] * V::from(rows[i][x]);
+        }
+        *o = finish(a);
+    }
 }
 
 /// One row of the horizontal pass, reflect-101 at both ends.
@@ -88,14 +180,35 @@ fn hfilter<H: Acc>(src: &[u8], out: &mut [H], w: usize, cn: usize, k: &[H], anch
     }
     let (lo, hi) = (anchor * cn, (w - right) * cn);
     let inner = &mut out[lo..hi];
-    inner.iter_mut().for_each(|o| *o = H::default());
-    for (i, &kk) in k.iter().enumerate() {
-        let s = &src[i * cn..i * cn + (hi - lo)];
-        for (o, &v) in inner.iter_mut().zip(s) {
-            *o = *o + kk * H::from(v);
+    match kn {
+        3 => hfilter_n::<3, H>(src, inner, cn, k),
+        5 => hfilter_n::<5, H>(src, inner, cn, k),
+        7 => hfilter_n::<7, H>(src, inner, cn, k),
+        _ => {
+            inner.iter_mut().for_each(|o| *o = H::default());
+            for (i, &kk) in k.iter().enumerate() {
+                let s = &src[i * cn..i * cn + (hi - lo)];
+                for (o, &v) in inner.iter_mut().zip(s) {
+                    *o = *o + kk * H::from(v);
+                }
+            }
         }
     }
     (0..anchor).chain(w - right..w).for_each(|x| border(x, out));
+}
+
+/// The inner part of a horizontal row in one sweep, `N` taps unrolled.
+#[inline(always)]
+fn hfilter_n<const N: usize, H: Acc>(src: &[u8], inner: &mut [H], cn: usize, k: &[H]) {
+    let k: [H; N] = std::array::from_fn(|i| k[i]);
+    let taps: [&[u8]; N] = std::array::from_fn(|i| &src[i * cn..][..inner.len()]);
+    for (x, o) in inner.iter_mut().enumerate() {
+        let mut a = H::default();
+        for i in 0..N {
+            a = a + k[i] * H::from(taps[i][x]);
+        }
+        *o = a;
+    }
 }
 
 /// OpenCV's Gaussian kernel in double precision (getGaussianKernelBitExact).
