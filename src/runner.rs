@@ -174,6 +174,10 @@ pub struct PipelineExecutor {
     gpu: Option<Arc<Gpu>>,
     choice: BackendChoice,
     device_error: Option<String>,
+    /// Flush each output written here to disk before it takes its name. Off in a
+    /// single process, where rank 0's journal thread flushes the output folders in
+    /// groups (`journal::Flusher`); on for MPI workers, whose disk that cannot reach.
+    sync_each: bool,
 }
 
 impl PipelineExecutor {
@@ -189,7 +193,15 @@ impl PipelineExecutor {
             gpu,
             choice,
             device_error: None,
+            sync_each: true,
         }
+    }
+
+    /// Leaves flushing the outputs it writes to rank 0's journal thread, on the same
+    /// machine (see the `sync_each` field).
+    pub fn flushed_by_master(mut self) -> PipelineExecutor {
+        self.sync_each = false;
+        self
     }
 
     fn backend(&self) -> Result<Backend<'_>, ItemError> {
@@ -245,7 +257,7 @@ impl Executor for PipelineExecutor {
                 .pool
                 .install(|| pipeline::process_item_guarded(&spec, &bytes, backend))?;
             if task.write_output {
-                crate::output::write_atomic(&task.output, &out.bytes)
+                crate::output::write_atomic_with(&task.output, &out.bytes, self.sync_each)
                     .map_err(|e| write_error(&task.output, e))?;
             }
             Ok::<_, ItemError>(out)
@@ -719,7 +731,11 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, RunFailure> {
         .map(|mut w| {
             let (pool, gpu, choice) = (pool.clone(), gpu.clone(), opts.backend);
             std::thread::spawn(move || {
-                sched::run_worker(&mut w, |_| PipelineExecutor::new(pool, gpu, choice), || 0.0)
+                sched::run_worker(
+                    &mut w,
+                    |_| PipelineExecutor::new(pool, gpu, choice).flushed_by_master(),
+                    || 0.0,
+                )
             })
         })
         .collect();

@@ -160,7 +160,9 @@ fn vfilter_n<const N: usize, H: Acc, V: Acc + From<H>>(
     }
 }
 
-/// One row of the horizontal pass, reflect-101 at both ends.
+/// One row of the horizontal pass, reflect-101 at both ends (inlined into [`band`], so
+/// that it is built for AVX2 with it).
+#[inline(always)]
 fn hfilter<H: Acc>(src: &[u8], out: &mut [H], w: usize, cn: usize, k: &[H], anchor: usize) {
     let kn = k.len();
     let right = kn - 1 - anchor;
