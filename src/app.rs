@@ -150,9 +150,10 @@ fn stream(
             return Exit::Usage;
         }
     };
+    let auto = crate::pipeline::AutoDevice::new(device, 0);
     let backend = match (&gpu, backend) {
         (Some(g), BackendChoice::OpenCl) => crate::pipeline::Backend::OpenCl(g),
-        (Some(g), BackendChoice::Auto) => crate::pipeline::Backend::Auto(g),
+        (_, BackendChoice::Auto) => crate::pipeline::Backend::Auto(&auto),
         _ => crate::pipeline::Backend::Cpu,
     };
     let out = match crate::pipeline::process_item_guarded(&spec, &bytes, backend) {

@@ -15,7 +15,7 @@ use crate::journal::{self, Entry, InputId, Journal, Redo};
 use crate::manifest::{Plan, WorkItem};
 use crate::memory::Layout;
 use crate::ops::opencl::{self, Gpu};
-use crate::pipeline::{self, Backend, BackendChoice, ItemSpec};
+use crate::pipeline::{self, AutoDevice, Backend, BackendChoice, ItemSpec};
 use crate::progress::{Mode, Progress};
 use crate::report::{ItemRecord, RankRecord, Report, Status};
 use crate::sched::{self, Commit, Done, Executor, Job, MasterOptions, Setup, Sink, Task, Unrun};
@@ -71,13 +71,13 @@ const BATCH_COST: f64 = 2.0;
 /// At most this many items travel in one batch.
 const BATCH_ITEMS: usize = 256;
 
-/// Opens the OpenCL device a choice needs: `None` for cpu, or for auto when no device
-/// opens (auto then runs on the CPU); an error only for an explicit `opencl`.
+/// Opens the OpenCL device a choice needs now: only an explicit `opencl` does (an
+/// error if it cannot); `auto` looks for a GPU when an item would use one
+/// ([`AutoDevice`]), and `cpu` never.
 pub fn open_device(choice: BackendChoice, device: usize) -> Result<Option<Arc<Gpu>>, RunFailure> {
     match choice {
-        BackendChoice::Cpu => Ok(None),
         BackendChoice::OpenCl => Ok(Some(opencl::shared(device)?)),
-        BackendChoice::Auto => Ok(opencl::shared(device).ok()),
+        BackendChoice::Cpu | BackendChoice::Auto => Ok(None),
     }
 }
 
@@ -172,6 +172,7 @@ pub struct PipelineExecutor {
     pool: Arc<rayon::ThreadPool>,
     specs: Mutex<HashMap<String, Arc<ItemSpec>>>,
     gpu: Option<Arc<Gpu>>,
+    auto: Arc<AutoDevice>,
     choice: BackendChoice,
     device_error: Option<String>,
     /// Flush each output written here to disk before it takes its name. Off in a
@@ -181,16 +182,19 @@ pub struct PipelineExecutor {
 }
 
 impl PipelineExecutor {
-    /// An executor running items on `pool`, and on `gpu` as `choice` says.
+    /// An executor running items on `pool`, and on `gpu` (opened for `opencl`) or
+    /// `auto`'s GPU as `choice` says.
     pub fn new(
         pool: Arc<rayon::ThreadPool>,
         gpu: Option<Arc<Gpu>>,
+        auto: Arc<AutoDevice>,
         choice: BackendChoice,
     ) -> PipelineExecutor {
         PipelineExecutor {
             pool,
             specs: Mutex::new(HashMap::new()),
             gpu,
+            auto,
             choice,
             device_error: None,
             sync_each: true,
@@ -206,9 +210,9 @@ impl PipelineExecutor {
 
     fn backend(&self) -> Result<Backend<'_>, ItemError> {
         match (self.choice, &self.gpu) {
-            (BackendChoice::Cpu, _) | (BackendChoice::Auto, None) => Ok(Backend::Cpu),
+            (BackendChoice::Cpu, _) => Ok(Backend::Cpu),
             (BackendChoice::OpenCl, Some(g)) => Ok(Backend::OpenCl(g)),
-            (BackendChoice::Auto, Some(g)) => Ok(Backend::Auto(g)),
+            (BackendChoice::Auto, _) => Ok(Backend::Auto(&self.auto)),
             (BackendChoice::OpenCl, None) => Err(ItemError::Unsupported(format!(
                 "--backend opencl, but this rank has no usable OpenCL device: {}",
                 self.device_error.as_deref().unwrap_or("none found")
@@ -725,15 +729,17 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, RunFailure> {
     let threads = opts.threads.max(1);
     let pool = Arc::new(worker_pool(threads)?);
     let gpu = open_device(opts.backend, opts.device.unwrap_or(0))?;
+    let auto = Arc::new(AutoDevice::new(opts.device, 0));
     let (mut master, workers) = local::links(threads);
     let handles: Vec<_> = workers
         .into_iter()
         .map(|mut w| {
-            let (pool, gpu, choice) = (pool.clone(), gpu.clone(), opts.backend);
+            let (pool, gpu, auto) = (pool.clone(), gpu.clone(), auto.clone());
+            let choice = opts.backend;
             std::thread::spawn(move || {
                 sched::run_worker(
                     &mut w,
-                    |_| PipelineExecutor::new(pool, gpu, choice).flushed_by_master(),
+                    |_| PipelineExecutor::new(pool, gpu, auto, choice).flushed_by_master(),
                     || 0.0,
                 )
             })
@@ -832,7 +838,8 @@ pub fn run_mpi_worker(
             });
             let choice = setup.backend;
             // Each worker takes its own device: two ranks on a two-GPU node use both.
-            let (gpu, device_error) = if choice == BackendChoice::Cpu {
+            let auto = Arc::new(AutoDevice::new(setup.device, local_rank.unwrap_or(0)));
+            let (gpu, device_error) = if choice != BackendChoice::OpenCl {
                 (None, None)
             } else {
                 let count = opencl::list_devices().map(|d| d.len()).unwrap_or(0).max(1);
@@ -842,7 +849,7 @@ pub fn run_mpi_worker(
                     Err(e) => (None, Some(e.to_string())),
                 }
             };
-            let mut exec = PipelineExecutor::new(Arc::new(pool), gpu, choice);
+            let mut exec = PipelineExecutor::new(Arc::new(pool), gpu, auto, choice);
             exec.device_error = device_error;
             exec
         },

@@ -466,3 +466,59 @@ fn an_op_that_refuses_the_image_is_named_on_the_device_too() {
         }
     }
 }
+
+/// Whether this machine has a GPU device node (as `pipeline::gpu_device_nodes_exist`).
+fn gpu_nodes() -> bool {
+    let any_in = |dir: &str, prefix: &str| {
+        std::fs::read_dir(dir).is_ok_and(|es| {
+            es.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+        })
+    };
+    Path::new("/dev/kfd").exists() || any_in("/dev", "nvidia") || any_in("/dev/dri", "renderD")
+}
+
+#[test]
+fn auto_loads_opencl_only_for_an_item_a_gpu_would_take_on_a_machine_with_one() {
+    let d = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let small = root.join("tests/fixtures/photo_rgb.png");
+    let big = root.join("../shared/corpus/photos/Elephants_3840x2160.jpg");
+    // Which files the run opens, under strace: the ICD loader is libOpenCL.
+    let opened = |op: &str, input: &Path| -> bool {
+        let out = std::process::Command::new("strace")
+            .args(["-f", "-e", "trace=openat", "-o"])
+            .arg(d.path().join("trace"))
+            .arg(assert_cmd::cargo::cargo_bin("imgproc"))
+            .args(["-q", "--op", op, "-o"])
+            .arg(d.path().join("out"))
+            .arg(input)
+            .output()
+            .expect("strace runs (Debian package strace)");
+        assert!(out.status.success(), "{out:?}");
+        std::fs::read_to_string(d.path().join("trace"))
+            .unwrap()
+            .contains("libOpenCL")
+    };
+    // A small image, and point ops on a large one: no device would pay off.
+    assert!(!opened("blur", &small));
+    assert!(!opened("invert", &big));
+    // A blur of an 8 MP photo would go to a GPU: the drivers are asked only where a
+    // GPU device node exists (PoCL's CPU device alone is never auto's).
+    assert_eq!(opened("blur", &big), gpu_nodes());
+    // An explicit --backend opencl loads them whatever the image.
+    let out = run_bin(
+        &[
+            "-q",
+            "--backend",
+            "opencl",
+            "--op",
+            "invert",
+            "-o",
+            "o2",
+            small.to_str().unwrap(),
+        ],
+        d.path(),
+    );
+    assert!(out.status.success(), "{out:?}");
+}
