@@ -63,6 +63,10 @@ pub struct RankRecord {
     pub bytes_sent: u64,
     /// CPU seconds the rank's process used (rank 0 always; workers under MPI).
     pub cpu_seconds: Option<f64>,
+    /// Peak resident memory of the rank's process in MB (10^6 bytes), as the kernel
+    /// counts it (`ru_maxrss`: libraries and every thread included; rank 0 always,
+    /// workers under MPI).
+    pub peak_rss_mb: Option<f64>,
     /// "ok", or "lost" (killed, cut off or silent past `--worker-timeout`).
     pub state: String,
     /// When it was declared lost, in seconds from the start of dealing.

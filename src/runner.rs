@@ -570,16 +570,19 @@ fn skip_done(
     Ok(all)
 }
 
-/// CPU seconds this process has used (user + system).
-pub fn process_cpu_seconds() -> f64 {
+/// CPU seconds this process has used (user + system), and its peak resident memory
+/// in MB (10^6 bytes).
+pub fn process_usage() -> (f64, f64) {
     // SAFETY: getrusage only writes the struct it is given.
     unsafe {
         let mut u: libc::rusage = std::mem::zeroed();
         if libc::getrusage(libc::RUSAGE_SELF, &mut u) != 0 {
-            return 0.0;
+            return (0.0, 0.0);
         }
         let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
-        t(u.ru_utime) + t(u.ru_stime)
+        // Linux counts ru_maxrss in KiB.
+        let mb = u.ru_maxrss as f64 * 1024.0 / 1e6;
+        (t(u.ru_utime) + t(u.ru_stime), mb)
     }
 }
 
@@ -683,6 +686,7 @@ fn rank_records(
     ranks: usize,
     io_seconds: f64,
 ) -> (RankRecord, Vec<RankRecord>) {
+    let (cpu, rss) = process_usage();
     let master = RankRecord {
         rank: 0,
         items: 0,
@@ -690,7 +694,8 @@ fn rank_records(
         idle_seconds: (wall - io_seconds).max(0.0),
         bytes_received: outcome.stats.iter().map(|s| s.bytes_from).sum(),
         bytes_sent: outcome.stats.iter().map(|s| s.bytes_to).sum(),
-        cpu_seconds: Some(process_cpu_seconds()),
+        cpu_seconds: Some(cpu),
+        peak_rss_mb: Some(rss),
         state: "ok".into(),
         lost_at_seconds: None,
         backup_copies: 0,
@@ -713,6 +718,7 @@ fn rank_records(
                 bytes_received: s.bytes_to,
                 bytes_sent: s.bytes_from,
                 cpu_seconds: (ranks > 1 && lost_at.is_none()).then_some(s.cpu_seconds),
+                peak_rss_mb: (ranks > 1 && lost_at.is_none()).then_some(s.peak_rss_mb),
                 state: if lost_at.is_some() { "lost" } else { "ok" }.into(),
                 lost_at_seconds: lost_at,
                 backup_copies: s.backups,
@@ -740,7 +746,7 @@ pub fn run_local(plan: &Plan, opts: &RunOptions) -> Result<Report, RunFailure> {
                 sched::run_worker(
                     &mut w,
                     |_| PipelineExecutor::new(pool, gpu, auto, choice).flushed_by_master(),
-                    || 0.0,
+                    || (0.0, 0.0),
                 )
             })
         })
@@ -853,7 +859,7 @@ pub fn run_mpi_worker(
             exec.device_error = device_error;
             exec
         },
-        process_cpu_seconds,
+        process_usage,
     )?;
     if let Some(e) = pool_error {
         eprintln!("imgproc: rank {}: {e}; ran with one thread", link.id());

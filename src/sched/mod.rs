@@ -127,7 +127,7 @@ enum Header {
     Stop { exit: i32, ending: Ending },
     Results { dones: Vec<Done>, busy_ms: f64 },
     Alive,
-    Bye { cpu_seconds: f64 },
+    Bye { cpu_seconds: f64, peak_rss_mb: f64 },
 }
 
 /// A message: the payload as it is, then the JSON header, then the header's length
@@ -299,6 +299,8 @@ pub struct WorkerStats {
     pub bytes_from: u64,
     /// CPU seconds it reported at the end.
     pub cpu_seconds: f64,
+    /// Its process's peak resident memory in MB, reported at the end.
+    pub peak_rss_mb: f64,
     /// Its state at the end.
     pub state: WorkerState,
     /// Backup copies it was dealt.
@@ -890,8 +892,15 @@ impl Master<'_> {
                 (Header::Alive, _) if (1..=n).contains(&w) => {
                     self.slots[w - 1].heard = Instant::now();
                 }
-                (Header::Bye { cpu_seconds }, _) if waiting.contains(&w) => {
+                (
+                    Header::Bye {
+                        cpu_seconds,
+                        peak_rss_mb,
+                    },
+                    _,
+                ) if waiting.contains(&w) => {
                     self.stats[w - 1].cpu_seconds = cpu_seconds;
+                    self.stats[w - 1].peak_rss_mb = peak_rss_mb;
                     waiting.retain(|&x| x != w);
                 }
                 (Header::Results { dones, .. }, _) if (1..=n).contains(&w) => {

@@ -93,7 +93,13 @@ impl MasterLink for ScriptedLink {
                     if let Some(w) = self.stopping.pop_front() {
                         return Ok(Some((
                             w,
-                            frame(&Header::Bye { cpu_seconds: 0.5 }, Vec::new()),
+                            frame(
+                                &Header::Bye {
+                                    cpu_seconds: 0.5,
+                                    peak_rss_mb: 64.0,
+                                },
+                                Vec::new(),
+                            ),
                         )));
                     }
                     // Idle workers that are not silent send heartbeats.
@@ -195,6 +201,7 @@ fn deals_largest_first_with_prefetch_round_robin_then_refills() {
     assert_eq!(sink.results.len(), 6);
     assert_eq!(out.stats.iter().map(|s| s.items).sum::<usize>(), 6);
     assert_eq!(out.stats[0].cpu_seconds, 0.5);
+    assert_eq!(out.stats[0].peak_rss_mb, 64.0);
     assert!(out.lost.is_empty());
     assert_eq!(link.sent.iter().filter(|(_, s)| s == "stop 0").count(), 2);
     assert_eq!(link.sent.iter().filter(|(_, s)| s == "setup").count(), 2);
@@ -388,7 +395,7 @@ fn spawn_workers<E: Executor + Send + Sync + 'static>(
         .enumerate()
         .map(|(i, mut w)| {
             let make = make.clone();
-            std::thread::spawn(move || run_worker(&mut w, |_| make(i + 1), || 0.0).unwrap())
+            std::thread::spawn(move || run_worker(&mut w, |_| make(i + 1), || (0.0, 0.0)).unwrap())
         })
         .collect()
 }

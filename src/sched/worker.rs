@@ -102,12 +102,12 @@ fn run_batch<E: Executor + ?Sized>(
 }
 
 /// Waits for the master's setup (or an early stop), then runs batches with the
-/// executor `make` builds from it until told to stop. `cpu_seconds` is reported at the
-/// end.
+/// executor `make` builds from it until told to stop. `usage` (CPU seconds, peak
+/// resident MB) is reported at the end.
 pub fn run_worker<E: Executor + Send + Sync + 'static>(
     link: &mut dyn WorkerLink,
     make: impl FnOnce(&Setup) -> E + Send,
-    cpu_seconds: impl Fn() -> f64,
+    usage: impl Fn() -> (f64, f64),
 ) -> Result<WorkerEnd, TransportError> {
     let fault = fault_for(link.id());
     if fault == Some(Fault::Exit { batch: 0 }) {
@@ -129,8 +129,10 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
         (setup.master_timeout_ms > 0).then(|| Duration::from_millis(setup.master_timeout_ms));
     link.set_patience(master_timeout);
     let bye = |link: &mut dyn WorkerLink| {
+        let (cpu_seconds, peak_rss_mb) = usage();
         let b = Header::Bye {
-            cpu_seconds: cpu_seconds(),
+            cpu_seconds,
+            peak_rss_mb,
         };
         link.send(frame(&b, Vec::new()))
     };

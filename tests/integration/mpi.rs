@@ -161,9 +161,13 @@ fn the_report_shows_ranks_load_balance_and_who_did_what() {
             "idle_seconds",
             "bytes_received",
             "bytes_sent",
+            "cpu_seconds",
         ] {
             assert!(d[key].is_number(), "{key} missing in {d}");
         }
+        // Each rank's own process: at least its binary and libraries, far below 4 GB.
+        let rss = d["peak_rss_mb"].as_f64().expect("peak_rss_mb");
+        assert!(rss > 2.0 && rss < 4000.0, "peak_rss_mb {rss} in {d}");
     }
     let lb = r["totals"]["load_balance"].as_f64().unwrap();
     assert!(lb > 0.0 && lb <= 1.0, "load_balance {lb}");
