@@ -53,17 +53,22 @@ impl Operation for Canny {
     }
 
     fn peak_bytes(&self, s: Shape, out: Shape, threads: u64) -> u64 {
-        // Magnitude (i32) and the map with a border, dx and dy (i16), then the edge
-        // stack (u32, up to twice one entry per pixel) and the output.
+        // The image and the bordered one-byte map, with each task's band of gradients
+        // (magnitudes i32 of 18 bordered rows, dx and dy i16 of 16, one Sobel row of
+        // every channel); then the map, the edge stack (u32, at most one entry a pixel,
+        // twice that for the vector's growth) and the output.
         let bordered = (s.width as u64 + 2) * (s.height as u64 + 2);
-        let gradients =
-            bordered * 4 + 2 * s.pixels() * 2 + bordered + memory::task_rows(s, threads, 2, 2);
-        let hysteresis = bordered + 2 * bordered * 4;
-        s.bytes() + gradients.max(hysteresis + out.bytes())
+        let band = 18 * (s.width as u64 + 2) * 4 + 2 * 16 * s.width as u64 * 2;
+        let gradients = s.bytes() + bordered + threads * (band + 4 * s.row_bytes());
+        let hysteresis = bordered + 2 * bordered * 4 + out.bytes();
+        gradients.max(hysteresis)
     }
 
     fn run(&self, img: Cow<'_, Image>) -> Result<Image, OpError> {
-        Ok(canny::canny(&img, self.low, self.high))
+        let candidates = canny::suppressed(&img, self.low, self.high);
+        // The image is no longer needed: free it (when it is ours) before the trace.
+        drop(img);
+        Ok(canny::trace(candidates))
     }
 
     #[cfg(feature = "opencl")]
