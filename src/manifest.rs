@@ -545,6 +545,30 @@ fn canonical_future(path: &Path) -> PathBuf {
     out
 }
 
+/// [`canonical_future`] of many paths in few folders: each folder is resolved once
+/// (a resolution is a `readlink` per component), each file with one `lstat` (to follow
+/// it if it is a link itself).
+#[derive(Default)]
+struct Canonical {
+    folders: HashMap<PathBuf, PathBuf>,
+}
+
+impl Canonical {
+    fn of(&mut self, path: &Path) -> PathBuf {
+        // Absolute first, so that a bare file name has a folder to resolve.
+        let path = normalize(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
+        let is_link = std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink());
+        match (path.parent(), path.file_name()) {
+            (Some(folder), Some(name)) if !is_link => self
+                .folders
+                .entry(folder.to_path_buf())
+                .or_insert_with(|| canonical_future(folder))
+                .join(name),
+            _ => canonical_future(&path),
+        }
+    }
+}
+
 /// The default output of an input: `job<J>/<input path below the manifest folder>`
 /// (an input outside that folder keeps its whole path without the root).
 fn default_relative(input: &Path, base: &Path, job: usize) -> PathBuf {
@@ -783,13 +807,14 @@ fn check_links(ctx: &mut Ctx, items: &[WorkItem], out_dir: &Path) {
 }
 
 fn check_collisions(ctx: &mut Ctx, items: &[WorkItem]) {
+    let mut canonical = Canonical::default();
     let inputs: HashMap<PathBuf, usize> = items
         .iter()
-        .map(|it| (canonical_future(&it.input), it.job))
+        .map(|it| (canonical.of(&it.input), it.job))
         .collect();
     let mut outputs: HashMap<PathBuf, &WorkItem> = HashMap::new();
     for it in items {
-        let out = canonical_future(&it.output);
+        let out = canonical.of(&it.output);
         if let Some(job) = inputs.get(&out) {
             ctx.add(
                 format!("jobs[{}].output", it.job),
