@@ -148,14 +148,43 @@ pub fn decode(bytes: &[u8], head: &Header, denom: u32) -> Result<Vec<u8>, ItemEr
     let (w, h) = scaled_size(head.width, head.height, denom);
     let channels = if head.gray { 1 } else { 3 };
     let (pitch, len) = (w as usize * channels, w as usize * h as usize * channels);
+    // First into a buffer that is not zeroed (zeroing was a measurable share of small
+    // photos' time): a clean success writes every sample.
+    let mut out: Vec<u8> = Vec::with_capacity(len);
+    // SAFETY: `out` has room for `len` = pitch * height bytes.
+    if unsafe { decode_into(bytes, head, denom, out.as_mut_ptr(), pitch)? } {
+        // SAFETY: tj3Decompress8 returned 0, which it does only after writing every
+        // scanline of the scaled image: all `len` = pitch * height bytes.
+        unsafe { out.set_len(len) };
+        return Ok(out);
+    }
+    // A warning (a truncated or corrupt scan): libjpeg-turbo goes on and fills what is
+    // missing with gray, as OpenCV keeps it. But TurboJPEG also reports a fatal error
+    // that follows a warning as a warning (tj3GetErrorCode reads one flag), so nothing
+    // proves every row was written: decode again into zeroed memory.
+    let mut out = vec![0u8; len];
+    // SAFETY: as above.
+    unsafe { decode_into(bytes, head, denom, out.as_mut_ptr(), pitch)? };
+    Ok(out)
+}
+
+/// Decodes into `dst`: `Ok(true)` for a clean success, `Ok(false)` for a warning, an
+/// error for a fatal error.
+///
+/// # Safety
+/// `dst` must be valid for writes of `pitch` times the scaled height bytes.
+unsafe fn decode_into(
+    bytes: &[u8],
+    head: &Header,
+    denom: u32,
+    dst: *mut u8,
+    pitch: usize,
+) -> Result<bool, ItemError> {
     let format = if head.gray {
         raw::TJPF_TJPF_GRAY
     } else {
         raw::TJPF_TJPF_RGB
     };
-    // Every sample is written by the decoder, so the buffer is not zeroed first (that
-    // was a measurable share of small photos' time).
-    let mut out: Vec<u8> = Vec::with_capacity(len);
     with_handle(|hd| {
         let scale = raw::tjscalingfactor {
             num: 1,
@@ -165,31 +194,27 @@ pub fn decode(bytes: &[u8], head: &Header, denom: u32) -> Result<Vec<u8>, ItemEr
         if unsafe { raw::tj3SetScalingFactor(hd, scale) } != 0 {
             return Err(ItemError::Decode(last_error(hd).0));
         }
-        // SAFETY: `out` has room for `len` = pitch * height bytes of the scaled image,
-        // which is what tj3Decompress8 writes for this scaling factor and format.
+        // SAFETY: `dst` has room for pitch * height bytes of the scaled image (this
+        // function's contract), which is what tj3Decompress8 writes at most for this
+        // scaling factor and format.
         let rc = unsafe {
             raw::tj3Decompress8(
                 hd,
                 bytes.as_ptr(),
                 bytes.len() as _,
-                out.as_mut_ptr(),
+                dst,
                 pitch as libc::c_int,
                 format,
             )
         };
-        if rc != 0 {
-            let (msg, warning) = last_error(hd);
-            if !warning {
-                return Err(ItemError::Decode(msg));
-            }
+        if rc == 0 {
+            return Ok(true);
         }
-        // SAFETY: success, or a warning only: either way libjpeg-turbo read every
-        // scanline (a corrupt or truncated scan is decoded as gray, never skipped), so
-        // all `len` bytes are initialised.
-        unsafe { out.set_len(len) };
-        Ok(())
-    })?;
-    Ok(out)
+        match last_error(hd) {
+            (_, true) => Ok(false),
+            (msg, false) => Err(ItemError::Decode(msg)),
+        }
+    })
 }
 
 /// The EXIF orientation of a JPEG (1 to 8), from the first APP1 "Exif" segment before

@@ -158,7 +158,7 @@ struct Tally {
 impl Tally {
     /// Records one case: `model` must be at least `measured`, and at most `slack`
     /// times it plus 8 MiB (the model's fixed allowances: 4 MiB and 64 KiB a thread
-    /// per item, and an eighth for the allocator).
+    /// per item, and a quarter for the allocator).
     fn check(&mut self, what: String, measured: u64, model: u64, slack: f64) {
         self.cases += 1;
         let ratio = model as f64 / measured.max(1) as f64;
