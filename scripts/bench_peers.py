@@ -15,7 +15,7 @@ Tools, each run as a user would run it, with 2 threads:
 
 Every measurement is the wall time of the whole command (interpreter start-up
 included, as a user sees it) and the peak resident memory of its process tree (the
-largest ru_maxrss among the processes, from wait4). Tools alternate within each
+largest ru_maxrss among the processes, from wait4, in MiB). Tools alternate within each
 round; the table gives medians over --rounds and each tool's time relative to
 imgproc (the first binary): "x" > 1 means imgproc is that much faster.
 
@@ -172,7 +172,7 @@ def main():
             med = statistics.median(times[t])
             name = "imgproc " + os.path.relpath(t.split("=", 1)[1], ROOT) if "=" in t else t
             rows.append((w, name, med, max(rss[t]), med / base))
-    print(f"| workload | tool | median s | peak MB | time / imgproc |")
+    print(f"| workload | tool | median s | peak MiB | time / imgproc |")
     print("|---|---|---|---|---|")
     for w, name, med, mb, rel in rows:
         print(f"| {w} | {name} | {med:.3f} | {mb:.0f} | {rel:.2f}x |")
