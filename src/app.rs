@@ -22,12 +22,16 @@ use crate::{launch, output, signals};
 use clap::Parser;
 use std::process::ExitCode;
 
-/// Runs the command line of this process (`imgproc ...` or `imgproc launch ...`) and
-/// returns its exit code.
+/// Runs the command line of this process (`imgproc ...`, or the subcommands `launch`,
+/// `completions` and `man`) and returns its exit code.
 pub fn main() -> ExitCode {
     let mut argv = std::env::args_os();
-    if argv.nth(1).is_some_and(|a| a == "launch") {
-        return ExitCode::from(launch::main(argv.collect()) as u8);
+    let first = argv.nth(1);
+    match first.as_ref().and_then(|a| a.to_str()) {
+        Some("launch") => return ExitCode::from(launch::main(argv.collect()) as u8),
+        Some("completions") => return ExitCode::from(completions(argv.collect()) as u8),
+        Some("man") => return ExitCode::from(man_page() as u8),
+        _ => {}
     }
     // Before anything starts a thread (see its doc).
     opencl::pin_cpu_device_threads();
@@ -41,6 +45,55 @@ pub fn main() -> ExitCode {
         }
     };
     ExitCode::from(code as u8)
+}
+
+/// `imgproc completions SHELL`: the shell's completion script on standard output.
+fn completions(args: Vec<std::ffi::OsString>) -> Exit {
+    use clap::CommandFactory;
+    use clap_complete::Shell;
+    let shells = "bash, zsh, fish, elvish or powershell";
+    let shell = match args.as_slice() {
+        [one] => one.to_str().and_then(|s| s.parse::<Shell>().ok()),
+        _ => None,
+    };
+    let Some(shell) = shell else {
+        eprintln!(
+            "imgproc: completions takes one shell: {shells}, e.g. `imgproc completions bash > ~/.local/share/bash-completion/completions/imgproc`"
+        );
+        return Exit::Usage;
+    };
+    // Into memory first: the generator panics on a write error (a closed pipe).
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Args::command(), "imgproc", &mut script);
+    write_out("completions", &script)
+}
+
+/// `imgproc man`: the manual page (roff) on standard output.
+fn man_page() -> Exit {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    match clap_mangen::Man::new(Args::command()).render(&mut page) {
+        Ok(()) => write_out("man", &page),
+        Err(e) => {
+            eprintln!("imgproc: man: cannot render the page: {e}");
+            Exit::Fatal
+        }
+    }
+}
+
+/// Writes `text` to standard output; a reader that closed the pipe early (`| head`)
+/// is not an error.
+fn write_out(what: &str, text: &[u8]) -> Exit {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text).and_then(|()| out.flush()) {
+        Ok(()) => Exit::Ok,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Exit::Ok,
+        Err(e) => {
+            eprintln!("imgproc: {what}: cannot write to standard output: {e}");
+            Exit::Fatal
+        }
+    }
 }
 
 fn run(config: Config) -> Exit {
@@ -191,8 +244,9 @@ fn make_plan(source: &Source, opts: &PlanOptions) -> Result<Plan, Exit> {
         Source::Quick {
             ops,
             inputs,
+            listed,
             output_dir,
-        } => manifest::quick(ops, inputs, output_dir, opts),
+        } => manifest::quick(ops, inputs, listed, output_dir, opts),
     };
     planned.map_err(|e| {
         eprint!("imgproc: {e}");

@@ -12,10 +12,11 @@ pub use crate::exit::Exit;
 
 const AFTER_HELP: &str = "\
 Examples:
-  imgproc --manifest jobs.json --report report.json
+  imgproc --op resize:width=512,filter=area --format jpeg -o thumbs/ photos/*.jpg
+  find shots -name '*.png' -print0 | imgproc --files-from - -0 --op grayscale -o gray/
+  mpirun -np 9 --hostfile hosts imgproc --manifest jobs.json --report report.json
   imgproc launch -np 9 --hostfile hosts -- --manifest jobs.json   (survives lost workers)
-  imgproc --op grayscale --op blur:sigma=2 -o out/ photos/*.jpg
-  imgproc --list-ops
+  imgproc --list-ops;  imgproc completions bash|zsh|fish;  imgproc man
 
 Exit codes: 0 all items ok; 1 some items failed (the rest were done);
 2 usage or manifest error (nothing done); 3 fatal runtime error;
@@ -37,6 +38,16 @@ pub struct Args {
     /// Quick mode: input files or globs.
     #[arg(value_name = "INPUT")]
     pub inputs: Vec<String>,
+
+    /// Quick mode: read input file names from FILE (`-`: standard input), one per
+    /// line, taken as they are (never as globs); with -0 separated by NUL bytes, as
+    /// `find -print0` writes them.
+    #[arg(long, value_name = "FILE")]
+    pub files_from: Option<String>,
+
+    /// With --files-from: names are separated by NUL bytes instead of newlines.
+    #[arg(short = '0', long = "null", requires = "files_from")]
+    pub null: bool,
 
     /// Output folder (quick mode: required; with a manifest: overrides its output_dir).
     #[arg(long, short = 'o', value_name = "DIR")]
@@ -157,6 +168,8 @@ pub enum Source {
         ops: Vec<String>,
         /// Inputs or globs.
         inputs: Vec<String>,
+        /// Input files named by --files-from, taken literally.
+        listed: Vec<PathBuf>,
         /// Output folder.
         output_dir: PathBuf,
     },
@@ -254,6 +267,33 @@ impl Args {
         })
     }
 
+    /// The files `--files-from` names (none without it): lines, or with `-0` NUL-separated
+    /// names, empty ones skipped; bytes as they are (Unix file names need not be UTF-8).
+    fn listed_files(&self) -> Result<Vec<PathBuf>, String> {
+        let Some(from) = &self.files_from else {
+            return Ok(Vec::new());
+        };
+        if self.manifest.is_some() {
+            return Err(
+                "--files-from is for quick mode (--op): a manifest lists its own inputs".into(),
+            );
+        }
+        let bytes = if from == "-" {
+            let mut b = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut b)
+                .map_err(|e| format!("--files-from -: cannot read standard input: {e}"))?;
+            b
+        } else {
+            std::fs::read(from).map_err(|e| format!("--files-from {from}: cannot read it: {e}"))?
+        };
+        let sep = if self.null { b'\0' } else { b'\n' };
+        Ok(bytes
+            .split(|&b| b == sep)
+            .filter(|name| !name.is_empty())
+            .map(path_from_bytes)
+            .collect())
+    }
+
     /// Plan settings from the flags.
     fn plan_options(&self, format: Option<OutputFormat>) -> PlanOptions {
         PlanOptions {
@@ -302,18 +342,25 @@ impl Args {
                 Source::Manifest(m)
             }
             (None, false) => {
-                if self.inputs.is_empty() {
-                    return Err("--op needs input files: imgproc --op grayscale -o out/ photo.jpg".into());
+                let listed = self.listed_files()?;
+                if self.inputs.is_empty() && listed.is_empty() {
+                    return Err(match &self.files_from {
+                        Some(f) => format!("--files-from {f} names no file: nothing to do"),
+                        None => "--op needs input files: imgproc --op grayscale -o out/ photo.jpg".into(),
+                    });
                 }
                 let Some(output_dir) = self.output_dir.clone() else {
                     return Err("quick mode needs an output folder: add -o DIR, e.g. imgproc --op grayscale -o out/ photo.jpg".into());
                 };
                 let to_stdout = output_dir.as_os_str() == "-";
                 let from_stdin = self.inputs.iter().any(|i| i == "-");
+                if (to_stdout || from_stdin) && self.files_from.is_some() {
+                    return Err("--files-from runs a batch into a folder: it cannot be combined with an input or output `-`".into());
+                }
                 if to_stdout || from_stdin {
                     return self.stream(to_stdout, from_stdin, output_dir, format);
                 }
-                Source::Quick { ops: self.ops.clone(), inputs: self.inputs.clone(), output_dir }
+                Source::Quick { ops: self.ops.clone(), inputs: self.inputs.clone(), listed, output_dir }
             }
             (None, true) => {
                 return Err("nothing to do: give --manifest FILE, or --op OP -o DIR INPUT... (see imgproc --help)".into())
@@ -361,4 +408,17 @@ impl Args {
             report: self.report,
         })
     }
+}
+
+/// A file name as bytes, as `find` writes it.
+#[cfg(unix)]
+fn path_from_bytes(name: &[u8]) -> PathBuf {
+    use std::os::unix::ffi::OsStrExt;
+    PathBuf::from(std::ffi::OsStr::from_bytes(name))
+}
+
+/// A file name as bytes (not Unix: taken as UTF-8, invalid bytes replaced).
+#[cfg(not(unix))]
+fn path_from_bytes(name: &[u8]) -> PathBuf {
+    PathBuf::from(String::from_utf8_lossy(name).into_owned())
 }

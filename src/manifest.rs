@@ -455,7 +455,15 @@ fn resolve_inputs(ctx: &mut Ctx, pattern: &str, base: &Path, at: &str) -> Vec<Pa
             );
         }
         files
-    } else if let Some(what) = special(&full) {
+    } else {
+        resolve_file(ctx, &full, pattern, at)
+    }
+}
+
+/// One input named as it is (`full`, written `pattern` by the user): the file, or a
+/// problem that says what it is instead.
+fn resolve_file(ctx: &mut Ctx, full: &Path, pattern: &str, at: &str) -> Vec<PathBuf> {
+    if let Some(what) = special(full) {
         ctx.add(
             at,
             format!(
@@ -465,7 +473,7 @@ fn resolve_inputs(ctx: &mut Ctx, pattern: &str, base: &Path, at: &str) -> Vec<Pa
         );
         vec![]
     } else if full.is_file() {
-        vec![full]
+        vec![full.to_path_buf()]
     } else if full.exists() {
         ctx.add(
             at,
@@ -878,9 +886,11 @@ pub fn load(path: &str, opts: &PlanOptions) -> Result<Plan, ManifestError> {
 
 /// Builds the plan of quick mode: the same ops for every input, outputs in `out_dir`
 /// under the input's file name (with the extension of `opts.format` if given).
+/// `listed` are files named by `--files-from`: taken as they are, never as globs.
 pub fn quick(
     op_texts: &[String],
     inputs: &[String],
+    listed: &[PathBuf],
     out_dir: &Path,
     opts: &PlanOptions,
 ) -> Result<Plan, ManifestError> {
@@ -897,6 +907,15 @@ pub fn quick(
             input,
             &cwd,
             &format!("input {}", i + 1),
+        ));
+    }
+    for (i, name) in listed.iter().enumerate() {
+        let at = format!("--files-from name {}", i + 1);
+        files.extend(resolve_file(
+            &mut ctx,
+            &cwd.join(name),
+            &name.to_string_lossy(),
+            &at,
         ));
     }
     let template = match opts.format {

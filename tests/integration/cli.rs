@@ -1135,3 +1135,108 @@ fn a_planted_symlink_swarm_never_redirects_a_write() {
         planted - 1 + 2
     );
 }
+
+#[test]
+fn files_from_takes_names_as_they_are_by_line_or_nul() {
+    let env = TestEnv::new();
+    env.image("in/a b.png", gradient(9, 7, 3), OutputFormat::Png);
+    env.image("in/we[i]rd.png", gradient(9, 7, 1), OutputFormat::Png);
+    env.image("in/other.png", gradient(5, 5, 3), OutputFormat::Png);
+    // NUL-separated on stdin, as `find -print0` writes: a space and glob characters
+    // are part of the names, never patterns (`we[i]rd` would match nothing as a glob).
+    env.cmd()
+        .args([
+            "--files-from",
+            "-",
+            "-0",
+            "--op",
+            "invert",
+            "-o",
+            "out",
+            "-q",
+        ])
+        .write_stdin("in/a b.png\0in/we[i]rd.png\0")
+        .assert()
+        .success();
+    assert_eq!(env.files_under("out"), ["a b.png", "we[i]rd.png"]);
+    // One per line from a file, beside an input on the command line.
+    env.write("list.txt", b"in/a b.png\n\nin/we[i]rd.png\n");
+    env.cmd()
+        .args([
+            "--files-from",
+            "list.txt",
+            "--op",
+            "invert",
+            "-o",
+            "out2",
+            "-q",
+        ])
+        .arg("in/other.png")
+        .assert()
+        .success();
+    assert_eq!(env.files_under("out2").len(), 3);
+    // A name that does not exist is a usage error that names it; nothing is written.
+    env.write("bad.txt", b"in/a b.png\nin/missing.png\n");
+    env.cmd()
+        .args(["--files-from", "bad.txt", "--op", "invert", "-o", "out3"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("--files-from name 2")
+                .and(predicate::str::contains("missing.png")),
+        );
+    assert!(!env.path("out3").exists());
+    // -0 alone, and --files-from with a manifest, are refused.
+    env.cmd()
+        .args(["-0", "--op", "invert", "-o", "o", "in/other.png"])
+        .assert()
+        .code(2);
+    env.write("jobs.json", br#"{"jobs": []}"#);
+    env.cmd()
+        .args(["--files-from", "list.txt", "-m", "jobs.json"])
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    let env = TestEnv::new();
+    let run = |args: &[&str]| {
+        env.cmd()
+            .args(args)
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone()
+    };
+    let bash = run(&["completions", "bash"]);
+    env.write("imgproc.bash", &bash);
+    // The script parses, and registers itself for imgproc.
+    let check = std::process::Command::new("bash")
+        .args(["-c", "source ./imgproc.bash && complete -p imgproc"])
+        .current_dir(env.path(""))
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{check:?}");
+    assert!(String::from_utf8_lossy(&check.stdout).contains("_imgproc imgproc"));
+    let bash = String::from_utf8(bash).unwrap();
+    assert!(bash.contains("--files-from") && bash.contains("--no-shrink-on-load"));
+    assert!(String::from_utf8(run(&["completions", "zsh"]))
+        .unwrap()
+        .starts_with("#compdef imgproc"));
+    assert!(String::from_utf8(run(&["completions", "fish"]))
+        .unwrap()
+        .contains("complete -c imgproc -s m -l manifest"));
+    env.cmd()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("bash, zsh, fish"));
+    let man = String::from_utf8(run(&["man"])).unwrap();
+    assert!(man.contains(".TH imgproc 1"), "{man}");
+    assert!(
+        man.contains("files\\-from") && man.contains("Exit codes"),
+        "{man}"
+    );
+}
