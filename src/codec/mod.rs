@@ -220,11 +220,27 @@ fn coding(format: ImageFormat, head: &[u8]) -> Coding {
 }
 
 fn orientation_of(decoder: &mut dyn ImageDecoder, auto_orient: bool) -> Orientation {
-    if auto_orient {
-        decoder.orientation().unwrap_or(Orientation::NoTransforms)
-    } else {
-        Orientation::NoTransforms
+    if !auto_orient {
+        return Orientation::NoTransforms;
     }
+    let own = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    if own != Orientation::NoTransforms {
+        return own;
+    }
+    // Pillow and others write the EXIF of WebP and PNG with the `Exif\0\0` prefix of
+    // JPEG's APP1 segment, where the decoders expect the TIFF header at once (half of
+    // a set of rotated WebP test files came out unrotated). Pillow, libvips and
+    // browsers read both.
+    decoder
+        .exif_metadata()
+        .ok()
+        .flatten()
+        .and_then(|chunk| {
+            chunk
+                .strip_prefix(b"Exif\0\0")
+                .and_then(Orientation::from_exif_chunk)
+        })
+        .unwrap_or(Orientation::NoTransforms)
 }
 
 /// The layout of what `decoder` will produce, from its header alone.
@@ -694,6 +710,96 @@ mod tests {
                 .unwrap();
                 let back = decode(&bytes, &DecodeOptions::default()).unwrap();
                 assert_eq!(back.frames[0].image, img, "{name} with {cn} channels");
+            }
+        }
+    }
+
+    /// A TIFF-header EXIF block whose only entry is orientation `n`.
+    fn exif_orientation_block(n: u16) -> Vec<u8> {
+        let mut t = b"MM\0\x2a\0\0\0\x08\0\x01".to_vec();
+        t.extend_from_slice(&[0x01, 0x12, 0, 3, 0, 0, 0, 1]);
+        t.extend_from_slice(&n.to_be_bytes());
+        t.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        t
+    }
+
+    /// A 5x3 RGB PNG with an eXIf chunk holding `exif`.
+    fn png_with_exif(exif: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = png::Encoder::new(&mut out, 5, 3);
+        enc.set_color(png::ColorType::Rgb);
+        let mut w = enc.write_header().unwrap();
+        w.write_chunk(png::chunk::ChunkType(*b"eXIf"), exif)
+            .unwrap();
+        w.write_image_data(&[7u8; 5 * 3 * 3]).unwrap();
+        drop(w);
+        out
+    }
+
+    /// A 5x3 lossless WebP in the extended format with an EXIF chunk holding `exif`.
+    fn webp_with_exif(exif: &[u8]) -> Vec<u8> {
+        let simple = encode(
+            vec![Frame {
+                image: Image::from_u8(5, 3, 3, vec![7; 45]),
+                delay_ms: 0,
+            }],
+            &EncodeOptions {
+                format: OutputFormat::WebP,
+                quality: 90,
+            },
+        )
+        .unwrap();
+        // RIFF size WEBP, then the VP8L chunk: keep it, add VP8X before and EXIF after.
+        let vp8l = &simple[12..];
+        let chunk = |tag: &[u8; 4], body: &[u8]| {
+            let mut c = tag.to_vec();
+            c.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            c.extend_from_slice(body);
+            if body.len() % 2 == 1 {
+                c.push(0);
+            }
+            c
+        };
+        // Flags: EXIF present (0x08); canvas 5x3 stored as width-1, height-1 in 24 bits.
+        let vp8x = [0x08, 0, 0, 0, 4, 0, 0, 2, 0, 0];
+        let mut body = b"WEBP".to_vec();
+        body.extend(chunk(b"VP8X", &vp8x));
+        body.extend_from_slice(vp8l);
+        body.extend(chunk(b"EXIF", exif));
+        let mut file = b"RIFF".to_vec();
+        file.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        file.extend(body);
+        file
+    }
+
+    #[test]
+    fn exif_orientation_is_read_with_and_without_the_exif_prefix() {
+        let bare = exif_orientation_block(6);
+        let prefixed = [b"Exif\0\0".as_slice(), &bare].concat();
+        for exif in [&bare, &prefixed] {
+            for (name, file) in [("png", png_with_exif(exif)), ("webp", webp_with_exif(exif))] {
+                let d = decode(&file, &DecodeOptions::default()).unwrap();
+                let img = &d.frames[0].image;
+                // Orientation 6 turns the 5x3 image a quarter: 3x5.
+                assert_eq!(
+                    (img.width, img.height),
+                    (3, 5),
+                    "{name}, {} bytes of EXIF",
+                    exif.len()
+                );
+                let kept = DecodeOptions {
+                    auto_orient: false,
+                    ..DecodeOptions::default()
+                };
+                let d = decode(&file, &kept).unwrap();
+                assert_eq!((d.frames[0].image.width, d.frames[0].image.height), (5, 3));
+                // The probe (--dry-run, the memory check) agrees.
+                let layout = probe(Cursor::new(&file[..]), &file, true).unwrap();
+                assert_eq!(
+                    (layout.shape.width, layout.shape.height),
+                    (3, 5),
+                    "{name} probe"
+                );
             }
         }
     }
