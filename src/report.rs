@@ -44,6 +44,11 @@ pub struct ItemRecord {
     pub copies: usize,
     /// Whether the committed result came from the backup copy.
     pub backup_won: bool,
+    /// When its worker started it, in seconds from the start of the run, on rank 0's
+    /// clock (for a timeline); none for an item never run.
+    pub started_seconds: Option<f64>,
+    /// When its worker finished it, likewise.
+    pub ended_seconds: Option<f64>,
 }
 
 /// What one rank did. Rank 0 deals items and does the file I/O; the others process.

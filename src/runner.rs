@@ -163,6 +163,8 @@ pub fn base_record(item: &WorkItem, header: &Header) -> ItemRecord {
         rank: 0,
         copies: 0,
         backup_won: false,
+        started_seconds: None,
+        ended_seconds: None,
     }
 }
 
@@ -267,6 +269,7 @@ impl Executor for PipelineExecutor {
             Ok::<_, ItemError>(out)
         })();
         done.busy_ms = start.elapsed().as_secs_f64() * 1e3;
+        done.ended = Some(Instant::now());
         match result {
             Ok(out) => {
                 done.out_crc = Some(journal::crc(&out.bytes));
@@ -380,6 +383,11 @@ impl Sink for RunnerSink<'_> {
         let mut rec = base_record(item, &self.headers[job.id]);
         rec.rank = commit.worker;
         rec.copies = commit.copies;
+        // On rank 0's clock: the results arrived now, `ended_ago_ms` after the item
+        // ended on its worker (the time in transit is not subtracted).
+        let ended = (self.start.elapsed().as_secs_f64() - done.ended_ago_ms / 1e3).max(0.0);
+        rec.ended_seconds = Some(ended);
+        rec.started_seconds = Some((ended - done.busy_ms / 1e3).max(0.0));
         rec.backup_won = commit.backup_won;
         rec.stats.backend = done.stats.backend;
         rec.stats.bytes_in = done.stats.bytes_in;

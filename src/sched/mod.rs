@@ -83,6 +83,13 @@ pub struct Done {
     pub out_crc: Option<u32>,
     /// Wall time the worker spent on the task.
     pub busy_ms: f64,
+    /// How long before its batch's results were sent the task ended, so that rank 0
+    /// can place the task on its own clock (no clocks are compared across hosts).
+    #[serde(default)]
+    pub ended_ago_ms: f64,
+    /// When the task ended, on the worker (set by the executor; not sent).
+    #[serde(skip)]
+    pub ended: Option<std::time::Instant>,
     /// Bytes of the frame's payload that are this task's output.
     pub len: u64,
 }

@@ -93,6 +93,9 @@ fn run_batch<E: Executor + ?Sized>(
         outs.push(out);
     }
     let busy_ms = t.elapsed().as_secs_f64() * 1e3;
+    for d in &mut dones {
+        d.ended_ago_ms = d.ended.map_or(0.0, |e| e.elapsed().as_secs_f64() * 1e3);
+    }
     let payload = if outs.len() == 1 {
         outs.pop().unwrap_or_default()
     } else {

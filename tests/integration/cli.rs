@@ -175,6 +175,24 @@ fn manifest_run_writes_outputs_and_a_full_report() {
     assert_eq!(item["backend"], "cpu");
     assert!(item["bytes_out"].as_u64().unwrap() > 0);
     assert!(r["totals"]["megapixels_per_second"].as_f64().unwrap() > 0.0);
+    // Each item's start and end on the run's clock: inside the run, and at least as
+    // long as its three stages.
+    let wall = r["wall_seconds"].as_f64().unwrap();
+    for item in r["items"].as_array().unwrap() {
+        let (s, e) = (
+            item["started_seconds"].as_f64().expect("started_seconds"),
+            item["ended_seconds"].as_f64().expect("ended_seconds"),
+        );
+        let stages: f64 = ["decode_ms", "process_ms", "encode_ms"]
+            .iter()
+            .map(|k| item[k].as_f64().unwrap() / 1e3)
+            .sum();
+        assert!(0.0 <= s && s <= e && e <= wall, "{s} {e} {wall}: {item}");
+        assert!(
+            e - s + 1e-6 >= stages,
+            "{s} {e} shorter than {stages}: {item}"
+        );
+    }
 }
 
 #[test]

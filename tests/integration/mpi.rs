@@ -171,9 +171,14 @@ fn the_report_shows_ranks_load_balance_and_who_did_what() {
     }
     let lb = r["totals"]["load_balance"].as_f64().unwrap();
     assert!(lb > 0.0 && lb <= 1.0, "load_balance {lb}");
+    let wall = r["wall_seconds"].as_f64().unwrap();
     for item in r["items"].as_array().unwrap() {
         let rank = item["rank"].as_u64().unwrap();
         assert!(rank == 1 || rank == 2, "{item}");
+        // Placed on rank 0's clock from the workers' own durations.
+        let s = item["started_seconds"].as_f64().expect("started_seconds");
+        let e = item["ended_seconds"].as_f64().expect("ended_seconds");
+        assert!(0.0 <= s && s <= e && e <= wall, "{s} {e} {wall}: {item}");
     }
 }
 
