@@ -72,6 +72,12 @@ pub struct RankRecord {
     /// counts it (`ru_maxrss`: libraries and every thread included; rank 0 always,
     /// workers under MPI).
     pub peak_rss_mb: Option<f64>,
+    /// Its host (rank 0 always; a worker once it said so after starting).
+    pub host: Option<String>,
+    /// Threads it ran items on (workers; in one process, the pool they share).
+    pub threads: Option<usize>,
+    /// Its backend: `cpu`, `auto`, or `opencl: DEVICE` (workers).
+    pub backend: Option<String>,
     /// "ok", or "lost" (killed, cut off or silent past `--worker-timeout`).
     pub state: String,
     /// When it was declared lost, in seconds from the start of dealing.

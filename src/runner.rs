@@ -177,6 +177,8 @@ pub struct PipelineExecutor {
     auto: Arc<AutoDevice>,
     choice: BackendChoice,
     device_error: Option<String>,
+    /// The host it runs on, for the report.
+    host: String,
     /// Flush each output written here to disk before it takes its name. Off in a
     /// single process, where rank 0's journal thread flushes the output folders in
     /// groups (`journal::Flusher`); on for MPI workers, whose disk that cannot reach.
@@ -200,7 +202,14 @@ impl PipelineExecutor {
             choice,
             device_error: None,
             sync_each: true,
+            host: this_host(),
         }
+    }
+
+    /// Says `host` is where it runs (the name MPI gives, rather than the kernel's).
+    pub fn on_host(mut self, host: &str) -> PipelineExecutor {
+        self.host = host.to_string();
+        self
     }
 
     /// Leaves flushing the outputs it writes to rank 0's journal thread, on the same
@@ -243,7 +252,30 @@ pub fn worker_pool(threads: usize) -> Result<rayon::ThreadPool, RunFailure> {
         .map_err(|source| RunFailure::Threads { threads, source })
 }
 
+/// This machine's host name, as `hostname` prints it (empty if unknown).
+pub fn this_host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most `buf.len()` bytes into `buf`.
+    if unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
 impl Executor for PipelineExecutor {
+    fn describe(&self) -> sched::RankInfo {
+        let backend = match (self.choice, &self.gpu) {
+            (BackendChoice::OpenCl, Some(g)) => format!("opencl: {}", g.info().name),
+            (choice, _) => choice.name().to_string(),
+        };
+        sched::RankInfo {
+            host: self.host.clone(),
+            threads: self.pool.current_num_threads(),
+            backend,
+        }
+    }
+
     fn execute(&self, task: &Task, input: Option<Vec<u8>>) -> (Done, Option<Vec<u8>>) {
         let start = Instant::now();
         let mut done = Done {
@@ -643,6 +675,11 @@ fn run_as_master(
             }
         })
         .collect();
+    let master_host = if setup.master_host.is_empty() {
+        this_host()
+    } else {
+        setup.master_host.clone()
+    };
     let mopts = master_options(opts, setup);
     let outcome = sched::run_master(link, &jobs, &mopts, &mut sink)?;
     if let Some(Err(e)) = sink.flusher.take().map(journal::Flusher::finish) {
@@ -654,7 +691,7 @@ fn run_as_master(
     let wall = start.elapsed().as_secs_f64();
     let records: Vec<ItemRecord> = sink.records.into_iter().flatten().collect();
     let mut report = Report::new(records, wall, opts.threads);
-    let (master, workers) = rank_records(&outcome, wall, ranks, sink.io_seconds);
+    let (master, workers) = rank_records(&outcome, wall, ranks, sink.io_seconds, master_host);
     report.set_ranks(ranks, master, workers);
     report.lost_ranks = outcome.lost.clone();
     report.no_workers = outcome.no_workers;
@@ -693,6 +730,7 @@ fn rank_records(
     wall: f64,
     ranks: usize,
     io_seconds: f64,
+    master_host: String,
 ) -> (RankRecord, Vec<RankRecord>) {
     let (cpu, rss) = process_usage();
     let master = RankRecord {
@@ -704,6 +742,9 @@ fn rank_records(
         bytes_sent: outcome.stats.iter().map(|s| s.bytes_to).sum(),
         cpu_seconds: Some(cpu),
         peak_rss_mb: Some(rss),
+        host: Some(master_host),
+        threads: None,
+        backend: None,
         state: "ok".into(),
         lost_at_seconds: None,
         backup_copies: 0,
@@ -727,6 +768,9 @@ fn rank_records(
                 bytes_sent: s.bytes_from,
                 cpu_seconds: (ranks > 1 && lost_at.is_none()).then_some(s.cpu_seconds),
                 peak_rss_mb: (ranks > 1 && lost_at.is_none()).then_some(s.peak_rss_mb),
+                host: s.info.as_ref().map(|i| i.host.clone()),
+                threads: s.info.as_ref().map(|i| i.threads),
+                backend: s.info.as_ref().map(|i| i.backend.clone()),
                 state: if lost_at.is_some() { "lost" } else { "ok" }.into(),
                 lost_at_seconds: lost_at,
                 backup_copies: s.backups,
@@ -863,7 +907,8 @@ pub fn run_mpi_worker(
                     Err(e) => (None, Some(e.to_string())),
                 }
             };
-            let mut exec = PipelineExecutor::new(Arc::new(pool), gpu, auto, choice);
+            let mut exec =
+                PipelineExecutor::new(Arc::new(pool), gpu, auto, choice).on_host(&my_host);
             exec.device_error = device_error;
             exec
         },

@@ -131,10 +131,21 @@ pub enum Ending {
 enum Header {
     Setup(Setup),
     Tasks(Vec<Task>),
-    Stop { exit: i32, ending: Ending },
-    Results { dones: Vec<Done>, busy_ms: f64 },
+    Stop {
+        exit: i32,
+        ending: Ending,
+    },
+    Results {
+        dones: Vec<Done>,
+        busy_ms: f64,
+    },
     Alive,
-    Bye { cpu_seconds: f64, peak_rss_mb: f64 },
+    /// The worker's executor is built: where it runs and with what.
+    Ready(RankInfo),
+    Bye {
+        cpu_seconds: f64,
+        peak_rss_mb: f64,
+    },
 }
 
 /// A message: the payload as it is, then the JSON header, then the header's length
@@ -232,6 +243,11 @@ pub trait Executor {
     /// account and, unless the task says the worker writes it, the output bytes.
     fn execute(&self, task: &Task, input: Option<Vec<u8>>) -> (Done, Option<Vec<u8>>);
 
+    /// Where this executor runs and with what (the default: nothing said).
+    fn describe(&self) -> RankInfo {
+        RankInfo::default()
+    }
+
     /// Runs a batch of tasks; the default runs them one after another. Results are in
     /// the tasks' order.
     fn execute_batch(&self, tasks: Vec<(Task, Option<Vec<u8>>)>) -> Vec<(Done, Option<Vec<u8>>)> {
@@ -293,6 +309,17 @@ pub enum WorkerState {
     },
 }
 
+/// Where a worker runs and with what, as it says once its executor is built.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RankInfo {
+    /// Its host name.
+    pub host: String,
+    /// Threads it runs items on.
+    pub threads: usize,
+    /// Its backend: `cpu`, `auto`, or `opencl` with the device's name.
+    pub backend: String,
+}
+
 /// Per-worker counters kept by the master.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct WorkerStats {
@@ -308,6 +335,8 @@ pub struct WorkerStats {
     pub cpu_seconds: f64,
     /// Its process's peak resident memory in MB, reported at the end.
     pub peak_rss_mb: f64,
+    /// Where it runs and with what, once it said so.
+    pub info: Option<RankInfo>,
     /// Its state at the end.
     pub state: WorkerState,
     /// Backup copies it was dealt.
@@ -808,9 +837,13 @@ impl Master<'_> {
             return Ok(());
         }
         self.slots[w - 1].heard = Instant::now();
-        if let (Header::Results { dones, busy_ms }, payload) = unframe(f)? {
-            self.results(w, dones, busy_ms, payload)?;
-            self.fill(w)?;
+        match unframe(f)? {
+            (Header::Results { dones, busy_ms }, payload) => {
+                self.results(w, dones, busy_ms, payload)?;
+                self.fill(w)?;
+            }
+            (Header::Ready(info), _) => self.stats[w - 1].info = Some(info),
+            _ => {}
         }
         Ok(())
     }

@@ -128,6 +128,7 @@ pub fn run_worker<E: Executor + Send + Sync + 'static>(
         }
     };
     let exec = Arc::new(build_executor(link, make, &setup)?);
+    link.send(frame(&Header::Ready(exec.describe()), Vec::new()))?;
     let master_timeout =
         (setup.master_timeout_ms > 0).then(|| Duration::from_millis(setup.master_timeout_ms));
     link.set_patience(master_timeout);

@@ -168,6 +168,12 @@ fn the_report_shows_ranks_load_balance_and_who_did_what() {
         // Each rank's own process: at least its binary and libraries, far below 4 GB.
         let rss = d["peak_rss_mb"].as_f64().expect("peak_rss_mb");
         assert!(rss > 2.0 && rss < 4000.0, "peak_rss_mb {rss} in {d}");
+        assert!(!d["host"].as_str().expect("host").is_empty(), "{d}");
+    }
+    // Each worker says where it runs and with what.
+    for d in &detail[1..] {
+        assert!(d["threads"].as_u64().expect("threads") >= 1, "{d}");
+        assert_eq!(d["backend"], "auto", "{d}");
     }
     let lb = r["totals"]["load_balance"].as_f64().unwrap();
     assert!(lb > 0.0 && lb <= 1.0, "load_balance {lb}");
