@@ -125,7 +125,14 @@ fn run(config: Config) -> Exit {
             run,
             dry_run,
             report,
+            events,
         } => {
+            if let (Some(target), false, 0) = (&events, dry_run, launcher_rank()) {
+                if let Err(e) = crate::events::open(target) {
+                    eprintln!("imgproc: --events {target}: cannot write it: {e}");
+                    return Exit::Usage;
+                }
+            }
             if run.backend == BackendChoice::OpenCl && launcher_rank() == 0 {
                 // Checked before any work: an explicit OpenCL run without a device is a usage error.
                 if let Err(e) = runner::open_device(run.backend, run.device.unwrap_or(0)) {
@@ -400,7 +407,26 @@ fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, RunFailure>, recovery:
     }
 }
 
+/// Writes the report, says how the run ended, and the exit code (also the last event).
 fn finish(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
+    let totals = result.as_ref().ok().map(|r| {
+        serde_json::json!({
+            "totals": r.totals,
+            "wall_seconds": r.wall_seconds,
+            "lost_ranks": r.lost_ranks,
+            "interrupted_by": r.interrupted_by,
+        })
+    });
+    let exit = finish_report(result, report);
+    if crate::events::on() {
+        let mut fields = totals.unwrap_or_else(|| serde_json::json!({}));
+        fields["exit_code"] = serde_json::json!(exit.code());
+        crate::events::emit("run_finished", fields);
+    }
+    exit
+}
+
+fn finish_report(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
     let report_data = match result {
         Ok(r) => r,
         Err(e) => {

@@ -120,6 +120,12 @@ pub struct Args {
     #[arg(long)]
     pub no_shrink_on_load: bool,
 
+    /// Write live events to FILE (`-` for stdout) as the run goes: one JSON object per
+    /// line, flushed per line (run_started, item_started, item_done, item_failed,
+    /// item_skipped, rank_lost, run_finished; see the README).
+    #[arg(long, value_name = "FILE")]
+    pub events: Option<String>,
+
     /// Write a JSON report to FILE (`-` for stdout).
     #[arg(long, value_name = "FILE")]
     pub report: Option<String>,
@@ -216,6 +222,8 @@ pub enum Config {
         dry_run: bool,
         /// Report destination.
         report: Option<String>,
+        /// Live events destination.
+        events: Option<String>,
     },
 }
 
@@ -357,6 +365,9 @@ impl Args {
                 if (to_stdout || from_stdin) && self.files_from.is_some() {
                     return Err("--files-from runs a batch into a folder: it cannot be combined with an input or output `-`".into());
                 }
+                if (to_stdout || from_stdin) && self.events.is_some() {
+                    return Err("--events follows a batch: it cannot be combined with an input or output `-` (one image)".into());
+                }
                 if to_stdout || from_stdin {
                     return self.stream(to_stdout, from_stdin, output_dir, format);
                 }
@@ -366,6 +377,9 @@ impl Args {
                 return Err("nothing to do: give --manifest FILE, or --op OP -o DIR INPUT... (see imgproc --help)".into())
             }
         };
+        if self.events.as_deref() == Some("-") && self.report.as_deref() == Some("-") {
+            return Err("--events - and --report - cannot both write to standard output: send one of them to a file".into());
+        }
         if !(self.worker_timeout.is_finite() && (0.0..=1e6).contains(&self.worker_timeout)) {
             return Err(format!(
                 "--worker-timeout {}: use a number of seconds from 0 (never) to 1000000",
@@ -406,6 +420,7 @@ impl Args {
             },
             dry_run: self.dry_run,
             report: self.report,
+            events: self.events,
         })
     }
 }

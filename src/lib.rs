@@ -19,6 +19,7 @@ pub mod app;
 pub(crate) mod cli;
 pub mod codec;
 pub mod error;
+pub(crate) mod events;
 pub(crate) mod exit;
 pub(crate) mod guard;
 pub mod image;

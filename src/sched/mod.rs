@@ -216,6 +216,11 @@ pub trait Sink {
     /// An item that will not run, and why (`--fail-fast` stopped the batch, the run was
     /// interrupted, or every worker was lost).
     fn skipped(&mut self, job: &Job, why: Unrun);
+    /// A batch holding `job` went to `worker` (`backup`: a backup copy of a slow
+    /// worker's item).
+    fn dealt(&mut self, job: &Job, worker: usize, backup: bool) {
+        let _ = (job, worker, backup);
+    }
     /// A worker was declared lost; `redealt` are the items it held that go to others.
     fn worker_lost(&mut self, worker: usize, silent: Duration, redealt: &[&Job]) {
         let _ = (worker, silent, redealt);
@@ -543,6 +548,7 @@ impl Master<'_> {
         for &j in &ids {
             self.copies[j] += 1;
             self.live_copies[j] += 1;
+            self.sink.dealt(&self.jobs[j], w, backup);
         }
         self.slots[w - 1].inflight.push_back(Batch {
             jobs: ids,

@@ -1258,3 +1258,54 @@ fn completions_and_the_man_page_are_generated() {
         "{man}"
     );
 }
+
+#[test]
+fn events_stream_one_json_line_per_thing_that_happens() {
+    let env = TestEnv::new();
+    env.image("in/a.png", gradient(9, 7, 3), OutputFormat::Png);
+    env.image("in/b.png", gradient(8, 6, 3), OutputFormat::Png);
+    env.write("in/bad.png", b"not an image");
+    let out = env
+        .cmd()
+        .args(["--op", "invert", "-o", "out", "-q", "--events", "-"])
+        .args(["in/a.png", "in/b.png", "in/bad.png"])
+        .assert()
+        .code(1)
+        .get_output()
+        .stdout
+        .clone();
+    let events: Vec<serde_json::Value> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"run_started"));
+    assert_eq!(kinds.last(), Some(&"run_finished"));
+    let count = |k: &str| kinds.iter().filter(|&&x| x == k).count();
+    assert_eq!(count("item_started"), 3, "{kinds:?}");
+    assert_eq!(count("item_done"), 2, "{kinds:?}");
+    assert_eq!(count("item_failed"), 1, "{kinds:?}");
+    for e in &events {
+        assert_eq!(e["v"], 1);
+        assert!(e["t"].as_f64().unwrap() >= 0.0);
+    }
+    assert_eq!(events[0]["items"], 3);
+    let failed = events.iter().find(|e| e["event"] == "item_failed").unwrap();
+    assert!(failed["input"].as_str().unwrap().ends_with("bad.png"));
+    assert_eq!(failed["error_kind"], "unsupported");
+    let last = events.last().unwrap();
+    assert_eq!(last["exit_code"], 1);
+    assert_eq!(last["totals"]["ok"], 2);
+    // Both on standard output cannot work; the usage error says which to move.
+    env.cmd()
+        .args([
+            "--op", "invert", "-o", "o2", "--events", "-", "--report", "-", "in/a.png",
+        ])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("--events - and --report -"));
+}

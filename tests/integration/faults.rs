@@ -245,6 +245,8 @@ fn launch_survives_a_worker_killed_with_sigkill() {
             "3",
             "--report",
             "killed.json",
+            "--events",
+            "killed.jsonl",
         ],
         // The survivor slowed down, so that the run outlasts the timeout after the kill.
         &[("IMGPROC_FAULT", "slow-rank:2:200")],
@@ -260,6 +262,25 @@ fn launch_survives_a_worker_killed_with_sigkill() {
     assert_eq!(r["ranks_detail"][2]["state"], "ok");
     assert_eq!(r["totals"]["ok"], reference.len());
     assert!(stderr(&out).contains("rank 1 lost at"), "{}", stderr(&out));
+    // The live events told the same story as it happened.
+    let events = std::fs::read_to_string(ws.path().join("killed.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let lost: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"] == "rank_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{events:?}");
+    assert_eq!(lost[0]["rank"], 1);
+    let last = events.last().unwrap();
+    assert_eq!(
+        (&last["event"], &last["exit_code"]),
+        (&"run_finished".into(), &0.into())
+    );
+    let done = events.iter().filter(|e| e["event"] == "item_done").count();
+    assert_eq!(done, reference.len());
     assert_no_temporaries(&ws.path().join("killed"));
     assert_no_strays("-o killed");
 }
