@@ -194,7 +194,14 @@ impl Report {
 
     /// Writes the report as pretty JSON to `path`, or stdout for `-`.
     pub fn write(&self, path: &str) -> std::io::Result<()> {
-        let text = serde_json::to_string_pretty(self).map_err(std::io::Error::other)? + "\n";
+        let csv = std::path::Path::new(path)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+        let text = if csv {
+            self.csv()
+        } else {
+            serde_json::to_string_pretty(self).map_err(std::io::Error::other)? + "\n"
+        };
         if path == "-" {
             use std::io::Write;
             std::io::stdout().write_all(text.as_bytes())
@@ -204,8 +211,84 @@ impl Report {
     }
 }
 
+/// The columns of the CSV report, in order: an item record's fields.
+const CSV_COLUMNS: [&str; 20] = [
+    "input",
+    "output",
+    "ops",
+    "status",
+    "error_kind",
+    "error",
+    "width",
+    "height",
+    "megapixels",
+    "bytes_in",
+    "bytes_out",
+    "decode_ms",
+    "process_ms",
+    "encode_ms",
+    "started_seconds",
+    "ended_seconds",
+    "rank",
+    "backend",
+    "copies",
+    "backup_won",
+];
+
+impl Report {
+    /// One row per item (RFC 4180: a header row, fields quoted where needed, CRLF).
+    /// A text cell that a spreadsheet would take for a formula (starting with `=`,
+    /// `+`, `-`, `@`, tab or CR: a hostile file name) gets a leading `'`.
+    fn csv(&self) -> String {
+        let mut out = CSV_COLUMNS.join(",") + "\r\n";
+        for item in &self.items {
+            let v = serde_json::to_value(item).unwrap_or_default();
+            let cells: Vec<String> = CSV_COLUMNS
+                .iter()
+                .map(|&c| match &v[c] {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => csv_text(s),
+                    serde_json::Value::Array(a) => csv_text(
+                        &a.iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    other => other.to_string(),
+                })
+                .collect();
+            out += &cells.join(",");
+            out += "\r\n";
+        }
+        out
+    }
+}
+
+/// A text cell: defused if it starts like a formula, quoted if it holds a comma, a
+/// quote or a line break.
+fn csv_text(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn csv_cells_are_quoted_and_formulas_defused() {
+        assert_eq!(super::csv_text("plain.png"), "plain.png");
+        assert_eq!(super::csv_text("a,b \"c\".png"), "\"a,b \"\"c\"\".png\"");
+        assert_eq!(super::csv_text("=HYPERLINK(x)"), "'=HYPERLINK(x)");
+        assert_eq!(super::csv_text("line\nbreak"), "\"line\nbreak\"");
+    }
+
     #[test]
     fn an_empty_run_totals_plus_zero_megapixels() {
         let r = super::Report::new(Vec::new(), 0.5, 1);

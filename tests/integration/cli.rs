@@ -1309,3 +1309,25 @@ fn events_stream_one_json_line_per_thing_that_happens() {
         .code(2)
         .stderr(predicate::str::contains("--events - and --report -"));
 }
+
+#[test]
+fn a_csv_report_has_a_row_per_item() {
+    let env = TestEnv::new();
+    env.image("in/a,b.png", gradient(9, 7, 3), OutputFormat::Png);
+    env.image("in/=c.png", gradient(8, 6, 3), OutputFormat::Png);
+    env.cmd()
+        .args(["--op", "invert", "-o", "out", "-q", "--report", "r.CSV"])
+        .args(["in/a,b.png", "in/=c.png"])
+        .assert()
+        .success();
+    let text = String::from_utf8(std::fs::read(env.path("r.CSV")).unwrap()).unwrap();
+    let rows: Vec<&str> = text.split("\r\n").filter(|r| !r.is_empty()).collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows[0].starts_with("input,output,ops,status,"), "{text}");
+    // A comma in a name is quoted; a name that starts like a formula is defused.
+    assert!(
+        text.contains("\"./in/a,b.png\",\"out/a,b.png\",invert,ok,"),
+        "{text}"
+    );
+    assert!(text.contains("./in/=c.png,out/=c.png,invert,ok,"), "{text}");
+}
