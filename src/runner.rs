@@ -207,6 +207,7 @@ impl PipelineExecutor {
     }
 
     /// Says `host` is where it runs (the name MPI gives, rather than the kernel's).
+    #[cfg(feature = "mpi")]
     pub fn on_host(mut self, host: &str) -> PipelineExecutor {
         self.host = host.to_string();
         self
