@@ -116,28 +116,30 @@ fn rotate_n<T: Copy + Send + Sync + Default, const CN: usize>(
     let ow = if angle == 180 { w } else { h };
     let stride = ow * CN;
     let mut out = vec![T::default(); d.len()];
-    let px = |x: usize, y: usize| -> [T; CN] {
-        let s = (y * w + x) * CN;
-        d[s..s + CN].try_into().expect("CN samples")
-    };
     use rayon::prelude::*;
     out.par_chunks_mut(stride * TILE)
         .enumerate()
         .for_each(|(band, rows)| {
             let y0 = band * TILE;
             for x0 in (0..ow).step_by(TILE) {
+                let x1 = (x0 + TILE).min(ow);
                 for (r, row) in rows.chunks_exact_mut(stride).enumerate() {
                     let y = y0 + r;
-                    for x in x0..(x0 + TILE).min(ow) {
-                        let v = match angle {
-                            90 => px(y, h - 1 - x),
-                            180 => px(w - 1 - x, h - 1 - y),
-                            _ => px(w - 1 - y, x),
-                        };
-                        let o: &mut [T; CN] = (&mut row[x * CN..x * CN + CN])
-                            .try_into()
-                            .expect("CN samples");
-                        *o = v;
+                    let dst = row[x0 * CN..x1 * CN].chunks_exact_mut(CN);
+                    // The source pixel of output (x0, y), and the step to the next x.
+                    let (first, step): (usize, isize) = match angle {
+                        // out(x, y) = in(y, h - 1 - x): up a column.
+                        90 => (((h - 1 - x0) * w + y) * CN, -((w * CN) as isize)),
+                        // out(x, y) = in(w - 1 - x, h - 1 - y): leftwards along a row.
+                        180 => (((h - 1 - y) * w + (w - 1 - x0)) * CN, -(CN as isize)),
+                        // out(x, y) = in(w - 1 - y, x): down a column.
+                        _ => ((x0 * w + (w - 1 - y)) * CN, (w * CN) as isize),
+                    };
+                    let mut at = first as isize;
+                    for o in dst {
+                        let s = at as usize;
+                        o.copy_from_slice(&d[s..s + CN]);
+                        at += step;
                     }
                 }
             }
