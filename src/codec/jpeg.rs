@@ -217,28 +217,37 @@ unsafe fn decode_into(
     })
 }
 
+/// The marker segments of a JPEG before its first scan, as (marker, body): it stops at
+/// the start of scan or the end of the image, at a byte that is not a marker, and at a
+/// segment that runs past the end of `bytes`.
+pub fn header_segments(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut i = 2;
+    std::iter::from_fn(move || loop {
+        if i + 4 > bytes.len() || bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        match marker {
+            // A fill byte, and the markers without a length.
+            0xFF => i += 1,
+            0x01 | 0xD0..=0xD7 => i += 2,
+            0xDA | 0xD9 => return None,
+            _ => {
+                let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+                let body = bytes.get(i + 4..i + 2 + len)?;
+                i += 2 + len;
+                return Some((marker, body));
+            }
+        }
+    })
+}
+
 /// The EXIF orientation of a JPEG (1 to 8), from the first APP1 "Exif" segment before
 /// the first scan, as OpenCV and the `image` crate read it.
 pub fn exif_orientation(bytes: &[u8]) -> Option<u8> {
-    let mut i = 2;
-    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
-        let marker = bytes[i + 1];
-        if marker == 0xFF {
-            i += 1;
-            continue;
-        }
-        // Start of scan, end of image: no orientation before the pixels.
-        if marker == 0xDA || marker == 0xD9 {
-            return None;
-        }
-        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
-        let body = bytes.get(i + 4..i + 2 + len)?;
-        if marker == 0xE1 && body.starts_with(b"Exif\0\0") {
-            return image::metadata::Orientation::from_exif_chunk(&body[6..]).map(|o| o.to_exif());
-        }
-        i += 2 + len;
-    }
-    None
+    let (_, body) = header_segments(bytes)
+        .find(|(marker, body)| *marker == 0xE1 && body.starts_with(b"Exif\0\0"))?;
+    image::metadata::Orientation::from_exif_chunk(&body[6..]).map(|o| o.to_exif())
 }
 
 #[cfg(test)]

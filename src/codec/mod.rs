@@ -177,32 +177,14 @@ fn check_pixels(w: u32, h: u32, opts: &DecodeOptions) -> Result<(), ItemError> {
 /// from the markers before the first scan. When `head` ends before the frame header
 /// the answer is "progressive", the costlier case.
 pub fn jpeg_is_progressive(head: &[u8]) -> bool {
-    let mut i = 2;
-    while i + 4 <= head.len() {
-        if head[i] != 0xFF {
-            return true;
-        }
-        let marker = head[i + 1];
-        match marker {
-            // Fill bytes and markers without a length.
-            0xFF => {
-                i += 1;
-                continue;
-            }
-            0x01 | 0xD0..=0xD7 => {
-                i += 2;
-                continue;
-            }
+    jpeg::header_segments(head)
+        .find_map(|(marker, _)| match marker {
             // Baseline, extended sequential, lossless (Huffman or arithmetic).
-            0xC0 | 0xC1 | 0xC3 | 0xC9 | 0xCB => return false,
-            0xC2 | 0xC5..=0xC7 | 0xCA | 0xCD..=0xCF => return true,
-            0xDA => return true,
-            _ => {}
-        }
-        let len = u16::from_be_bytes([head[i + 2], head[i + 3]]) as usize;
-        i += 2 + len;
-    }
-    true
+            0xC0 | 0xC1 | 0xC3 | 0xC9 | 0xCB => Some(false),
+            0xC2 | 0xC5..=0xC7 | 0xCA | 0xCD..=0xCF => Some(true),
+            _ => None,
+        })
+        .unwrap_or(true)
 }
 
 fn coding(format: ImageFormat, head: &[u8]) -> Coding {
@@ -223,23 +205,18 @@ fn orientation_of(decoder: &mut dyn ImageDecoder, auto_orient: bool) -> Orientat
     if !auto_orient {
         return Orientation::NoTransforms;
     }
-    let own = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    if own != Orientation::NoTransforms {
-        return own;
-    }
     // Pillow and others write the EXIF of WebP and PNG with the `Exif\0\0` prefix of
     // JPEG's APP1 segment, where the decoders expect the TIFF header at once (half of
     // a set of rotated WebP test files came out unrotated). Pillow, libvips and
-    // browsers read both.
-    decoder
-        .exif_metadata()
-        .ok()
-        .flatten()
+    // browsers read both. The EXIF is read once; a format whose orientation is not in
+    // an EXIF chunk (TIFF's tag) is asked for it after.
+    let exif = decoder.exif_metadata().ok().flatten();
+    exif.as_deref()
         .and_then(|chunk| {
-            chunk
-                .strip_prefix(b"Exif\0\0")
-                .and_then(Orientation::from_exif_chunk)
+            Orientation::from_exif_chunk(chunk.strip_prefix(b"Exif\0\0").unwrap_or(chunk))
         })
+        .filter(|&o| o != Orientation::NoTransforms)
+        .or_else(|| decoder.orientation().ok())
         .unwrap_or(Orientation::NoTransforms)
 }
 
