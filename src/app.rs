@@ -409,20 +409,25 @@ fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, RunFailure>, recovery:
 
 /// Writes the report, says how the run ended, and the exit code (also the last event).
 fn finish(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
-    let totals = result.as_ref().ok().map(|r| {
-        serde_json::json!({
-            "totals": r.totals,
-            "wall_seconds": r.wall_seconds,
-            "lost_ranks": r.lost_ranks,
-            "interrupted_by": r.interrupted_by,
-        })
+    let ended = result.as_ref().ok().map(|r| {
+        (
+            r.totals.clone(),
+            r.wall_seconds,
+            r.lost_ranks.clone(),
+            r.interrupted_by.clone(),
+        )
     });
     let exit = finish_report(result, report);
-    if crate::events::on() {
-        let mut fields = totals.unwrap_or_else(|| serde_json::json!({}));
-        fields["exit_code"] = serde_json::json!(exit.code());
-        crate::events::emit("run_finished", fields);
-    }
+    crate::events::emit("run_finished", || {
+        let mut fields = serde_json::json!({ "exit_code": exit.code() });
+        if let Some((totals, wall, lost, interrupted)) = ended {
+            fields["totals"] = serde_json::json!(totals);
+            fields["wall_seconds"] = serde_json::json!(wall);
+            fields["lost_ranks"] = serde_json::json!(lost);
+            fields["interrupted_by"] = serde_json::json!(interrupted);
+        }
+        fields
+    });
     exit
 }
 

@@ -363,14 +363,12 @@ struct RunnerSink<'a> {
 
 impl RunnerSink<'_> {
     fn finish(&mut self, id: usize, rec: ItemRecord) {
-        if crate::events::on() {
-            let kind = match rec.status {
-                Status::Ok => "item_done",
-                Status::Failed => "item_failed",
-                Status::Skipped => "item_skipped",
-            };
-            crate::events::emit(kind, serde_json::to_value(&rec).unwrap_or_default());
-        }
+        let kind = match rec.status {
+            Status::Ok => "item_done",
+            Status::Failed => "item_failed",
+            Status::Skipped => "item_skipped",
+        };
+        crate::events::emit(kind, || serde_json::to_value(&rec).unwrap_or_default());
         if rec.status == Status::Failed {
             self.progress.println(&format!(
                 "imgproc: {}: {}",
@@ -487,27 +485,23 @@ impl Sink for RunnerSink<'_> {
     }
 
     fn dealt(&mut self, job: &Job, worker: usize, backup: bool) {
-        if crate::events::on() {
-            crate::events::emit(
-                "item_started",
-                serde_json::json!({
-                    "input": self.plan.items[job.id].input.display().to_string(),
-                    "rank": worker,
-                    "backup": backup,
-                }),
-            );
-        }
+        crate::events::emit("item_started", || {
+            serde_json::json!({
+                "input": self.plan.items[job.id].input.display().to_string(),
+                "rank": worker,
+                "backup": backup,
+            })
+        });
     }
 
     fn worker_lost(&mut self, worker: usize, silent: Duration, redealt: &[&Job]) {
-        crate::events::emit(
-            "rank_lost",
+        crate::events::emit("rank_lost", || {
             serde_json::json!({
                 "rank": worker,
                 "silent_seconds": silent.as_secs_f64(),
                 "redealt": redealt.iter().map(|j| j.input.display().to_string()).collect::<Vec<_>>(),
-            }),
-        );
+            })
+        });
         let lost = format!(
             "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s)",
             self.start.elapsed().as_secs_f64(),
@@ -710,8 +704,7 @@ fn run_as_master(
     } else {
         setup.master_host.clone()
     };
-    crate::events::emit(
-        "run_started",
+    crate::events::emit("run_started", || {
         serde_json::json!({
             "imgproc_version": env!("CARGO_PKG_VERSION"),
             "items": plan.items.len(),
@@ -719,8 +712,8 @@ fn run_as_master(
             "megapixels": total_mp,
             "ranks": ranks,
             "threads": opts.threads,
-        }),
-    );
+        })
+    });
     let mopts = master_options(opts, setup);
     let outcome = sched::run_master(link, &jobs, &mopts, &mut sink)?;
     if let Some(Err(e)) = sink.flusher.take().map(journal::Flusher::finish) {
