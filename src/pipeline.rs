@@ -291,7 +291,7 @@ fn shrink_on_load(spec: &ItemSpec, input: &[u8]) -> Option<(Op, (u32, u32))> {
 /// opens. Without one, `auto` does not load the OpenCL drivers only to find CPU
 /// devices (PoCL's loading alone made an 18 MP item 0.4 s slower and 50 MB larger).
 /// Elsewhere than Linux: true, and the drivers are asked.
-fn gpu_device_nodes_exist() -> bool {
+pub fn gpu_device_nodes_exist() -> bool {
     if !cfg!(target_os = "linux") {
         return true;
     }

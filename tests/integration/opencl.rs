@@ -467,17 +467,6 @@ fn an_op_that_refuses_the_image_is_named_on_the_device_too() {
     }
 }
 
-/// Whether this machine has a GPU device node (as `pipeline::gpu_device_nodes_exist`).
-fn gpu_nodes() -> bool {
-    let any_in = |dir: &str, prefix: &str| {
-        std::fs::read_dir(dir).is_ok_and(|es| {
-            es.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
-        })
-    };
-    Path::new("/dev/kfd").exists() || any_in("/dev", "nvidia") || any_in("/dev/dri", "renderD")
-}
-
 #[test]
 fn auto_loads_opencl_only_for_an_item_a_gpu_would_take_on_a_machine_with_one() {
     let d = tempfile::tempdir().unwrap();
@@ -505,7 +494,10 @@ fn auto_loads_opencl_only_for_an_item_a_gpu_would_take_on_a_machine_with_one() {
     assert!(!opened("invert", &big));
     // A blur of an 8 MP photo would go to a GPU: the drivers are asked only where a
     // GPU device node exists (PoCL's CPU device alone is never auto's).
-    assert_eq!(opened("blur", &big), gpu_nodes());
+    assert_eq!(
+        opened("blur", &big),
+        imgproc::pipeline::gpu_device_nodes_exist()
+    );
     // An explicit --backend opencl loads them whatever the image.
     let out = run_bin(
         &[
