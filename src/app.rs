@@ -124,7 +124,7 @@ fn run(config: Config) -> Exit {
             plan,
             run,
             dry_run,
-            report,
+            reports,
             events,
         } => {
             if let (Some(target), false, 0) = (&events, dry_run, launcher_rank()) {
@@ -141,9 +141,9 @@ fn run(config: Config) -> Exit {
                 }
             }
             if launched_by_mpi() {
-                run_mpi(&source, &plan, &run, dry_run, report.as_deref())
+                run_mpi(&source, &plan, &run, dry_run, &reports)
             } else {
-                run_here(&source, &plan, &run, dry_run, report.as_deref())
+                run_here(&source, &plan, &run, dry_run, &reports)
             }
         }
     }
@@ -216,7 +216,7 @@ fn stream(
         (_, BackendChoice::Auto) => crate::pipeline::Backend::Auto(&auto),
         _ => crate::pipeline::Backend::Cpu,
     };
-    let out = match crate::pipeline::process_item_guarded(&spec, &bytes, backend) {
+    let out = match crate::pipeline::process_item_guarded(&spec, &bytes, backend, false) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("imgproc: {name}: {e}");
@@ -267,11 +267,11 @@ fn run_here(
     opts: &PlanOptions,
     run: &RunOptions,
     dry_run: bool,
-    report: Option<&str>,
+    reports: &[String],
 ) -> Exit {
     match make_plan(source, opts) {
         Ok(p) if dry_run => print_plan(&p),
-        Ok(p) => finish(runner::run_local(&p, run), report),
+        Ok(p) => finish(runner::run_local(&p, run), reports),
         Err(code) => code,
     }
 }
@@ -279,7 +279,7 @@ fn run_here(
 /// Started by an MPI launcher, but built without the `mpi` feature: say so rather than
 /// run the whole manifest once per rank.
 #[cfg(not(feature = "mpi"))]
-fn run_mpi(_: &Source, _: &PlanOptions, _: &RunOptions, _: bool, _: Option<&str>) -> Exit {
+fn run_mpi(_: &Source, _: &PlanOptions, _: &RunOptions, _: bool, _: &[String]) -> Exit {
     eprintln!("imgproc: started by an MPI launcher, but this imgproc was built without MPI (cargo feature `mpi`): rebuild it with default features, or run it without mpirun");
     Exit::Usage
 }
@@ -292,7 +292,7 @@ fn run_mpi(
     opts: &PlanOptions,
     run: &RunOptions,
     dry_run: bool,
-    report: Option<&str>,
+    reports: &[String],
 ) -> Exit {
     let session = match mpi_transport::Session::init() {
         Ok(s) => s,
@@ -316,7 +316,7 @@ fn run_mpi(
         return worker_exit(rank, end, run.recovery);
     }
     if size == 1 {
-        let code = run_here(source, opts, run, dry_run, report);
+        let code = run_here(source, opts, run, dry_run, reports);
         if run.recovery {
             launch::report_status(code);
         }
@@ -349,7 +349,7 @@ fn run_mpi(
             let lost = result
                 .as_ref()
                 .is_ok_and(|r| !r.lost_ranks.is_empty() || r.signal.is_some());
-            (finish(result, report), lost)
+            (finish(result, reports), lost)
         }
     };
     if run.recovery {
@@ -407,8 +407,8 @@ fn worker_exit(rank: usize, end: Result<sched::WorkerEnd, RunFailure>, recovery:
     }
 }
 
-/// Writes the report, says how the run ended, and the exit code (also the last event).
-fn finish(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
+/// Writes the reports, says how the run ended, and the exit code (also the last event).
+fn finish(result: Result<Report, RunFailure>, reports: &[String]) -> Exit {
     let ended = result.as_ref().ok().map(|r| {
         (
             r.totals.clone(),
@@ -417,7 +417,7 @@ fn finish(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
             r.interrupted_by.clone(),
         )
     });
-    let exit = finish_report(result, report);
+    let exit = finish_report(result, reports);
     crate::events::emit("run_finished", || {
         let mut fields = serde_json::json!({ "exit_code": exit.code() });
         if let Some((totals, wall, lost, interrupted)) = ended {
@@ -431,24 +431,37 @@ fn finish(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
     exit
 }
 
-fn finish_report(result: Result<Report, RunFailure>, report: Option<&str>) -> Exit {
-    let report_data = match result {
+/// How a run that produced `report` exits, its reports written.
+fn run_exit(report: &Report) -> Exit {
+    if let Some(sig) = report.signal {
+        Exit::for_signal(sig)
+    } else if report.no_workers {
+        Exit::Fatal
+    } else if report.totals.failed > 0 {
+        // --fail-fast only stops a batch after a failure, which `failed` counts.
+        Exit::ItemsFailed
+    } else {
+        Exit::Ok
+    }
+}
+
+fn finish_report(result: Result<Report, RunFailure>, reports: &[String]) -> Exit {
+    let mut report_data = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("imgproc: {e}");
             return Exit::Fatal;
         }
     };
-    let written = match report {
-        Some(path) => match report_data.write(path) {
-            Ok(()) => true,
-            Err(e) => {
-                eprintln!("imgproc: cannot write the report to {path}: {e}");
-                false
-            }
-        },
-        None => true,
-    };
+    let exit = run_exit(&report_data);
+    report_data.exit_code = exit.code();
+    let mut written = true;
+    for path in reports {
+        if let Err(e) = report_data.write(path) {
+            eprintln!("imgproc: cannot write the report to {path}: {e}");
+            written = false;
+        }
+    }
     if let Some(sig) = report_data.signal {
         // The report is written; nothing else may be.
         output::abandon_temporaries();
@@ -459,7 +472,7 @@ fn finish_report(result: Result<Report, RunFailure>, report: Option<&str>) -> Ex
             t.ok + t.failed,
             t.items
         );
-        return Exit::for_signal(sig);
+        return exit;
     }
     if !written {
         return Exit::Fatal;
@@ -469,14 +482,8 @@ fn finish_report(result: Result<Report, RunFailure>, report: Option<&str>) -> Ex
             "imgproc: every worker rank was lost ({:?}) before the batch was done; outputs written so far are complete: run again with --resume",
             report_data.lost_ranks
         );
-        return Exit::Fatal;
     }
-    // --fail-fast only stops a batch after a failure, which `failed` counts.
-    if report_data.totals.failed > 0 {
-        Exit::ItemsFailed
-    } else {
-        Exit::Ok
-    }
+    exit
 }
 
 /// Prints every item with its size from the header and the memory it needs, and what

@@ -126,9 +126,12 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub events: Option<String>,
 
-    /// Write a JSON report to FILE (`-` for stdout).
+    /// Write a report to FILE, in the format its extension names: `.html` (a page with
+    /// a per-rank timeline, throughput, failures and a gallery of thumbnails, written
+    /// into a folder beside it), `.csv` (one row per item), anything else JSON (`-`
+    /// for stdout). Give it more than once for several.
     #[arg(long, value_name = "FILE")]
-    pub report: Option<String>,
+    pub report: Vec<String>,
 
     /// No progress output (failures are still reported).
     #[arg(long, short = 'q')]
@@ -220,8 +223,8 @@ pub enum Config {
         run: RunOptions,
         /// Only print the plan.
         dry_run: bool,
-        /// Report destination.
-        report: Option<String>,
+        /// Report destinations.
+        reports: Vec<String>,
         /// Live events destination.
         events: Option<String>,
     },
@@ -238,7 +241,7 @@ impl Args {
         format: Option<OutputFormat>,
     ) -> Result<Config, String> {
         const WORKS: &str = "what works: imgproc --op blur --format png -o - photo.jpg (to standard output), imgproc --op blur --format png -o - - (standard input to standard output), imgproc --op blur --format png -o out/ - (standard input to out/stdin.png)";
-        if self.report.is_some() || self.dry_run || self.resume || self.skip_existing {
+        if !self.report.is_empty() || self.dry_run || self.resume || self.skip_existing {
             return Err(format!(
                 "--report, --dry-run, --resume and --skip-existing apply to batches, not to one image through - ; {WORKS}"
             ));
@@ -377,9 +380,19 @@ impl Args {
                 return Err("nothing to do: give --manifest FILE, or --op OP -o DIR INPUT... (see imgproc --help)".into())
             }
         };
-        if self.events.as_deref() == Some("-") && self.report.as_deref() == Some("-") {
-            return Err("--events - and --report - cannot both write to standard output: send one of them to a file".into());
+        let to_stdout = self.report.iter().filter(|r| *r == "-").count()
+            + usize::from(self.events.as_deref() == Some("-"));
+        if to_stdout > 1 {
+            return Err("--events - and --report - cannot both write to standard output (nor two reports): send all but one of them to files".into());
         }
+        let gallery = self
+            .report
+            .iter()
+            .find(|r| crate::report::is_html(r))
+            .map(|r| crate::runner::Gallery {
+                dir: crate::report::thumbnail_dir(std::path::Path::new(r)),
+                max_items: crate::runner::Gallery::MAX_ITEMS,
+            });
         if !(self.worker_timeout.is_finite() && (0.0..=1e6).contains(&self.worker_timeout)) {
             return Err(format!(
                 "--worker-timeout {}: use a number of seconds from 0 (never) to 1000000",
@@ -417,9 +430,10 @@ impl Args {
                     .then(|| std::time::Duration::from_secs_f64(self.worker_timeout)),
                 backups: !self.no_backups,
                 recovery: std::env::var_os(crate::launch::LAUNCHED).is_some(),
+                gallery,
             },
             dry_run: self.dry_run,
-            report: self.report,
+            reports: self.report,
             events: self.events,
         })
     }

@@ -6,6 +6,7 @@
 
 use crate::codec::{self, DecodeOptions, EncodeOptions, OutputFormat};
 use crate::error::ItemError;
+use crate::image::Image;
 use crate::item::{megapixels, BackendUsed, ItemStats};
 use crate::memory::{self, Layout};
 use crate::ops::opencl::{Gpu, RunError};
@@ -94,6 +95,52 @@ pub struct ItemOutput {
     /// that failed, the CPU taking over); the runner prints it through the progress
     /// layer, on rank 0 under MPI.
     pub warning: Option<String>,
+    /// Thumbnails of the decoded input and of the result, when asked for.
+    pub previews: Option<Previews>,
+}
+
+/// Small JPEG thumbnails of one item for a report's gallery, made while its pixels are
+/// in memory: the input as decoded (oriented, first frame) and the result before
+/// encoding.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Previews {
+    /// The input's thumbnail.
+    pub before: Vec<u8>,
+    /// The result's thumbnail.
+    pub after: Vec<u8>,
+}
+
+/// The longest side of a preview thumbnail, in pixels.
+pub const PREVIEW_EDGE: u32 = 160;
+
+/// JPEG quality of preview thumbnails: small files that still show detail.
+const PREVIEW_QUALITY: u8 = 80;
+
+/// A JPEG thumbnail of `img` no larger than [`PREVIEW_EDGE`] on either side (never
+/// enlarged), averaged by pixel area; alpha is dropped and 16 bits reduced to 8.
+pub fn preview(img: &Image) -> Result<Vec<u8>, ItemError> {
+    let (w, h) = (img.width.max(1), img.height.max(1));
+    let scale = (PREVIEW_EDGE as f64 / w.max(h) as f64).min(1.0);
+    let tw = ((w as f64 * scale).round() as u32).clamp(1, PREVIEW_EDGE);
+    let th = ((h as f64 * scale).round() as u32).clamp(1, PREVIEW_EDGE);
+    let resize = Op::Resize(ops::Resize {
+        width: Some(tw),
+        height: Some(th),
+        scale: None,
+        filter: ops::Filter::Area,
+    });
+    let small = ops::apply_ref(&resize, img).map_err(|e| ItemError::Encode(e.0))?;
+    let frame = codec::Frame {
+        image: small,
+        delay_ms: 0,
+    };
+    codec::encode(
+        vec![frame],
+        &EncodeOptions {
+            format: OutputFormat::Jpeg,
+            quality: PREVIEW_QUALITY,
+        },
+    )
 }
 
 pub use crate::item::BackendChoice;
@@ -172,15 +219,17 @@ fn ms(t: Instant) -> f64 {
 
 /// Decodes `input`, runs `spec.ops` on every frame and encodes the result, on the CPU.
 pub fn process_item(spec: &ItemSpec, input: &[u8]) -> Result<ItemOutput, ItemError> {
-    process_item_on(spec, input, Backend::Cpu)
+    process_item_on(spec, input, Backend::Cpu, false)
 }
 
-/// [`process_item`] with the ops on `backend`. A device error falls back to the CPU for
-/// this item, with a warning; it never fails the item.
+/// [`process_item`] with the ops on `backend`, and with [`Previews`] when `previews`.
+/// A device error falls back to the CPU for this item, with a warning; it never fails
+/// the item. A preview that cannot be made is left out; it never fails the item either.
 pub fn process_item_on(
     spec: &ItemSpec,
     input: &[u8],
     backend: Backend,
+    previews: bool,
 ) -> Result<ItemOutput, ItemError> {
     let t = Instant::now();
     let (ops, min) = match shrink_on_load(spec, input) {
@@ -194,6 +243,9 @@ pub fn process_item_on(
     let budget = |layout: &Layout| check_memory(spec, input.len() as u64, layout);
     let decoded = codec::decode_at_least(input, &spec.decode, &budget, min)?;
     let decode_ms = ms(t);
+    let before = previews
+        .then(|| decoded.frames.first().and_then(|f| preview(&f.image).ok()))
+        .flatten();
     let mp = megapixels(decoded.width, decoded.height);
     let gpu = match backend {
         Backend::Cpu => None,
@@ -238,6 +290,10 @@ pub fn process_item_on(
         None => run_on_cpu(&ops, decoded.frames)?,
     };
     let process_ms = ms(t);
+    let previews = before.and_then(|before| {
+        let after = preview(&frames.first()?.image).ok()?;
+        Some(Previews { before, after })
+    });
 
     let t = Instant::now();
     let bytes = codec::encode(frames, &spec.encode)?;
@@ -255,6 +311,7 @@ pub fn process_item_on(
         },
         bytes,
         warning,
+        previews,
     })
 }
 
@@ -391,9 +448,12 @@ pub fn process_item_guarded(
     spec: &ItemSpec,
     input: &[u8],
     backend: Backend,
+    previews: bool,
 ) -> Result<ItemOutput, ItemError> {
     let caught = crate::guard::item_scope(|| {
-        catch_unwind(AssertUnwindSafe(|| process_item_on(spec, input, backend)))
+        catch_unwind(AssertUnwindSafe(|| {
+            process_item_on(spec, input, backend, previews)
+        }))
     });
     match caught {
         Ok(r) => r,

@@ -17,7 +17,7 @@ use crate::memory::Layout;
 use crate::ops::opencl::{self, Gpu};
 use crate::pipeline::{self, AutoDevice, Backend, BackendChoice, ItemSpec};
 use crate::progress::{Mode, Progress};
-use crate::report::{ItemRecord, RankRecord, Report, Status};
+use crate::report::{ItemRecord, RankRecord, Report, Status, Thumbnails};
 use crate::sched::{self, Commit, Done, Executor, Job, MasterOptions, Setup, Sink, Task, Unrun};
 #[cfg(feature = "mpi")]
 use crate::transport::WorkerLink;
@@ -58,6 +58,56 @@ pub struct RunOptions {
     pub backups: bool,
     /// Started by `imgproc launch`: the job survives lost ranks.
     pub recovery: bool,
+    /// Thumbnails for an HTML report's gallery, if one is asked for.
+    pub gallery: Option<Gallery>,
+}
+
+/// The gallery of an HTML report: thumbnails of some items before and after, made by
+/// the workers while the pixels are in memory and written by rank 0 into `dir`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Gallery {
+    /// The folder for the thumbnails (beside the report).
+    pub dir: std::path::PathBuf,
+    /// At most this many items get thumbnails, spread evenly over the plan; the report
+    /// counts the others.
+    pub max_items: usize,
+}
+
+impl Gallery {
+    /// Items in a gallery at most: enough to browse, few enough that the folder stays
+    /// tens of MB and the page stays quick (about 5 KB per thumbnail, two per item).
+    pub const MAX_ITEMS: usize = 2000;
+
+    /// Whether the `i`-th of `n` items to run gets thumbnails: all when `n` is at
+    /// most `max_items`, else `max_items` of them spread evenly.
+    pub fn picks(&self, i: usize, n: usize) -> bool {
+        let m = self.max_items;
+        n <= m || (i + 1) * m / n > i * m / n
+    }
+
+    /// The thumbnail file of item `id`; `after` for the result, else the input.
+    pub fn file(&self, id: usize, after: bool) -> std::path::PathBuf {
+        let which = if after { "after" } else { "before" };
+        self.dir.join(format!("{id}-{which}.jpg"))
+    }
+
+    /// Makes the folder and removes the thumbnails an earlier run left in it (only
+    /// files named as [`Gallery::file`] names them).
+    fn prepare(&self) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        for e in std::fs::read_dir(&self.dir)?.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let ours = name
+                .strip_suffix("-before.jpg")
+                .or_else(|| name.strip_suffix("-after.jpg"))
+                .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
+            if ours && e.file_type().is_ok_and(|t| t.is_file()) {
+                std::fs::remove_file(e.path())?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Heartbeat period of MPI workers.
@@ -165,6 +215,7 @@ pub fn base_record(item: &WorkItem, header: &Header) -> ItemRecord {
         backup_won: false,
         started_seconds: None,
         ended_seconds: None,
+        thumbnails: None,
     }
 }
 
@@ -294,7 +345,7 @@ impl Executor for PipelineExecutor {
             let backend = self.backend()?;
             let out = self
                 .pool
-                .install(|| pipeline::process_item_guarded(&spec, &bytes, backend))?;
+                .install(|| pipeline::process_item_guarded(&spec, &bytes, backend, task.preview))?;
             if task.write_output {
                 crate::output::write_atomic_with(&task.output, &out.bytes, self.sync_each)
                     .map_err(|e| write_error(&task.output, e))?;
@@ -308,6 +359,9 @@ impl Executor for PipelineExecutor {
                 done.out_crc = Some(journal::crc(&out.bytes));
                 done.stats = out.stats;
                 done.warning = out.warning;
+                if let Some(p) = out.previews {
+                    done.previews = vec![p.before, p.after];
+                }
                 let bytes = (!task.write_output).then_some(out.bytes);
                 (done, bytes)
             }
@@ -359,6 +413,8 @@ struct RunnerSink<'a> {
     start: Instant,
     /// When the run started, to tell earlier runs' temporary files from ours.
     started: std::time::SystemTime,
+    /// Where thumbnails go, if the report has a gallery.
+    gallery: Option<Gallery>,
 }
 
 impl RunnerSink<'_> {
@@ -444,6 +500,24 @@ impl Sink for RunnerSink<'_> {
                     error = Some(e.failure());
                 }
                 self.io_seconds += t.elapsed().as_secs_f64();
+            }
+        }
+        if let (None, Some(g), [before, after]) = (&error, &self.gallery, &done.previews[..]) {
+            let (b, a) = (g.file(job.id, false), g.file(job.id, true));
+            match std::fs::write(&b, before).and_then(|()| std::fs::write(&a, after)) {
+                Ok(()) => {
+                    rec.thumbnails = Some(Thumbnails {
+                        before: b.display().to_string(),
+                        after: a.display().to_string(),
+                    })
+                }
+                Err(e) => {
+                    self.progress.println(&format!(
+                        "imgproc: cannot write thumbnails into {}: {e}; the report's gallery is left without them",
+                        g.dir.display()
+                    ));
+                    self.gallery = None;
+                }
             }
         }
         match error {
@@ -684,11 +758,23 @@ fn run_as_master(
             .collect(),
         start,
         started: std::time::SystemTime::now(),
+        gallery: None,
     };
+    if let Some(g) = &opts.gallery {
+        match g.prepare() {
+            Ok(()) => sink.gallery = Some(g.clone()),
+            Err(e) => progress.println(&format!(
+                "imgproc: cannot prepare the thumbnail folder {}: {e}; the report will have no gallery",
+                g.dir.display()
+            )),
+        }
+    }
     let todo = skip_done(plan, opts, &mut sink)?;
+    let n = todo.len();
     let jobs: Vec<Job> = todo
         .into_iter()
-        .map(|i| {
+        .enumerate()
+        .map(|(k, i)| {
             let item = &plan.items[i];
             Job {
                 id: i,
@@ -696,6 +782,7 @@ fn run_as_master(
                 spec: Arc::from(item.spec.to_wire()),
                 input: item.input.clone(),
                 output: item.output.clone(),
+                preview: sink.gallery.as_ref().is_some_and(|g| g.picks(k, n)),
             }
         })
         .collect();

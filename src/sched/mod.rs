@@ -48,6 +48,9 @@ pub struct Job {
     pub input: PathBuf,
     /// Output path.
     pub output: PathBuf,
+    /// Ask the worker for previews of this item (thumbnails for a report), which come
+    /// back beside the output as bytes the scheduler does not read.
+    pub preview: bool,
 }
 
 /// One task as a worker sees it.
@@ -66,6 +69,9 @@ pub struct Task {
     /// Bytes of the frame's payload that are this task's input.
     #[serde(default)]
     pub len: u64,
+    /// Return previews of the item with its result ([`Done::previews`]).
+    #[serde(default)]
+    pub preview: bool,
 }
 
 /// A worker's account of one task.
@@ -92,6 +98,13 @@ pub struct Done {
     pub ended: Option<std::time::Instant>,
     /// Bytes of the frame's payload that are this task's output.
     pub len: u64,
+    /// Previews asked for by [`Task::preview`] (set by the executor; on the wire they
+    /// follow the output in the payload).
+    #[serde(skip)]
+    pub previews: Vec<Vec<u8>>,
+    /// Bytes of each preview, after the output in the payload.
+    #[serde(default)]
+    pub preview_lens: Vec<u64>,
 }
 
 /// Settings every worker receives before its first task.
@@ -524,6 +537,7 @@ impl Master<'_> {
             output: job.output.clone(),
             write_output: shared,
             len: input.len() as u64,
+            preview: job.preview,
         });
         if payload.is_empty() {
             // The batch's first input: moved, not copied.
@@ -578,9 +592,19 @@ impl Master<'_> {
         let shared = self.opts.setup.shared_fs;
         self.stats[w - 1].bytes_from += payload.len() as u64;
         self.stats[w - 1].busy_seconds += busy_ms / 1e3;
-        let outputs = split_payload(payload, dones.iter().map(|d| d.len));
+        let outputs = split_payload(
+            payload,
+            dones
+                .iter()
+                .map(|d| d.len + d.preview_lens.iter().sum::<u64>()),
+        );
         let now = Instant::now();
-        for (done, out) in dones.into_iter().zip(outputs) {
+        for (mut done, mut out) in dones.into_iter().zip(outputs) {
+            if !done.preview_lens.is_empty() {
+                let lens = std::mem::take(&mut done.preview_lens);
+                let previews = out.split_off((done.len as usize).min(out.len()));
+                done.previews = split_payload(previews, lens.into_iter());
+            }
             let Some(&j) = self.by_id.get(&done.id) else {
                 return Err(TransportError(format!(
                     "worker {w} reported unknown item {}",

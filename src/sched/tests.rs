@@ -17,6 +17,7 @@ fn jobs(costs: &[f64]) -> Vec<Job> {
             spec: Arc::from("spec"),
             input: PathBuf::from(format!("in{i}")),
             output: PathBuf::from(format!("out{i}")),
+            preview: i % 3 == 0,
         })
         .collect()
 }
@@ -359,9 +360,16 @@ impl Executor for Upper {
             kind: ErrorKind::Operation,
             message: "no".to_string(),
         });
+        // Previews of a task that asks, of different lengths, one of them empty.
+        let previews = if task.preview {
+            vec![format!("before{}", task.id).into_bytes(), Vec::new()]
+        } else {
+            Vec::new()
+        };
         (
             Done {
                 error,
+                previews,
                 ..Done::default()
             },
             Some(bytes.to_ascii_uppercase()),
@@ -370,7 +378,7 @@ impl Executor for Upper {
 }
 
 #[derive(Default)]
-struct Echo(Vec<u8>, Vec<(usize, Commit)>);
+struct Echo(Vec<u8>, Vec<(usize, Commit)>, Vec<(usize, Vec<Vec<u8>>)>);
 impl Sink for Echo {
     fn read_input(&mut self, _: &Job) -> std::io::Result<Vec<u8>> {
         Ok(b"abc".to_vec())
@@ -378,6 +386,9 @@ impl Sink for Echo {
     fn result(&mut self, job: &Job, commit: Commit, done: Done, output: Option<Vec<u8>>) {
         assert_eq!(done.id, job.id);
         self.1.push((job.id, commit));
+        if !done.previews.is_empty() {
+            self.2.push((job.id, done.previews.clone()));
+        }
         if done.error.is_none() {
             self.0.extend(output.unwrap());
         }
@@ -422,6 +433,13 @@ fn master_and_workers_over_real_threads_finish_and_shut_down() {
             );
         }
         assert_eq!(sink.0, b"ABC".repeat(9));
+        // The previews asked for came back with their items, the outputs unchanged.
+        sink.2.sort();
+        let want: Vec<(usize, Vec<Vec<u8>>)> = [0, 3, 6, 9]
+            .into_iter()
+            .map(|i| (i, vec![format!("before{i}").into_bytes(), Vec::new()]))
+            .collect();
+        assert_eq!(sink.2, want);
         assert_eq!(out.stats.iter().map(|s| s.items).sum::<usize>(), 10);
         assert_eq!(out.stats.iter().map(|s| s.bytes_to).sum::<u64>(), 30);
     }

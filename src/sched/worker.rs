@@ -89,8 +89,10 @@ fn run_batch<E: Executor + ?Sized>(
         done.id = id;
         let out = out.unwrap_or_default();
         done.len = out.len() as u64;
-        dones.push(done);
         outs.push(out);
+        done.preview_lens = done.previews.iter().map(|p| p.len() as u64).collect();
+        outs.append(&mut done.previews);
+        dones.push(done);
     }
     let busy_ms = t.elapsed().as_secs_f64() * 1e3;
     for d in &mut dones {

@@ -1,4 +1,8 @@
-//! The JSON report (`--report FILE` or `-`): one record per item and the totals.
+//! The report (`--report FILE` or `-`): one record per item, per rank and the totals,
+//! written as JSON, CSV (one row per item) or an HTML page ([`html`]), by the file's
+//! extension.
+
+mod html;
 
 use crate::error::ErrorKind;
 use crate::item::ItemStats;
@@ -49,6 +53,19 @@ pub struct ItemRecord {
     pub started_seconds: Option<f64>,
     /// When its worker finished it, likewise.
     pub ended_seconds: Option<f64>,
+    /// Its gallery thumbnails, when an HTML report asked for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnails: Option<Thumbnails>,
+}
+
+/// Where an item's gallery thumbnails were written (JPEG files, paths as the report's
+/// own path was given).
+#[derive(Clone, Debug, Serialize)]
+pub struct Thumbnails {
+    /// The input as decoded.
+    pub before: String,
+    /// The output before encoding.
+    pub after: String,
 }
 
 /// What one rank did. Rank 0 deals items and does the file I/O; the others process.
@@ -117,6 +134,11 @@ pub struct Totals {
 pub struct Report {
     /// imgproc's version.
     pub imgproc_version: &'static str,
+    /// When the run started (rank 0's clock, UTC, RFC 3339).
+    pub started_at: String,
+    /// The exit status the run ended with (as `imgproc` exits, unless a report could
+    /// not be written: then 3).
+    pub exit_code: i32,
     /// Wall-clock time of the run.
     pub wall_seconds: f64,
     /// Threads used (per worker rank under MPI).
@@ -167,8 +189,13 @@ impl Report {
             backup_copies: 0,
             backup_wins: items.iter().filter(|i| i.backup_won).count(),
         };
+        let started = std::time::SystemTime::now()
+            .checked_sub(std::time::Duration::from_secs_f64(wall_seconds.max(0.0)))
+            .unwrap_or(std::time::UNIX_EPOCH);
         Report {
             imgproc_version: env!("CARGO_PKG_VERSION"),
+            started_at: rfc3339(started),
+            exit_code: 0,
             wall_seconds,
             threads,
             ranks: 1,
@@ -192,12 +219,12 @@ impl Report {
         self.ranks_detail = std::iter::once(master).chain(workers).collect();
     }
 
-    /// Writes the report as pretty JSON to `path`, or stdout for `-`.
+    /// Writes the report to `path` (stdout for `-`): an HTML page for `.html` or
+    /// `.htm`, CSV for `.csv`, else pretty JSON.
     pub fn write(&self, path: &str) -> std::io::Result<()> {
-        let csv = std::path::Path::new(path)
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
-        let text = if csv {
+        let text = if is_html(path) {
+            html::page(self, std::path::Path::new(path))?
+        } else if has_extension(path, &["csv"]) {
             self.csv()
         } else {
             serde_json::to_string_pretty(self).map_err(std::io::Error::other)? + "\n"
@@ -209,6 +236,48 @@ impl Report {
             crate::output::write_atomic(std::path::Path::new(path), text.as_bytes())
         }
     }
+}
+
+fn has_extension(path: &str, extensions: &[&str]) -> bool {
+    std::path::Path::new(path)
+        .extension()
+        .is_some_and(|e| extensions.iter().any(|x| e.eq_ignore_ascii_case(x)))
+}
+
+/// Whether `--report path` asks for an HTML page (`.html`, `.htm`).
+pub fn is_html(path: &str) -> bool {
+    has_extension(path, &["html", "htm"])
+}
+
+/// The folder of an HTML report's thumbnails: beside it, named after it
+/// (`out/run.html` -> `out/run_thumbs`).
+pub fn thumbnail_dir(report: &std::path::Path) -> std::path::PathBuf {
+    let stem = report.file_stem().unwrap_or_default().to_string_lossy();
+    report.with_file_name(format!("{stem}_thumbs"))
+}
+
+/// `t` as `2026-12-01T03:37:47Z` (UTC, whole seconds).
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian), by eras of 400 years.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// The columns of the CSV report, in order: an item record's fields.
@@ -287,6 +356,26 @@ mod tests {
         assert_eq!(super::csv_text("a,b \"c\".png"), "\"a,b \"\"c\"\".png\"");
         assert_eq!(super::csv_text("=HYPERLINK(x)"), "'=HYPERLINK(x)");
         assert_eq!(super::csv_text("line\nbreak"), "\"line\nbreak\"");
+    }
+
+    #[test]
+    fn times_are_written_as_rfc3339() {
+        let at = |s| super::rfc3339(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        // `date -u -d @951782400` and `@4102444799`: a leap day, the last second of 2099.
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(4_102_444_799), "2099-12-31T23:59:59Z");
+        assert_eq!(at(1_764_560_267), "2025-12-01T03:37:47Z");
+    }
+
+    #[test]
+    fn html_is_chosen_by_extension_and_thumbnails_go_beside_it() {
+        assert!(super::is_html("out/Run.HTML") && super::is_html("r.htm"));
+        assert!(!super::is_html("r.json") && !super::is_html("-") && !super::is_html("html"));
+        assert_eq!(
+            super::thumbnail_dir(std::path::Path::new("out/run.html")),
+            std::path::Path::new("out/run_thumbs")
+        );
     }
 
     #[test]
