@@ -8,3 +8,4 @@ mod jpeg;
 mod memory;
 mod mpi;
 mod opencl;
+mod report;
