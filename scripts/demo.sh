@@ -11,7 +11,9 @@ rm -rf examples/out
 # As root, Open MPI refuses to start without these; --oversubscribe allows more ranks than cores.
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 timeout 300 mpirun -np 3 --oversubscribe target/release/imgproc \
-    --manifest examples/jobs.json --report examples/out/report.json "$@"
+    --manifest examples/jobs.json --report examples/out/report.json \
+    --report examples/out/report.html "$@"
 echo
-echo "Outputs are in $(pwd)/examples/out/ (report: examples/out/report.json):"
-find examples/out -type f | sort | sed 's/^/  /'
+echo "Outputs are in $(pwd)/examples/out/ (reports: examples/out/report.json, and"
+echo "examples/out/report.html to open in a browser, its thumbnails in examples/out/report_thumbs/):"
+find examples/out -path examples/out/report_thumbs -prune -o -type f -print | sort | sed 's/^/  /'

@@ -117,19 +117,13 @@ pub const PREVIEW_EDGE: u32 = 160;
 const PREVIEW_QUALITY: u8 = 80;
 
 /// A JPEG thumbnail of `img` no larger than [`PREVIEW_EDGE`] on either side (never
-/// enlarged), averaged by pixel area; alpha is dropped and 16 bits reduced to 8.
+/// enlarged), by [`ops::thumbnail`]; alpha is dropped and 16 bits reduced to 8.
 pub fn preview(img: &Image) -> Result<Vec<u8>, ItemError> {
     let (w, h) = (img.width.max(1), img.height.max(1));
     let scale = (PREVIEW_EDGE as f64 / w.max(h) as f64).min(1.0);
     let tw = ((w as f64 * scale).round() as u32).clamp(1, PREVIEW_EDGE);
     let th = ((h as f64 * scale).round() as u32).clamp(1, PREVIEW_EDGE);
-    let resize = Op::Resize(ops::Resize {
-        width: Some(tw),
-        height: Some(th),
-        scale: None,
-        filter: ops::Filter::Area,
-    });
-    let small = ops::apply_ref(&resize, img).map_err(|e| ItemError::Encode(e.0))?;
+    let small = ops::thumbnail(img, tw, th);
     let frame = codec::Frame {
         image: small,
         delay_ms: 0,

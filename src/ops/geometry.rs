@@ -807,6 +807,60 @@ par::fma_dispatch! {
     }
 }
 
+/// At most this many samples per axis make one thumbnail pixel.
+const THUMB_TAPS: usize = 4;
+
+/// Source positions averaged for output position `i` of `d` over a source of `s`: the
+/// span it covers, all of it up to [`THUMB_TAPS`] positions, else that many spread
+/// evenly (each at the middle of its share of the span).
+fn thumb_taps(i: usize, d: usize, s: usize) -> Vec<usize> {
+    let a = (i * s / d).min(s - 1);
+    let b = ((i + 1) * s / d).clamp(a + 1, s);
+    let span = b - a;
+    let k = span.min(THUMB_TAPS);
+    (0..k).map(|j| a + (2 * j + 1) * span / (2 * k)).collect()
+}
+
+/// A quick `dw` x `dh` thumbnail (8 bits): each pixel averages up to 4x4 samples spread
+/// evenly over the source pixels it covers, or all of them when it covers fewer (then it
+/// is the pixel-area average). For previews of large images, where reading every source
+/// pixel twice (input and output) cost more than a blur of the image; not for outputs.
+pub fn thumbnail(img: &Image, dw: u32, dh: u32) -> Image {
+    let (sw, sh, cn) = (
+        img.width.max(1) as usize,
+        img.height.max(1) as usize,
+        img.channels as usize,
+    );
+    let (dw, dh) = (dw.max(1) as usize, dh.max(1) as usize);
+    let xs: Vec<Vec<usize>> = (0..dw).map(|x| thumb_taps(x, dw, sw)).collect();
+    let ys: Vec<Vec<usize>> = (0..dh).map(|y| thumb_taps(y, dh, sh)).collect();
+    let sample = |i: usize| -> u32 {
+        match &img.samples {
+            Samples::U8(v) => v.get(i).copied().unwrap_or(0) as u32,
+            Samples::U16(v) => (v.get(i).copied().unwrap_or(0) as u32 + 128) / 257,
+        }
+    };
+    let mut out = vec![0u8; dw * dh * cn];
+    for (row, ty) in out.chunks_mut(dw * cn).zip(&ys) {
+        for (px, tx) in row.chunks_mut(cn).zip(&xs) {
+            let mut acc = [0u32; 4];
+            for &sy in ty {
+                for &sx in tx {
+                    let at = (sy * sw + sx) * cn;
+                    for (c, a) in acc.iter_mut().enumerate().take(cn) {
+                        *a += sample(at + c);
+                    }
+                }
+            }
+            let n = (ty.len() * tx.len()) as u32;
+            for (p, a) in px.iter_mut().zip(acc) {
+                *p = ((a + n / 2) / n) as u8;
+            }
+        }
+    }
+    Image::from_u8(dw as u32, dh as u32, img.channels, out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -868,6 +922,36 @@ mod tests {
                 let r = resize(&img, w, h, f);
                 assert!(r.u8_data().iter().all(|&v| v == 200), "{f:?} {w}x{h}");
             }
+        }
+    }
+
+    #[test]
+    fn a_thumbnail_is_the_area_average_where_it_reads_every_pixel() {
+        // Shrinking 4x and 2x, every source pixel is read: the area average, within the
+        // rounding of cv2.INTER_AREA's fixed point.
+        let data: Vec<u8> = (0..64 * 48 * 3).map(|i| (i * 37 % 251) as u8).collect();
+        let img = Image::from_u8(64, 48, 3, data);
+        for (w, h) in [(16, 12), (32, 24)] {
+            let t = thumbnail(&img, w, h);
+            let r = resize(&img, w, h, Filter::Area);
+            assert_eq!((t.width, t.height, t.channels), (w, h, 3));
+            let worst = t
+                .u8_data()
+                .iter()
+                .zip(r.u8_data())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max();
+            assert!(worst <= Some(1), "{w}x{h}: off by {worst:?}");
+        }
+        // Shrinking more, it samples: a flat image stays flat, in 16 bits too.
+        let flat = Image::from_u16(1000, 700, 2, vec![257 * 200; 1000 * 700 * 2]);
+        let t = thumbnail(&flat, 160, 112);
+        assert_eq!((t.width, t.height, t.channels), (160, 112, 2));
+        assert!(t.u8_data().iter().all(|&v| v == 200));
+        // Never out of bounds on odd sizes, nor when asked to enlarge.
+        for (sw, sh, dw, dh) in [(7, 3, 5, 2), (1, 1, 1, 1), (3, 5, 9, 11), (161, 1, 160, 1)] {
+            let img = Image::from_u8(sw, sh, 1, vec![9; (sw * sh) as usize]);
+            assert!(thumbnail(&img, dw, dh).u8_data().iter().all(|&v| v == 9));
         }
     }
 }

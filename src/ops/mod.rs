@@ -32,7 +32,7 @@ use std::borrow::Cow;
 
 pub use defs::*;
 pub(crate) use filter::BAND_ROWS;
-pub use geometry::Filter;
+pub use geometry::{thumbnail, Filter};
 pub use parse::{lookup, nearest_name, parse_op_object, parse_op_str, OpError, OpProblem};
 pub(crate) use parse::{odd_or_zero, Params};
 pub use spec::{OpSpec, ParamKind, ParamSpec, Value};

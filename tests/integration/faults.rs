@@ -105,7 +105,7 @@ fn ompi(c: &mut Command) -> &mut Command {
 }
 
 /// `imgproc launch --oversubscribe -np N -- ARGS`, started.
-fn launch(ws: &Path, np: usize, args: &[&str], env: &[(&str, &str)]) -> Child {
+pub(super) fn launch(ws: &Path, np: usize, args: &[&str], env: &[(&str, &str)]) -> Child {
     let mut c = Command::new(bin());
     ompi(&mut c)
         .current_dir(ws)
@@ -118,7 +118,7 @@ fn launch(ws: &Path, np: usize, args: &[&str], env: &[(&str, &str)]) -> Child {
 }
 
 /// Waits for `child` at most `limit`; kills it and fails past that.
-fn finish(mut child: Child, limit: Duration) -> Output {
+pub(super) fn finish(mut child: Child, limit: Duration) -> Output {
     let t = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {

@@ -360,10 +360,54 @@ fn the_example_manifests_html_report_draws_in_chromium_without_errors() {
         tip.contains("images/") && tip.contains("rank ") && tip.contains("decode"),
         "{tip}"
     );
-    let png = b.screenshot(1500.0);
+    let png = b.screenshot(1720.0);
     std::fs::write(target_file("report-example.png"), &png).unwrap();
     assert!(b.errors.is_empty(), "console errors: {:#?}", b.errors);
     eprintln!("example report: loaded in {seconds:.2} s; screenshot in target/report-example.png");
+}
+
+#[test]
+fn a_lost_rank_is_marked_on_the_timeline_of_an_mpi_run() {
+    let ws = tempfile::tempdir().unwrap();
+    example(ws.path());
+    // Rank 2 dies on its second batch; rank 1, slowed, outlasts the 2 s timeout.
+    let child = super::faults::launch(
+        ws.path(),
+        3,
+        &[
+            "-m",
+            "jobs.json",
+            "-q",
+            "--worker-timeout",
+            "2",
+            "--report",
+            "run.html",
+            "--report",
+            "run.json",
+        ],
+        &[("IMGPROC_FAULT", "exit-rank:2:2,slow-rank:1:200")],
+    );
+    let out = super::faults::finish(child, Duration::from_secs(180));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut b = Browser::start();
+    b.open(&ws.path().join("run.html"));
+    let d = drawn(&mut b);
+    // Every item on the timeline, two worker lanes, thumbnails from both ranks.
+    assert_eq!((d.bars, d.lanes, d.failed_bars), (10, 2, 0));
+    assert_eq!((d.figures, d.loaded), (10, 20));
+    let lost = b.eval(
+        "[document.querySelectorAll('#timeline .lost-mark').length,
+          [...document.querySelectorAll('#timeline .lost-label')].map(t => t.textContent)]",
+    );
+    assert_eq!(lost[0], 1, "{lost}");
+    assert!(lost[1][0].as_str().unwrap().starts_with("rank 2"), "{lost}");
+    std::fs::write(target_file("report-lost-rank.png"), b.screenshot(700.0)).unwrap();
+    assert!(b.errors.is_empty(), "console errors: {:#?}", b.errors);
 }
 
 /// Items a gallery shows at most (`runner::Gallery::MAX_ITEMS`).
@@ -377,7 +421,11 @@ fn failures_hostile_names_and_a_sampled_gallery_draw_and_redraw_from_json() {
     // More items than a gallery holds, tiny so the run is quick; two broken inputs, one
     // of them named as markup that would run if the page ever wrote names as HTML.
     let png = std::fs::read(repo().join("tests/fixtures/tiny_rgb.png")).unwrap();
-    let n = GALLERY_MAX + 100;
+    // IMGPROC_REPORT_ITEMS=20000 measures a large run's page (the load times printed).
+    let n = std::env::var("IMGPROC_REPORT_ITEMS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(GALLERY_MAX + 100);
     let mut list = String::new();
     for i in 0..n {
         std::fs::write(dir.join(format!("{i:05}.png")), &png).unwrap();
