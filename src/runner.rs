@@ -92,9 +92,18 @@ impl Gallery {
     }
 
     /// Makes the folder and removes the thumbnails an earlier run left in it (only
-    /// files named as [`Gallery::file`] names them).
+    /// names as [`Gallery::file`] makes them, links included: a link planted there is
+    /// never written through). A folder that is itself a link is refused.
     fn prepare(&self) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
+        if std::fs::symlink_metadata(&self.dir)?
+            .file_type()
+            .is_symlink()
+        {
+            return Err(std::io::Error::other(
+                "it is a symbolic link; thumbnails are never written through links",
+            ));
+        }
         for e in std::fs::read_dir(&self.dir)?.flatten() {
             let name = e.file_name();
             let name = name.to_string_lossy();
@@ -102,11 +111,21 @@ impl Gallery {
                 .strip_suffix("-before.jpg")
                 .or_else(|| name.strip_suffix("-after.jpg"))
                 .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()));
-            if ours && e.file_type().is_ok_and(|t| t.is_file()) {
+            if ours && e.file_type().is_ok_and(|t| !t.is_dir()) {
                 std::fs::remove_file(e.path())?;
             }
         }
         Ok(())
+    }
+
+    /// Writes a thumbnail as a new file (never over one, nor through a link).
+    fn write(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(path)?
+            .write_all(bytes)
     }
 }
 
@@ -504,7 +523,7 @@ impl Sink for RunnerSink<'_> {
         }
         if let (None, Some(g), [before, after]) = (&error, &self.gallery, &done.previews[..]) {
             let (b, a) = (g.file(job.id, false), g.file(job.id, true));
-            match std::fs::write(&b, before).and_then(|()| std::fs::write(&a, after)) {
+            match Gallery::write(&b, before).and_then(|()| Gallery::write(&a, after)) {
                 Ok(()) => {
                     rec.thumbnails = Some(Thumbnails {
                         before: b.display().to_string(),
@@ -1039,4 +1058,56 @@ pub fn run_mpi_worker(
         eprintln!("imgproc: rank {}: {e}; ran with one thread", link.id());
     }
     Ok(end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Gallery;
+
+    #[test]
+    fn a_gallery_picks_its_items_evenly_and_all_of_a_small_run() {
+        let g = Gallery {
+            dir: "t".into(),
+            max_items: 4,
+        };
+        let picked = |n| (0..n).filter(|&i| g.picks(i, n)).collect::<Vec<_>>();
+        assert_eq!(picked(3), vec![0, 1, 2]);
+        assert_eq!(picked(4), vec![0, 1, 2, 3]);
+        assert_eq!(picked(10), vec![2, 4, 7, 9]);
+        assert_eq!(picked(1000).len(), 4);
+    }
+
+    #[test]
+    fn a_gallery_folder_loses_only_old_thumbnails_and_links_and_is_never_a_link() {
+        let ws = tempfile::tempdir().unwrap();
+        let g = Gallery {
+            dir: ws.path().join("run_thumbs"),
+            max_items: 10,
+        };
+        g.prepare().unwrap();
+        let victim = ws.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        std::fs::write(g.file(3, false), b"old").unwrap();
+        std::fs::write(g.dir.join("notes.txt"), b"theirs").unwrap();
+        std::os::unix::fs::symlink(&victim, g.file(7, true)).unwrap();
+        g.prepare().unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(&g.dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, vec!["notes.txt"]);
+        // A link planted during the run is not written through.
+        std::os::unix::fs::symlink(&victim, g.file(7, true)).unwrap();
+        assert!(Gallery::write(&g.file(7, true), b"thumb").is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+        Gallery::write(&g.file(8, true), b"thumb").unwrap();
+        // A folder that is a link is refused.
+        let linked = Gallery {
+            dir: ws.path().join("linked"),
+            max_items: 10,
+        };
+        std::os::unix::fs::symlink(ws.path(), &linked.dir).unwrap();
+        assert!(linked.prepare().is_err());
+    }
 }
