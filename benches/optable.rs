@@ -1,7 +1,7 @@
 //! Per-op throughput on one image, one thread, printed as JSON lines: the Rust half of
 //! scripts/bench_vs_opencv.py, which runs the same ops with OpenCV on the same pixels.
 //!
-//!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg [--iters 7] [--threads 1]
+//!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg [--iters 7] [--threads 1] [--ops-only]
 //!     cargo bench --bench optable -- --image photo.png --backend opencl [--device 0]
 //!
 //! With `--backend opencl` each op line also gives `cl_mp_s` (device, upload and
@@ -31,6 +31,7 @@ const OPS: &[&str] = &[
     "sobel",
     "resize:scale=0.5,filter=bilinear",
     "resize:scale=0.37,filter=bilinear",
+    "resize:scale=1.5,filter=bilinear",
     "resize:scale=0.37,filter=bicubic",
     "resize:scale=0.37,filter=area",
     "resize:scale=0.37,filter=lanczos3",
@@ -41,6 +42,8 @@ const OPS: &[&str] = &[
     "contrast",
     "erode",
     "dilate",
+    "crop:x=100,y=100,width=3000,height=2000",
+    "pad:top=16,bottom=16,left=16,right=16",
 ];
 
 /// Ops that imgproc runs in place, and that the OpenCV side runs with `dst=` its input.
@@ -105,6 +108,13 @@ fn main() {
             .filter(|o| only.as_deref().is_none_or(|x| o.starts_with(x)))
         {
             let op = parse_op_str(op_text).expect("op");
+            // An op this image's channel count does not take (hsv on gray) is listed
+            // with null.
+            if let Err(e) = apply_ref(&op, &img) {
+                eprintln!("optable: {op_text} on {} channels: {}", img.channels, e.0);
+                println!("{{\"name\": \"{op_text}\", \"mp_s\": null}}");
+                continue;
+            }
             // Like the OpenCV side: point ops work in place on one buffer; the others
             // read the input and allocate their output (the input is not freed in the timing).
             let in_place = IN_PLACE.iter().any(|p| op_text.starts_with(p));
@@ -180,7 +190,7 @@ fn main() {
                 op.is_memory_bound()
             );
         }
-        if only.is_some() || gpu.is_some() {
+        if only.is_some() || gpu.is_some() || args.iter().any(|a| a == "--ops-only") {
             return;
         }
         if let Some(jpeg) = arg(&args, "--jpeg") {

@@ -7,6 +7,10 @@ OpenCV (cv2.setNumThreads(1)), and prints median MP/s of each with the ratio
 imgproc/OpenCV. Both sides run in this one invocation, so the machine's state is shared.
 
     scripts/setup_venv.sh && scripts/.venv/bin/python scripts/bench_vs_opencv.py [--iters 7] [--out table.md]
+        [--threads 1,2] [--channels 1,2,3,4] [--only median]
+
+With several thread counts it adds imgproc's scaling (last / first); with several
+channel counts each op gets a row per count (the image as gray, gray+alpha, RGB, RGBA).
 """
 import argparse
 import json
@@ -33,14 +37,21 @@ def timeit(f, iters):
 
 
 def opencv_ops(img):
-    """The OpenCV expression for each op string of benches/optable.rs (RGB input)."""
+    """The OpenCV expression for each op string of benches/optable.rs, on `img` (RGB,
+    RGBA, gray or gray+alpha, as imgproc holds it); None where OpenCV has no such op for
+    that channel count."""
     h, w = img.shape[:2]
+    cn = 1 if img.ndim == 2 else img.shape[2]
     small = (round(w * 0.37), round(h * 0.37))
     half = (w // 2, h // 2)
+    big = (round(w * 1.5), round(h * 1.5))
     lut_g = np.clip(np.rint(255 * (np.arange(256) / 255) ** (1 / 2.2)), 0, 255).astype(np.uint8)
     lut_c = np.clip(np.rint((np.arange(256) - 128) * 1.5 + 128), 0, 255).astype(np.uint8)
     k3 = np.ones((3, 3), np.uint8)
     work = img.copy()  # in-place target for the ops imgproc also runs in place
+    # imgproc leaves alpha alone: the scalar's alpha part is 0.
+    amount = {1: 60, 2: (60, 0, 0, 0), 3: (60, 60, 60, 0), 4: (60, 60, 60, 0)}[cn]
+    pillow_mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[cn]
 
     def hsv():
         hh, s, v = cv2.split(cv2.cvtColor(img, cv2.COLOR_RGB2HSV))
@@ -51,77 +62,143 @@ def opencv_ops(img):
         dy = cv2.convertScaleAbs(cv2.Sobel(img, cv2.CV_16S, 0, 1))
         return cv2.add(dx, dy)
 
+    def per_channel(f):
+        return lambda: f(img) if cn == 1 else cv2.merge([f(c) for c in cv2.split(img)])
+
     return {
-        "grayscale": lambda: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY),
+        "grayscale": {3: lambda: cv2.cvtColor(img, cv2.COLOR_RGB2GRAY),
+                      4: lambda: cv2.cvtColor(img, cv2.COLOR_RGBA2GRAY)}.get(cn),
         "invert": lambda: cv2.bitwise_not(work, dst=work),
         "blur": lambda: cv2.GaussianBlur(img, (5, 5), 0),
         "canny": lambda: cv2.Canny(img, 100, 200),
-        "brighten": lambda: cv2.add(work, (60, 60, 60, 0), dst=work),
-        "darken": lambda: cv2.subtract(work, (60, 60, 60, 0), dst=work),
+        "brighten": lambda: cv2.add(work, amount, dst=work),
+        "darken": lambda: cv2.subtract(work, amount, dst=work),
         "threshold": lambda: cv2.threshold(work, 127, 255, cv2.THRESH_BINARY, dst=work),
-        "custom_processing": hsv,
+        "custom_processing": hsv if cn == 3 else None,
         "sharpen": lambda: cv2.addWeighted(img, 2.0, cv2.GaussianBlur(img, (0, 0), 1.0), -1.0, 0),
         "median": lambda: cv2.medianBlur(img, 5),
         "box_blur": lambda: cv2.blur(img, (5, 5)),
         "sobel": sobel,
         "resize:scale=0.5,filter=bilinear": lambda: cv2.resize(img, half, interpolation=cv2.INTER_LINEAR),
         "resize:scale=0.37,filter=bilinear": lambda: cv2.resize(img, small, interpolation=cv2.INTER_LINEAR),
+        "resize:scale=1.5,filter=bilinear": lambda: cv2.resize(img, big, interpolation=cv2.INTER_LINEAR),
         "resize:scale=0.37,filter=bicubic": lambda: cv2.resize(img, small, interpolation=cv2.INTER_CUBIC),
         "resize:scale=0.37,filter=area": lambda: cv2.resize(img, small, interpolation=cv2.INTER_AREA),
-        "resize:scale=0.37,filter=lanczos3": lambda: Image.fromarray(img).resize(small, Image.LANCZOS),
+        # OpenCV has no Lanczos with antialiasing; Pillow's is the reference.
+        "resize:scale=0.37,filter=lanczos3": lambda: Image.fromarray(img, pillow_mode).resize(small, Image.LANCZOS),
         "rotate": lambda: cv2.rotate(img, cv2.ROTATE_90_CLOCKWISE),
         "flip": lambda: cv2.flip(img, 1),
-        "equalize": lambda: cv2.merge([cv2.equalizeHist(c) for c in cv2.split(img)]),
+        "equalize": per_channel(cv2.equalizeHist),
         "gamma": lambda: cv2.LUT(work, lut_g, dst=work),
         "contrast": lambda: cv2.LUT(work, lut_c, dst=work),
         "erode": lambda: cv2.erode(img, k3),
         "dilate": lambda: cv2.dilate(img, k3),
+        "crop:x=100,y=100,width=3000,height=2000": lambda: img[100:2100, 100:3100].copy(),
+        "pad:top=16,bottom=16,left=16,right=16": lambda: cv2.copyMakeBorder(img, 16, 16, 16, 16, cv2.BORDER_CONSTANT, value=(0, 0, 0, 255)),
     }
+
+
+def with_channels(rgb, cn):
+    """The test image as imgproc holds it with `cn` channels (alpha: a gradient)."""
+    if cn == 3:
+        return rgb
+    gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+    alpha = np.tile(np.linspace(0, 255, rgb.shape[1]).astype(np.uint8), (rgb.shape[0], 1))
+    return np.ascontiguousarray({1: gray, 2: np.dstack([gray, alpha]), 4: np.dstack([rgb, alpha])}[cn])
+
+
+def reference(img, names, iters):
+    """OpenCV's MP/s per op (None where it has no such op or refuses the image)."""
+    mp = img.shape[0] * img.shape[1] / 1e6
+    out = {}
+    for name, f in opencv_ops(img).items():
+        if name not in names or f is None:
+            continue
+        try:
+            f()
+        except cv2.error:
+            out[name] = None
+            continue
+        out[name] = mp / timeit(f, iters)
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=7)
+    ap.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
+    ap.add_argument("--channels", default="3", help="comma-separated channel counts, e.g. 1,2,3,4")
+    ap.add_argument("--only", help="only the ops whose string starts with this")
     ap.add_argument("--out", help="also write the table (markdown) here")
     args = ap.parse_args()
-    cv2.setNumThreads(1)
+    threads = [int(t) for t in args.threads.split(",")]
+    channels = [int(c) for c in args.channels.split(",")]
     src = cv2.imread(os.path.join(CORPUS, "photos", "Elephants_5640x3172.jpg"))
-    img = np.ascontiguousarray(cv2.cvtColor(src[:3000, :4000], cv2.COLOR_BGR2RGB))
-    mp = img.shape[0] * img.shape[1] / 1e6
+    rgb = np.ascontiguousarray(cv2.cvtColor(src[:3000, :4000], cv2.COLOR_BGR2RGB))
+    mp = rgb.shape[0] * rgb.shape[1] / 1e6
     tmp = tempfile.mkdtemp()
-    png, jpg = os.path.join(tmp, "bench.png"), os.path.join(tmp, "bench.jpg")
-    cv2.imwrite(png, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    cv2.imwrite(jpg, cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    jpg = os.path.join(tmp, "bench.jpg")
+    cv2.imwrite(jpg, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    codecs = channels == [3] and not args.only
+    subprocess.run(["cargo", "bench", "-q", "--bench", "optable", "--no-run"], cwd=ROOT, check=True, capture_output=True)
 
-    cmd = ["cargo", "bench", "-q", "--bench", "optable", "--", "--image", png, "--jpeg", jpg, "--iters", str(args.iters)]
-    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-    ours = {}
-    for line in out.splitlines():
-        if line.startswith("{"):
-            rec = json.loads(line)
-            ours[rec["name"]] = rec["mp_s"]
+    ours, ref = {}, {}  # (name, channels, threads) -> MP/s
+    names = []
+    for cn in channels:
+        img = with_channels(rgb, cn)
+        png = os.path.join(tmp, f"bench{cn}.png")
+        Image.fromarray(img, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[cn]).save(png, compress_level=1)
+        for t in threads:
+            # imgproc's block, then OpenCV's on the same pixels and thread count.
+            cmd = ["cargo", "bench", "-q", "--bench", "optable", "--", "--image", png,
+                   "--iters", str(args.iters), "--threads", str(t)]
+            cmd += ["--jpeg", jpg] if codecs and t == threads[0] else ["--ops-only"]
+            if args.only:
+                cmd += ["--only", args.only]
+            out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    rec = json.loads(line)
+                    if rec["name"] not in names:
+                        names.append(rec["name"])
+                    ours[(rec["name"], cn, t)] = rec["mp_s"]
+            cv2.setNumThreads(t)
+            for name, v in reference(img, names, args.iters).items():
+                ref[(name, cn, t)] = v
+            if codecs and t == threads[0]:
+                jb = np.frombuffer(open(jpg, "rb").read(), np.uint8)
+                ref[("jpeg decode", cn, t)] = mp / timeit(lambda: cv2.imdecode(jb, cv2.IMREAD_COLOR), args.iters)
+                bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+                ref[("jpeg encode q90 4:2:0", cn, t)] = mp / timeit(lambda: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]), args.iters)
+                ref[("png encode", cn, t)] = mp / timeit(lambda: cv2.imencode(".png", bgr), args.iters)
+                pb = np.frombuffer(cv2.imencode(".png", bgr)[1].tobytes(), np.uint8)
+                ref[("png decode", cn, t)] = mp / timeit(lambda: cv2.imdecode(pb, cv2.IMREAD_COLOR), args.iters)
 
-    ref = {name: mp / timeit(f, args.iters) for name, f in opencv_ops(img).items()}
-    jb = open(jpg, "rb").read()
-    jarr = np.frombuffer(jb, np.uint8)
-    ref["jpeg decode"] = mp / timeit(lambda: cv2.imdecode(jarr, cv2.IMREAD_COLOR), args.iters)
-    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
-    ref["jpeg encode q90 4:2:0"] = mp / timeit(lambda: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]), args.iters)
-    ref["png encode"] = mp / timeit(lambda: cv2.imencode(".png", bgr), args.iters)
-    pb = np.frombuffer(cv2.imencode(".png", bgr)[1].tobytes(), np.uint8)
-    ref["png decode"] = mp / timeit(lambda: cv2.imdecode(pb, cv2.IMREAD_COLOR), args.iters)
-
+    fmt = lambda v: "-" if v is None else f"{v:.0f}"
+    ratio = lambda a, b: "-" if a is None or not b else f"{a / b:.2f}"
+    head = ["op", "ch"]
+    for t in threads:
+        head += [f"imgproc {t}t", f"OpenCV {t}t", f"ratio {t}t"]
+    if len(threads) > 1:
+        head += [f"imgproc {threads[-1]}t/{threads[0]}t"]
     lines = [
-        f"12 MP RGB (4000x3000 crop of Elephants_5640x3172.jpg), one thread each, median of {args.iters}; "
-        f"OpenCV {cv2.__version__}",
+        f"12 MP (4000x3000 crop of Elephants_5640x3172.jpg) at 1-4 channels, MP/s, median of {args.iters}; "
+        f"OpenCV {cv2.__version__} (lanczos3: Pillow); ratio = imgproc / OpenCV; - = no such op",
         "",
-        "| op | imgproc MP/s | OpenCV MP/s | ratio |",
-        "|---|---:|---:|---:|",
+        "| " + " | ".join(head) + " |",
+        "|---|---:|" + "---:|" * (len(head) - 2),
     ]
-    for name in ours:
-        r = ref.get(name)
-        ratio = f"{ours[name] / r:.2f}" if r else "-"
-        lines.append(f"| {name} | {ours[name]:.0f} | {r:.0f} | {ratio} |" if r else f"| {name} | {ours[name]:.0f} | - | - |")
+    for name in names:
+        for cn in channels:
+            row = [name, str(cn)]
+            if all(ours.get((name, cn, t)) is None for t in threads):
+                continue
+            for t in threads:
+                a, b = ours.get((name, cn, t)), ref.get((name, cn, t))
+                row += [fmt(a), fmt(b), ratio(a, b)]
+            if len(threads) > 1:
+                row += [ratio(ours.get((name, cn, threads[-1])), ours.get((name, cn, threads[0])))]
+            lines.append("| " + " | ".join(row) + " |")
     table = "\n".join(lines)
     print(table)
     if args.out:

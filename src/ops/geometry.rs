@@ -368,23 +368,8 @@ pub(crate) fn resize_plan(
             let ax = axis(sw, dw, sc.x, sc.inv_x, cubic, area);
             let ay = axis(sh, dh, sc.y, sc.inv_y, cubic, area);
             let k = ax.ksize;
-            let mut taps = Vec::with_capacity(dw * k);
-            let mut alpha = Vec::with_capacity(dw * k);
-            for dx in 0..dw {
-                let sx = ax.ofs[dx];
-                let a = &ax.alpha[dx * k..dx * k + k];
-                if !cubic && dx >= ax.max {
-                    // The CPU multiplies the last pixel by one whole weight.
-                    taps.extend([sx as i32, sx as i32]);
-                    alpha.extend([COEF_SCALE as i32, 0]);
-                } else {
-                    let first = if cubic { sx - 1 } else { sx };
-                    for (j, &w) in a.iter().enumerate() {
-                        taps.push(par::replicate(first + j as isize, sw) as i32);
-                        alpha.push(w);
-                    }
-                }
-            }
+            let (taps, alpha) = column_taps(&ax, sw, cubic);
+            let taps = taps.into_iter().map(|t| t as i32).collect();
             let mut rows = Vec::with_capacity(dh * k);
             for dy in 0..dh {
                 for j in 0..k {
@@ -434,7 +419,6 @@ struct Axis {
     ofs: Vec<isize>,
     alpha: Vec<i32>,
     ksize: usize,
-    min: usize,
     max: usize,
 }
 
@@ -449,7 +433,7 @@ fn cubic_coeffs(x: f32) -> [f32; 4] {
 fn axis(slen: usize, dlen: usize, scale: f64, inv_scale: f64, cubic: bool, area: bool) -> Axis {
     let ksize = if cubic { 4 } else { 2 };
     let k2 = (ksize / 2) as isize;
-    let (mut min, mut max) = (0usize, dlen);
+    let mut max = dlen;
     let mut ofs = Vec::with_capacity(dlen);
     let mut alpha = Vec::with_capacity(dlen * ksize);
     for d in 0..dlen {
@@ -463,12 +447,9 @@ fn axis(slen: usize, dlen: usize, scale: f64, inv_scale: f64, cubic: bool, area:
             fx = ((d + 1) as f64 - (sx + 1) as f64 * inv_scale) as f32;
             fx = if fx <= 0.0 { 0.0 } else { fx - fx.floor() };
         }
-        if sx < k2 - 1 {
-            min = d + 1;
-            if sx < 0 && !cubic {
-                fx = 0.0;
-                sx = 0;
-            }
+        if sx < 0 && !cubic {
+            fx = 0.0;
+            sx = 0;
         }
         if sx + k2 >= slen as isize {
             max = max.min(d);
@@ -500,8 +481,67 @@ fn axis(slen: usize, dlen: usize, scale: f64, inv_scale: f64, cubic: bool, area:
         ofs,
         alpha,
         ksize,
-        min,
         max,
+    }
+}
+
+/// Per output column of a separable resize: `ksize` source sample indices (borders
+/// replicated) and their fixed-point weights, so that every column is the same sum of
+/// products. Bilinear's columns past the last pair (`ax.max`) and before the first
+/// take one whole weight on the edge pixel (and a zero one), as OpenCV does.
+fn column_taps(ax: &Axis, slen: usize, cubic: bool) -> (Vec<usize>, Vec<i32>) {
+    let k = ax.ksize;
+    let dlen = ax.ofs.len();
+    let mut taps = Vec::with_capacity(dlen * k);
+    let mut alpha = Vec::with_capacity(dlen * k);
+    for (d, &sx) in ax.ofs.iter().enumerate() {
+        let a = &ax.alpha[d * k..d * k + k];
+        if !cubic && d >= ax.max {
+            taps.extend([sx as usize, sx as usize]);
+            alpha.extend([COEF_SCALE as i32, 0]);
+        } else {
+            let first = if cubic { sx - 1 } else { sx };
+            for (j, &w) in a.iter().enumerate() {
+                taps.push(par::replicate(first + j as isize, slen));
+                alpha.push(w);
+            }
+        }
+    }
+    (taps, alpha)
+}
+
+/// The horizontal pass of one source row: for each output pixel and channel, the sum
+/// of `K` source samples times their weights.
+fn hpass<const CN: usize, const K: usize>(s: &[u8], taps: &[usize], alpha: &[i32], out: &mut [i32]) {
+    for ((o, t), a) in out
+        .chunks_exact_mut(CN)
+        .zip(taps.chunks_exact(K))
+        .zip(alpha.chunks_exact(K))
+    {
+        let mut px = [[0u8; CN]; K];
+        for (p, &x) in px.iter_mut().zip(t) {
+            *p = s[x * CN..x * CN + CN].try_into().unwrap_or([0; CN]);
+        }
+        for c in 0..CN {
+            let mut v = 0i32;
+            for j in 0..K {
+                v += px[j][c] as i32 * a[j];
+            }
+            o[c] = v;
+        }
+    }
+}
+
+fn hpass_for(cn: usize, k: usize) -> fn(&[u8], &[usize], &[i32], &mut [i32]) {
+    match (cn, k) {
+        (1, 2) => hpass::<1, 2>,
+        (2, 2) => hpass::<2, 2>,
+        (3, 2) => hpass::<3, 2>,
+        (4, 2) => hpass::<4, 2>,
+        (1, _) => hpass::<1, 4>,
+        (2, _) => hpass::<2, 4>,
+        (3, _) => hpass::<3, 4>,
+        _ => hpass::<4, 4>,
     }
 }
 
@@ -520,57 +560,40 @@ fn generic(
     let sstride = sw * cn;
     let dstride = dw * cn;
     let k = ax.ksize;
-    // Horizontal pass of one source row into fixed-point sums.
-    let hrow = |sy: usize, out: &mut [i32]| {
-        let s = &src[sy * sstride..(sy + 1) * sstride];
-        for dx in 0..dw {
-            let sx = ax.ofs[dx];
-            let a = &ax.alpha[dx * k..dx * k + k];
-            for c in 0..cn {
-                let v = if !cubic {
-                    if dx < ax.max {
-                        s[sx as usize * cn + c] as i32 * a[0]
-                            + s[(sx as usize + 1) * cn + c] as i32 * a[1]
-                    } else {
-                        s[sx as usize * cn + c] as i32 * COEF_SCALE as i32
-                    }
-                } else if dx >= ax.min && dx < ax.max {
-                    (0..4)
-                        .map(|j| s[(sx as usize + j - 1) * cn + c] as i32 * a[j])
-                        .sum()
-                } else {
-                    (0..4)
-                        .map(|j| s[par::replicate(sx + j as isize - 1, sw) * cn + c] as i32 * a[j])
-                        .sum()
-                };
-                out[dx * cn + c] = v;
-            }
-        }
-    };
+    let (taps, alpha) = column_taps(ax, sw, cubic);
+    let h = hpass_for(cn, k);
+    let hrow = |sy: usize, out: &mut [i32]| h(&src[sy * sstride..(sy + 1) * sstride], &taps, &alpha, out);
     let mut out = vec![0u8; dstride * dh];
-    out.par_chunks_mut(dstride * 16)
+    const BAND: usize = 16;
+    out.par_chunks_mut(dstride * BAND)
         .enumerate()
         .for_each(|(band, ob)| {
             let mut rows = vec![vec![0i32; dstride]; k];
             let mut have: Vec<Option<usize>> = vec![None; k];
             for (r, orow) in ob.chunks_exact_mut(dstride).enumerate() {
-                let dy = band * 16 + r;
+                let dy = band * BAND + r;
                 let sy0 = ay.ofs[dy];
                 let b = &ay.alpha[dy * k..dy * k + k];
                 for j in 0..k {
                     let sy = par::replicate(sy0 + j as isize - (k as isize / 2 - 1), sh);
-                    if have[j] != Some(sy) {
-                        hrow(sy, &mut rows[j]);
-                        have[j] = Some(sy);
+                    if have[j] == Some(sy) {
+                        continue;
+                    }
+                    // A row the previous output row summed in another slot (upscaling
+                    // moves each source row up a slot or two) is moved, not summed again.
+                    match (j + 1..k).find(|&i| have[i] == Some(sy)) {
+                        Some(i) => {
+                            rows.swap(i, j);
+                            have.swap(i, j);
+                        }
+                        None => {
+                            hrow(sy, &mut rows[j]);
+                            have[j] = Some(sy);
+                        }
                     }
                 }
                 if !cubic {
-                    // OpenCV's vectorised 8-bit linear vertical pass: 16-bit multiply-high arithmetic.
-                    let (b0, b1) = (b[0], b[1]);
-                    for (i, o) in orow.iter_mut().enumerate() {
-                        let t = (((rows[0][i] >> 4) * b0) >> 16) + (((rows[1][i] >> 4) * b1) >> 16);
-                        *o = ((t + 2) >> 2).clamp(0, 255) as u8;
-                    }
+                    linear_column(orow, &rows[0], &rows[1], b[0], b[1]);
                 } else {
                     let scale = 1.0 / (COEF_SCALE * COEF_SCALE);
                     let bf: Vec<f32> = b.iter().map(|&v| v as f32 * scale).collect();
@@ -581,30 +604,86 @@ fn generic(
     out
 }
 
+/// Bilinear's vertical pass over one output row: OpenCV's vectorised 8-bit arithmetic
+/// (the rows' sums scaled down by 16, 16-bit multiply-high by the weights, rounded by 4).
+fn linear_column(orow: &mut [u8], r0: &[i32], r1: &[i32], b0: i32, b1: i32) {
+    let n = orow.len();
+    let (r0, r1) = (&r0[..n], &r1[..n]);
+    for i in 0..n {
+        let t = (((r0[i] >> 4) * b0) >> 16) + (((r1[i] >> 4) * b1) >> 16);
+        orow[i] = ((t + 2) >> 2).clamp(0, 255) as u8;
+    }
+}
+
+/// Averaging by integer factors `fx` x `fy` (cv2.INTER_AREA's fast path): each band of
+/// output rows sums its `fy` source rows column by column into a row of totals (a
+/// straight, vectorised loop), then adds `fx` pixels of that row per output pixel.
+/// Halving rounds half up as OpenCV's vector code does; other factors multiply by the
+/// reciprocal and round half to even, as its scalar code does.
 fn area_int(
     src: &[u8],
     sw: usize,
     cn: usize,
     dw: usize,
     dh: usize,
-    sx: usize,
-    sy: usize,
+    fx: usize,
+    fy: usize,
 ) -> Vec<u8> {
-    let sstride = sw * cn;
-    let mut out = vec![0u8; dw * dh * cn];
-    let scale = 1.0f32 / (sx * sy) as f32;
-    par::bands(&mut out, dw * cn, |y0, band| {
-        for (r, row) in band.chunks_exact_mut(dw * cn).enumerate() {
-            let y = (y0 + r) * sy;
-            for x in 0..dw {
-                for c in 0..cn {
+    match cn {
+        1 => area_int_n::<1>(src, sw, dw, dh, fx, fy),
+        2 => area_int_n::<2>(src, sw, dw, dh, fx, fy),
+        3 => area_int_n::<3>(src, sw, dw, dh, fx, fy),
+        _ => area_int_n::<4>(src, sw, dw, dh, fx, fy),
+    }
+}
+
+fn area_int_n<const CN: usize>(
+    src: &[u8],
+    sw: usize,
+    dw: usize,
+    dh: usize,
+    fx: usize,
+    fy: usize,
+) -> Vec<u8> {
+    let sstride = sw * CN;
+    let used = dw * fx * CN;
+    let mut out = vec![0u8; dw * dh * CN];
+    let scale = 1.0f32 / (fx * fy) as f32;
+    let halving = fx == 2 && fy == 2;
+    if halving {
+        par::bands(&mut out, dw * CN, |y0, band| {
+            for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
+                let y = (y0 + r) * 2;
+                let r0 = &src[y * sstride..y * sstride + used];
+                let r1 = &src[(y + 1) * sstride..(y + 1) * sstride + used];
+                match CN {
+                    1 => halve_row1(r0, r1, row),
+                    2 => halve_row2(r0, r1, row),
+                    3 => halve_row3(r0, r1, row),
+                    _ => halve_row4(r0, r1, row),
+                }
+            }
+        });
+        return out;
+    }
+    par::bands(&mut out, dw * CN, |y0, band| {
+        let mut sums = vec![0u32; used];
+        for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
+            let y = (y0 + r) * fy;
+            sums.fill(0);
+            for yy in y..y + fy {
+                let s = &src[yy * sstride..yy * sstride + used];
+                for (a, &v) in sums.iter_mut().zip(s) {
+                    *a += v as u32;
+                }
+            }
+            for (o, p) in row.chunks_exact_mut(CN).zip(sums.chunks_exact(fx * CN)) {
+                for c in 0..CN {
                     let mut sum = 0u32;
-                    for yy in y..y + sy {
-                        for xx in x * sx..x * sx + sx {
-                            sum += src[yy * sstride + xx * cn + c] as u32;
-                        }
+                    for k in 0..fx {
+                        sum += p[k * CN + c];
                     }
-                    row[x * cn + c] = if sx == 2 && sy == 2 {
+                    o[c] = if halving {
                         ((sum + 2) >> 2) as u8
                     } else {
                         par::round_ties_even_small(sum as f32 * scale).min(255.0) as u8
@@ -614,6 +693,58 @@ fn area_int(
         }
     });
     out
+}
+
+/// One output row of a halving: each pixel the rounded-up mean of its 2x2 block.
+#[inline(always)]
+fn halve_row<const CN: usize>(r0: &[u8], r1: &[u8], out: &mut [u8]) {
+    for ((o, a), b) in out
+        .chunks_exact_mut(CN)
+        .zip(r0.chunks_exact(2 * CN))
+        .zip(r1.chunks_exact(2 * CN))
+    {
+        for c in 0..CN {
+            let s = a[c] as u16 + a[c + CN] as u16 + b[c] as u16 + b[c + CN] as u16;
+            o[c] = ((s + 2) >> 2) as u8;
+        }
+    }
+}
+
+par::avx2_dispatch! {
+    fn halve_row1(r0: &[u8], r1: &[u8], out: &mut [u8]) { halve_row::<1>(r0, r1, out) }
+}
+/// [`halve_row`] for 2 and 4 channels, where the compiler vectorises a vertical sum into
+/// 16-bit lanes and then pairs of pixels better than the 2x2 block at once.
+#[inline(always)]
+fn halve_row_by_columns<const CN: usize>(r0: &[u8], r1: &[u8], out: &mut [u8]) {
+    // Blocks of whole pixel pairs.
+    const PAIRS: usize = 64;
+    let mut v = [0u16; 2 * 4 * PAIRS];
+    for ((o, a), b) in out
+        .chunks_mut(CN * PAIRS)
+        .zip(r0.chunks(2 * CN * PAIRS))
+        .zip(r1.chunks(2 * CN * PAIRS))
+    {
+        let n = a.len().min(b.len());
+        for ((v, &a), &b) in v[..n].iter_mut().zip(a).zip(b) {
+            *v = a as u16 + b as u16;
+        }
+        for (o, p) in o.chunks_exact_mut(CN).zip(v[..n].chunks_exact(2 * CN)) {
+            for c in 0..CN {
+                o[c] = ((p[c] + p[c + CN] + 2) >> 2) as u8;
+            }
+        }
+    }
+}
+
+par::avx2_dispatch! {
+    fn halve_row2(r0: &[u8], r1: &[u8], out: &mut [u8]) { halve_row_by_columns::<2>(r0, r1, out) }
+}
+par::avx2_dispatch! {
+    fn halve_row3(r0: &[u8], r1: &[u8], out: &mut [u8]) { halve_row_by_columns::<3>(r0, r1, out) }
+}
+par::avx2_dispatch! {
+    fn halve_row4(r0: &[u8], r1: &[u8], out: &mut [u8]) { halve_row_by_columns::<4>(r0, r1, out) }
 }
 
 /// OpenCV's computeResizeAreaTab: (dst index, src index, weight) triples.
@@ -952,6 +1083,51 @@ mod tests {
         for (sw, sh, dw, dh) in [(7, 3, 5, 2), (1, 1, 1, 1), (3, 5, 9, 11), (161, 1, 160, 1)] {
             let img = Image::from_u8(sw, sh, 1, vec![9; (sw * sh) as usize]);
             assert!(thumbnail(&img, dw, dh).u8_data().iter().all(|&v| v == 9));
+        }
+    }
+
+    /// The integer-factor area average pixel by pixel: the reference of `area_int`.
+    fn area_int_reference(src: &[u8], sw: usize, cn: usize, dw: usize, dh: usize, fx: usize, fy: usize) -> Vec<u8> {
+        let mut out = vec![0u8; dw * dh * cn];
+        for y in 0..dh {
+            for x in 0..dw {
+                for c in 0..cn {
+                    let mut sum = 0u32;
+                    for yy in y * fy..y * fy + fy {
+                        for xx in x * fx..x * fx + fx {
+                            sum += src[(yy * sw + xx) * cn + c] as u32;
+                        }
+                    }
+                    out[(y * dw + x) * cn + c] = if fx == 2 && fy == 2 {
+                        ((sum + 2) >> 2) as u8
+                    } else {
+                        // OpenCV multiplies by the reciprocal.
+                        (sum as f32 * (1.0 / (fx * fy) as f32)).round_ties_even().min(255.0) as u8
+                    };
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn area_by_integer_factors_equals_its_reference_on_awkward_sizes() {
+        let mut seed = 7u32;
+        for cn in 1..=4usize {
+            for (dw, dh, fx, fy) in [(1, 1, 2, 2), (3, 2, 2, 2), (17, 5, 2, 2), (301, 3, 2, 2), (33, 9, 3, 3), (5, 7, 4, 2), (31, 3, 2, 5)] {
+                let (sw, sh) = (dw * fx + fx / 2, dh * fy);
+                let src: Vec<u8> = (0..sw * sh * cn)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                        (seed >> 16) as u8
+                    })
+                    .collect();
+                assert_eq!(
+                    area_int(&src, sw, cn, dw, dh, fx, fy),
+                    area_int_reference(&src, sw, cn, dw, dh, fx, fy),
+                    "{cn} channels, {dw}x{dh} by {fx}x{fy}"
+                );
+            }
         }
     }
 }
