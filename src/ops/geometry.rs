@@ -512,27 +512,31 @@ fn column_taps(ax: &Axis, slen: usize, cubic: bool) -> (Vec<usize>, Vec<i32>) {
 
 /// The horizontal pass of one source row: for each output pixel and channel, the sum
 /// of `K` source samples times their weights.
-fn hpass<const CN: usize, const K: usize>(s: &[u8], taps: &[usize], alpha: &[i32], out: &mut [i32]) {
+fn hpass<const CN: usize, const K: usize>(
+    s: &[u8],
+    taps: &[usize],
+    alpha: &[i32],
+    out: &mut [i32],
+) {
     for ((o, t), a) in out
         .chunks_exact_mut(CN)
         .zip(taps.chunks_exact(K))
         .zip(alpha.chunks_exact(K))
     {
-        let mut px = [[0u8; CN]; K];
-        for (p, &x) in px.iter_mut().zip(t) {
-            *p = s[x * CN..x * CN + CN].try_into().unwrap_or([0; CN]);
-        }
         for c in 0..CN {
             let mut v = 0i32;
             for j in 0..K {
-                v += px[j][c] as i32 * a[j];
+                v += s[t[j] * CN + c] as i32 * a[j];
             }
             o[c] = v;
         }
     }
 }
 
-fn hpass_for(cn: usize, k: usize) -> fn(&[u8], &[usize], &[i32], &mut [i32]) {
+/// A horizontal pass: source row, column taps, weights, sums out.
+type HPass = fn(&[u8], &[usize], &[i32], &mut [i32]);
+
+fn hpass_for(cn: usize, k: usize) -> HPass {
     match (cn, k) {
         (1, 2) => hpass::<1, 2>,
         (2, 2) => hpass::<2, 2>,
@@ -562,7 +566,8 @@ fn generic(
     let k = ax.ksize;
     let (taps, alpha) = column_taps(ax, sw, cubic);
     let h = hpass_for(cn, k);
-    let hrow = |sy: usize, out: &mut [i32]| h(&src[sy * sstride..(sy + 1) * sstride], &taps, &alpha, out);
+    let hrow =
+        |sy: usize, out: &mut [i32]| h(&src[sy * sstride..(sy + 1) * sstride], &taps, &alpha, out);
     let mut out = vec![0u8; dstride * dh];
     const BAND: usize = 16;
     out.par_chunks_mut(dstride * BAND)
@@ -1087,7 +1092,15 @@ mod tests {
     }
 
     /// The integer-factor area average pixel by pixel: the reference of `area_int`.
-    fn area_int_reference(src: &[u8], sw: usize, cn: usize, dw: usize, dh: usize, fx: usize, fy: usize) -> Vec<u8> {
+    fn area_int_reference(
+        src: &[u8],
+        sw: usize,
+        cn: usize,
+        dw: usize,
+        dh: usize,
+        fx: usize,
+        fy: usize,
+    ) -> Vec<u8> {
         let mut out = vec![0u8; dw * dh * cn];
         for y in 0..dh {
             for x in 0..dw {
@@ -1102,7 +1115,9 @@ mod tests {
                         ((sum + 2) >> 2) as u8
                     } else {
                         // OpenCV multiplies by the reciprocal.
-                        (sum as f32 * (1.0 / (fx * fy) as f32)).round_ties_even().min(255.0) as u8
+                        (sum as f32 * (1.0 / (fx * fy) as f32))
+                            .round_ties_even()
+                            .min(255.0) as u8
                     };
                 }
             }
@@ -1114,7 +1129,15 @@ mod tests {
     fn area_by_integer_factors_equals_its_reference_on_awkward_sizes() {
         let mut seed = 7u32;
         for cn in 1..=4usize {
-            for (dw, dh, fx, fy) in [(1, 1, 2, 2), (3, 2, 2, 2), (17, 5, 2, 2), (301, 3, 2, 2), (33, 9, 3, 3), (5, 7, 4, 2), (31, 3, 2, 5)] {
+            for (dw, dh, fx, fy) in [
+                (1, 1, 2, 2),
+                (3, 2, 2, 2),
+                (17, 5, 2, 2),
+                (301, 3, 2, 2),
+                (33, 9, 3, 3),
+                (5, 7, 4, 2),
+                (31, 3, 2, 5),
+            ] {
                 let (sw, sh) = (dw * fx + fx / 2, dh * fy);
                 let src: Vec<u8> = (0..sw * sh * cn)
                     .map(|_| {

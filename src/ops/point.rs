@@ -172,7 +172,11 @@ fn gray_rgb8(src: &[u8], out: &mut [u8]) {
         .for_each(|(o, s)| {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("ssse3") {
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present; the kernel reads 96 bytes and writes 32 per
+                // step and stops before the last partial step.
+                done = unsafe { gray_rgb8_avx2(s, o) };
+            } else if std::arch::is_x86_feature_detected!("ssse3") {
                 // SAFETY: SSSE3 is present; the kernel reads 48 bytes and writes 16 per step
                 // and stops before the last partial step.
                 done = unsafe { gray_rgb8_ssse3(s, o) };
@@ -259,6 +263,90 @@ unsafe fn gray_rgb8_ssse3(src: &[u8], out: &mut [u8]) -> usize {
             _mm_packus_epi16(lo, hi),
         );
         i += 16;
+    }
+    n
+}
+
+/// [`gray_rgb8_ssse3`] on 32 pixels a step: each 128-bit lane takes 16 pixels (48
+/// bytes) with the same shuffles, and packing within lanes leaves them in order.
+/// Returns how many pixels it converted (a multiple of 32).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn gray_rgb8_avx2(src: &[u8], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    const Z: i8 = -128;
+    let n = out.len().min(src.len() / 3) / 32 * 32;
+    let m = |v: [i8; 16]| {
+        _mm256_broadcastsi128_si256(_mm_setr_epi8(
+            v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13],
+            v[14], v[15],
+        ))
+    };
+    let ra = m([0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
+    let rb = m([Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14, Z, Z, Z, Z, Z]);
+    let rc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 1, 4, 7, 10, 13]);
+    let ga = m([1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
+    let gb = m([Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z]);
+    let gc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14]);
+    let ba = m([2, 5, 8, 11, 14, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
+    let bb = m([Z, Z, Z, Z, Z, 1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z]);
+    let bc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15]);
+    let crg = _mm256_set1_epi32((GRAY_G << 16 | GRAY_R) as i32);
+    let cb1 = _mm256_set1_epi32((1 << 30 | GRAY_B) as i32);
+    let zero = _mm256_setzero_si256();
+    let one = _mm256_set1_epi16(1);
+    let mut i = 0;
+    while i < n {
+        let p = src.as_ptr().add(i * 3);
+        let load = |k: usize| {
+            _mm256_set_m128i(
+                _mm_loadu_si128(p.add(48 + 16 * k) as *const __m128i),
+                _mm_loadu_si128(p.add(16 * k) as *const __m128i),
+            )
+        };
+        let (a, b, c) = (load(0), load(1), load(2));
+        let pick = |x, y, z| {
+            _mm256_or_si256(
+                _mm256_or_si256(_mm256_shuffle_epi8(a, x), _mm256_shuffle_epi8(b, y)),
+                _mm256_shuffle_epi8(c, z),
+            )
+        };
+        let (r, g, bl) = (pick(ra, rb, rc), pick(ga, gb, gc), pick(ba, bb, bc));
+        let (r0, r1) = (_mm256_unpacklo_epi8(r, zero), _mm256_unpackhi_epi8(r, zero));
+        let (g0, g1) = (_mm256_unpacklo_epi8(g, zero), _mm256_unpackhi_epi8(g, zero));
+        let (b0, b1) = (
+            _mm256_unpacklo_epi8(bl, zero),
+            _mm256_unpackhi_epi8(bl, zero),
+        );
+        let sum = |rg, b1_| {
+            _mm256_srli_epi32(
+                _mm256_add_epi32(_mm256_madd_epi16(rg, crg), _mm256_madd_epi16(b1_, cb1)),
+                15,
+            )
+        };
+        let s0 = sum(
+            _mm256_unpacklo_epi16(r0, g0),
+            _mm256_unpacklo_epi16(b0, one),
+        );
+        let s1 = sum(
+            _mm256_unpackhi_epi16(r0, g0),
+            _mm256_unpackhi_epi16(b0, one),
+        );
+        let s2 = sum(
+            _mm256_unpacklo_epi16(r1, g1),
+            _mm256_unpacklo_epi16(b1, one),
+        );
+        let s3 = sum(
+            _mm256_unpackhi_epi16(r1, g1),
+            _mm256_unpackhi_epi16(b1, one),
+        );
+        let lo = _mm256_packs_epi32(s0, s1);
+        let hi = _mm256_packs_epi32(s2, s3);
+        _mm256_storeu_si256(
+            out.as_mut_ptr().add(i) as *mut __m256i,
+            _mm256_packus_epi16(lo, hi),
+        );
+        i += 32;
     }
     n
 }
@@ -679,5 +767,42 @@ mod tests {
         }
         // 8-bit HSV quantises hue to 2 degrees; OpenCV's own round trip is this lossy too.
         assert!(worst <= 8, "worst round-trip error {worst}");
+    }
+
+    #[test]
+    fn every_rgb_to_gray_kernel_equals_the_scalar_formula_on_awkward_widths() {
+        let scalar = |p: &[u8]| {
+            ((p[0] as u32 * GRAY_R + p[1] as u32 * GRAY_G + p[2] as u32 * GRAY_B + (1 << 14)) >> 15)
+                as u8
+        };
+        let mut seed = 99u32;
+        for n in [1usize, 15, 16, 17, 31, 32, 33, 47, 95, 96, 97, 1000] {
+            let src: Vec<u8> = (0..n * 3)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    (seed >> 24) as u8
+                })
+                .collect();
+            let want: Vec<u8> = src.chunks_exact(3).map(scalar).collect();
+            let mut out = vec![0u8; n];
+            super::gray_rgb8(&src, &mut out);
+            assert_eq!(out, want, "{n} pixels");
+            #[cfg(target_arch = "x86_64")]
+            for (name, kernel) in [
+                (
+                    "ssse3",
+                    super::gray_rgb8_ssse3 as unsafe fn(&[u8], &mut [u8]) -> usize,
+                ),
+                ("avx2", super::gray_rgb8_avx2),
+            ] {
+                if !std::arch::is_x86_feature_detected!("avx2") {
+                    continue;
+                }
+                let mut out = vec![0u8; n];
+                // SAFETY: AVX2 (and with it SSSE3) is present.
+                let done = unsafe { kernel(&src, &mut out) };
+                assert_eq!(out[..done], want[..done], "{name}, {n} pixels");
+            }
+        }
     }
 }
