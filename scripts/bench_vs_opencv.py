@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
-"""imgproc's ops against OpenCV's, one thread each, on the same pixels, side by side.
+"""imgproc's ops against OpenCV's, on the same pixels and thread count, side by side.
 
-Crops a 12 MP (4000x3000) RGB image from the corpus photo Elephants_5640x3172.jpg,
-runs `cargo bench --bench optable` (imgproc, one rayon thread) and the same ops with
-OpenCV (cv2.setNumThreads(1)), and prints median MP/s of each with the ratio
-imgproc/OpenCV. Both sides run in this one invocation, so the machine's state is shared.
+Crops a 12 MP (4000x3000) RGB image from the corpus photo Elephants_5640x3172.jpg
+(made gray, gray+alpha or RGBA for other channel counts), runs `cargo bench --bench
+optable` (imgproc, N rayon threads) and the same ops with OpenCV (cv2.setNumThreads(N))
+right after, and prints median MP/s of each with the ratio imgproc/OpenCV. Both sides
+run in this one invocation, so the machine's state is shared.
 
     scripts/setup_venv.sh && scripts/.venv/bin/python scripts/bench_vs_opencv.py [--iters 7] [--out table.md]
         [--threads 1,2] [--channels 1,2,3,4] [--only median]
