@@ -624,40 +624,46 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
     let a = k / 2;
     let src = img.u8_data();
     let stride = w * cn;
-    // Horizontal pass: each output row folds the k shifted copies of its source row.
-    let mut tmp = vec![0u8; src.len()];
-    par::bands(&mut tmp, stride, |y0, band| {
-        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-            let s = &src[(y0 + r) * stride..(y0 + r + 1) * stride];
-            row.copy_from_slice(s);
-            for i in 0..k {
-                if i == a {
-                    continue;
-                }
-                // Window column i reads x + i - a; pixels outside the image are ignored.
-                let off = i as isize - a as isize;
-                let (lo, hi) = (
-                    (-off).max(0) as usize,
-                    (w as isize - off).min(w as isize).max(0) as usize,
-                );
-                if lo >= hi {
-                    continue;
-                }
-                let dst = &mut row[lo * cn..hi * cn];
-                let from = &s[(lo as isize + off) as usize * cn..(hi as isize + off) as usize * cn];
-                fold(dst, from, dilate);
+    // Horizontal pass of source row `sy` into `row`: the k shifted copies folded.
+    let across = |sy: usize, row: &mut [u8]| {
+        let s = &src[sy * stride..(sy + 1) * stride];
+        row.copy_from_slice(s);
+        for i in 0..k {
+            if i == a {
+                continue;
             }
+            // Window column i reads x + i - a; pixels outside the image are ignored.
+            let off = i as isize - a as isize;
+            let (lo, hi) = (
+                (-off).max(0) as usize,
+                (w as isize - off).min(w as isize).max(0) as usize,
+            );
+            if lo >= hi {
+                continue;
+            }
+            let dst = &mut row[lo * cn..hi * cn];
+            let from = &s[(lo as isize + off) as usize * cn..(hi as isize + off) as usize * cn];
+            fold(dst, from, dilate);
         }
-    });
-    // Vertical pass: fold the rows of the window, clipped to the image.
+    };
+    // Each band folds the rows of its windows from a scratch of its own rows' horizontal
+    // passes (and the few beyond its edges), which stays in the cache: no image-sized
+    // intermediate is written and read back.
     let mut out = vec![0u8; src.len()];
     par::bands(&mut out, stride, |y0, band| {
+        let n = band.len() / stride;
+        let (ylo, yhi) = (y0.saturating_sub(a), (y0 + n + a).min(h));
+        let mut rows = vec![0u8; (yhi - ylo) * stride];
+        for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
+            across(ylo + i, row);
+        }
+        let row_of = |sy: usize| &rows[(sy - ylo) * stride..(sy - ylo + 1) * stride];
         for (r, row) in band.chunks_exact_mut(stride).enumerate() {
             let y = y0 + r;
-            row.copy_from_slice(&tmp[y * stride..(y + 1) * stride]);
+            row.copy_from_slice(row_of(y));
             for sy in y.saturating_sub(a)..(y + k - a).min(h) {
                 if sy != y {
-                    fold(row, &tmp[sy * stride..(sy + 1) * stride], dilate);
+                    fold(row, row_of(sy), dilate);
                 }
             }
         }
@@ -802,5 +808,43 @@ mod tests {
         let a = one.install(|| median(&img, 5));
         let b = many.install(|| median(&img, 5));
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn erode_and_dilate_equal_a_naive_window_across_bands() {
+        // Rows of 9,000 samples: a band is 29 rows, so 100 rows make four bands.
+        let (w, h, cn) = (3000usize, 100usize, 3usize);
+        let mut seed = 3u32;
+        let data: Vec<u8> = (0..w * h * cn)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (seed >> 24) as u8
+            })
+            .collect();
+        let img = Image::from_u8(w as u32, h as u32, cn as u8, data.clone());
+        for k in [3usize, 5] {
+            for dilate in [false, true] {
+                let got = morph_once(&img, k, dilate);
+                let a = (k / 2) as isize;
+                for y in 0..h {
+                    for x in 0..w {
+                        for c in 0..cn {
+                            let mut v = if dilate { 0u8 } else { 255u8 };
+                            for dy in -a..=a {
+                                for dx in -a..=a {
+                                    let (sy, sx) = (y as isize + dy, x as isize + dx);
+                                    if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                                        continue;
+                                    }
+                                    let s = data[(sy as usize * w + sx as usize) * cn + c];
+                                    v = if dilate { v.max(s) } else { v.min(s) };
+                                }
+                            }
+                            assert_eq!(got.u8_data()[(y * w + x) * cn + c], v, "k {k}, ({x}, {y})");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
