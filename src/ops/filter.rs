@@ -359,30 +359,61 @@ pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
     let blurred = gaussian(img, 0, sigma);
     let (a, b) = ((1.0 + amount) as f32, (-amount) as f32);
     let cn = img.channels as usize;
-    let colors = img.color_channels();
-    let mut out = img.u8_data().to_vec();
+    let src = img.u8_data();
     let bl = blurred.u8_data();
+    let mut out = vec![0u8; src.len()];
     use rayon::prelude::*;
+    // A multiple of 64 samples, so that alpha keeps its place in every chunk.
     let chunk = (1 << 16) * cn;
     out.par_chunks_mut(chunk)
+        .zip(src.par_chunks(chunk))
         .zip(bl.par_chunks(chunk))
-        .for_each(|(o, b2)| {
-            let mix = |o: &mut u8, bv: u8| {
-                let t = *o as f32 * a + bv as f32 * b;
-                *o = par::round_ties_even_small(t).clamp(0.0, 255.0) as u8;
-            };
-            if colors == cn {
-                o.iter_mut().zip(b2).for_each(|(o, &bv)| mix(o, bv));
-            } else {
-                for (o, b2) in o.chunks_exact_mut(cn).zip(b2.chunks_exact(cn)) {
-                    o[..colors]
-                        .iter_mut()
-                        .zip(b2)
-                        .for_each(|(o, &bv)| mix(o, bv));
-                }
+        .for_each(|((o, s), b2)| {
+            sharpen_mix(o, s, b2, a, b);
+            if cn == 2 || cn == 4 {
+                restore_alpha(o, s, cn);
             }
         });
     Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+par::avx2_dispatch! {
+    /// `o = s * a + blurred * b`, rounded half to even and saturated, in single
+    /// precision as OpenCV's addWeighted.
+    fn sharpen_mix(o: &mut [u8], s: &[u8], blurred: &[u8], a: f32, b: f32) {
+        for ((o, &s), &bv) in o.iter_mut().zip(s).zip(blurred) {
+            let t = s as f32 * a + bv as f32 * b;
+            *o = par::round_ties_even_small(t).clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+/// Copies the alpha samples (the last of each pixel of `cn`, 2 or 4) from `src` to `out`,
+/// in fixed blocks whose alpha positions are constants, so the copy vectorises.
+fn restore_alpha(out: &mut [u8], src: &[u8], cn: usize) {
+    fn blocks<const CN: usize>(out: &mut [u8], src: &[u8]) {
+        const L: usize = 64;
+        let alpha_at: [bool; L] = std::array::from_fn(|i| i % CN == CN - 1);
+        let mut o = out.chunks_exact_mut(L);
+        let mut s = src.chunks_exact(L);
+        for (o, s) in (&mut o).zip(&mut s) {
+            for ((o, &s), &keep) in o.iter_mut().zip(s).zip(&alpha_at) {
+                *o = if keep { s } else { *o };
+            }
+        }
+        for (o, s) in o
+            .into_remainder()
+            .chunks_exact_mut(CN)
+            .zip(s.remainder().chunks_exact(CN))
+        {
+            o[CN - 1] = s[CN - 1];
+        }
+    }
+    if cn == 2 {
+        blocks::<2>(out, src)
+    } else {
+        blocks::<4>(out, src)
+    }
 }
 
 /// Comparators of Batcher's odd-even merge sort for `n` (a power of two) elements.
@@ -843,6 +874,40 @@ mod tests {
                             assert_eq!(got.u8_data()[(y * w + x) * cn + c], v, "k {k}, ({x}, {y})");
                         }
                     }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn sharpen_mixes_colour_samples_and_keeps_alpha_at_every_channel_count() {
+        let mut seed = 17u32;
+        for cn in 1..=4u8 {
+            for (w, h) in [(1u32, 1u32), (37, 5), (200, 3)] {
+                let data: Vec<u8> = (0..w * h * cn as u32)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        (seed >> 24) as u8
+                    })
+                    .collect();
+                let img = Image::from_u8(w, h, cn, data.clone());
+                let got = sharpen(&img, 1.0, 1.5);
+                let bl = gaussian(&img, 0, 1.0);
+                for (i, (&g, (&s, &b))) in got
+                    .u8_data()
+                    .iter()
+                    .zip(data.iter().zip(bl.u8_data()))
+                    .enumerate()
+                {
+                    let alpha = (cn == 2 || cn == 4) && i % cn as usize == cn as usize - 1;
+                    let want = if alpha {
+                        s
+                    } else {
+                        (s as f32 * 2.5 + b as f32 * -1.5)
+                            .round_ties_even()
+                            .clamp(0.0, 255.0) as u8
+                    };
+                    assert_eq!(g, want, "{cn} channels, {w}x{h}, sample {i}");
                 }
             }
         }
