@@ -566,8 +566,17 @@ fn generic(
     let k = ax.ksize;
     let (taps, alpha) = column_taps(ax, sw, cubic);
     let h = hpass_for(cn, k);
-    let hrow =
-        |sy: usize, out: &mut [i32]| h(&src[sy * sstride..(sy + 1) * sstride], &taps, &alpha, out);
+    let fast = LinearColumns::new(&taps, &alpha, sw, cn, k);
+    let hrow = |sy: usize, out: &mut [i32]| {
+        let s = &src[sy * sstride..(sy + 1) * sstride];
+        let done = fast.as_ref().map_or(0, |f| f.run(s, out));
+        h(
+            s,
+            &taps[done * k..],
+            &alpha[done * k..],
+            &mut out[done * cn..],
+        );
+    };
     let mut out = vec![0u8; dstride * dh];
     const BAND: usize = 16;
     out.par_chunks_mut(dstride * BAND)
@@ -607,6 +616,76 @@ fn generic(
             }
         });
     out
+}
+
+/// Bilinear's horizontal pass on 3 or 4 channels with SSE4.1: per output pixel, the
+/// two source pixels' bytes interleaved and widened to 16 bits, then one multiply-add
+/// with the pair of weights gives every channel's sum (the same integers as [`hpass`]).
+struct LinearColumns {
+    /// Per column: its two taps as byte offsets, and the weights as one 32-bit word.
+    cols: Vec<(usize, usize, i32)>,
+    cn: usize,
+}
+
+impl LinearColumns {
+    /// The columns this path takes: for bilinear on 3 or 4 channels where the CPU has
+    /// SSE4.1, from the left while 4-byte loads and 4-sample stores stay inside the row
+    /// (on 3 channels, not the last column nor one with a tap on the last pixel); the
+    /// others are left to [`hpass`].
+    fn new(taps: &[usize], alpha: &[i32], sw: usize, cn: usize, k: usize) -> Option<LinearColumns> {
+        #[cfg(target_arch = "x86_64")]
+        if k == 2 && (cn == 3 || cn == 4) && std::arch::is_x86_feature_detected!("sse4.1") {
+            let n = taps.len() / 2;
+            let inside =
+                |d: usize| cn == 4 || (d + 1 < n && taps[2 * d].max(taps[2 * d + 1]) + 1 < sw);
+            let cols = (0..n)
+                .take_while(|&d| inside(d))
+                .map(|d| {
+                    let pair = (alpha[2 * d] & 0xFFFF) | (alpha[2 * d + 1] << 16);
+                    (taps[2 * d] * cn, taps[2 * d + 1] * cn, pair)
+                })
+                .collect();
+            return Some(LinearColumns { cols, cn });
+        }
+        let _ = (taps, alpha, sw, cn, k);
+        None
+    }
+
+    /// Sums the columns it takes of source row `s` into `out`; returns how many (none
+    /// if a load or store would leave the row: then [`hpass`] does them all).
+    fn run(&self, s: &[u8], out: &mut [i32]) -> usize {
+        let (cols, cn) = (&self.cols, self.cn);
+        // Taps only grow along a row: the last column's loads and store are the furthest.
+        let inside = cols.last().is_some_and(|&(a, b, _)| {
+            a.max(b) + 4 <= s.len() && (cols.len() - 1) * cn + 4 <= out.len()
+        });
+        if !inside {
+            return 0;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: SSE4.1 is present (checked in `new`); every load and store is in
+            // bounds (checked above).
+            unsafe { linear_columns_sse41(s, cols, cn, out) };
+            cols.len()
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+unsafe fn linear_columns_sse41(s: &[u8], cols: &[(usize, usize, i32)], cn: usize, out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let (sp, op) = (s.as_ptr(), out.as_mut_ptr());
+    for (d, &(t0, t1, pair)) in cols.iter().enumerate() {
+        let p0 = _mm_cvtsi32_si128(sp.add(t0).cast::<i32>().read_unaligned());
+        let p1 = _mm_cvtsi32_si128(sp.add(t1).cast::<i32>().read_unaligned());
+        let both = _mm_cvtepu8_epi16(_mm_unpacklo_epi8(p0, p1));
+        let sums = _mm_madd_epi16(both, _mm_set1_epi32(pair));
+        _mm_storeu_si128(op.add(d * cn).cast::<__m128i>(), sums);
+    }
 }
 
 /// Bilinear's vertical pass over one output row: OpenCV's vectorised 8-bit arithmetic
@@ -1149,6 +1228,49 @@ mod tests {
                     area_int(&src, sw, cn, dw, dh, fx, fy),
                     area_int_reference(&src, sw, cn, dw, dh, fx, fy),
                     "{cn} channels, {dw}x{dh} by {fx}x{fy}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_vector_bilinear_pass_equals_the_scalar_one_on_awkward_sizes() {
+        let mut seed = 41u32;
+        for cn in [3usize, 4] {
+            for (sw, dw) in [
+                (1usize, 1usize),
+                (2, 1),
+                (1, 5),
+                (7, 3),
+                (33, 12),
+                (100, 37),
+                (37, 100),
+                (64, 32),
+            ] {
+                let (_, sc) = choose(sw, 1, dw, 1, Filter::Bilinear);
+                let ax = axis(sw, dw, sc.x, sc.inv_x, false, false);
+                let (taps, alpha) = column_taps(&ax, sw, false);
+                let s: Vec<u8> = (0..sw * cn)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        (seed >> 24) as u8
+                    })
+                    .collect();
+                let h = hpass_for(cn, 2);
+                let mut want = vec![0i32; dw * cn];
+                h(&s, &taps, &alpha, &mut want);
+                let mut got = vec![-1i32; dw * cn];
+                let done =
+                    LinearColumns::new(&taps, &alpha, sw, cn, 2).map_or(0, |f| f.run(&s, &mut got));
+                h(
+                    &s,
+                    &taps[done * 2..],
+                    &alpha[done * 2..],
+                    &mut got[done * cn..],
+                );
+                assert_eq!(
+                    got, want,
+                    "{cn} channels, {sw} -> {dw} ({done} columns vectorised)"
                 );
             }
         }
