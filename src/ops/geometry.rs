@@ -863,6 +863,24 @@ fn area_tab(slen: usize, dlen: usize, scale: f64) -> Vec<(usize, usize, f32)> {
     tab
 }
 
+/// Where each output index's entries of an [`area_tab`] start (they come grouped by
+/// output index, in order), with the end as the last element.
+fn tab_starts(tab: &[(usize, usize, f32)], dlen: usize) -> Vec<usize> {
+    let mut starts = vec![tab.len(); dlen + 1];
+    for (i, &(d, _, _)) in tab.iter().enumerate().rev() {
+        starts[d] = i;
+    }
+    // An output index without entries starts where the next one does.
+    for d in (0..dlen).rev() {
+        starts[d] = starts[d].min(starts[d + 1]);
+    }
+    starts
+}
+
+/// Fractional area averaging (cv2.INTER_AREA shrinking by a non-integer factor): per
+/// output row, the weighted horizontal sums of its source rows, weighted again. The
+/// sums are taken in the table's order, one output pixel at a time, so every result is
+/// the same single-precision value as OpenCV's.
 #[allow(clippy::too_many_arguments)]
 fn area_float(
     src: &[u8],
@@ -874,23 +892,46 @@ fn area_float(
     scale_x: f64,
     scale_y: f64,
 ) -> Vec<u8> {
+    match cn {
+        1 => area_float_n::<1>(src, sw, sh, dw, dh, scale_x, scale_y),
+        2 => area_float_n::<2>(src, sw, sh, dw, dh, scale_x, scale_y),
+        3 => area_float_n::<3>(src, sw, sh, dw, dh, scale_x, scale_y),
+        _ => area_float_n::<4>(src, sw, sh, dw, dh, scale_x, scale_y),
+    }
+}
+
+fn area_float_n<const CN: usize>(
+    src: &[u8],
+    sw: usize,
+    sh: usize,
+    dw: usize,
+    dh: usize,
+    scale_x: f64,
+    scale_y: f64,
+) -> Vec<u8> {
     let xt = area_tab(sw, dw, scale_x);
     let yt = area_tab(sh, dh, scale_y);
-    let sstride = sw * cn;
-    let dstride = dw * cn;
+    let xs = tab_starts(&xt, dw);
+    let ys = tab_starts(&yt, dh);
+    let sstride = sw * CN;
+    let dstride = dw * CN;
     let mut out = vec![0u8; dstride * dh];
-    out.par_chunks_mut(dstride)
-        .enumerate()
-        .for_each(|(dy, orow)| {
-            let mut sum = vec![0f32; dstride];
-            let mut buf = vec![0f32; dstride];
-            for &(_, sy, beta) in yt.iter().filter(|t| t.0 == dy) {
-                buf.iter_mut().for_each(|v| *v = 0.0);
+    par::bands(&mut out, dstride, |y0, band| {
+        let mut sum = vec![0f32; dstride];
+        let mut buf = vec![0f32; dstride];
+        for (r, orow) in band.chunks_exact_mut(dstride).enumerate() {
+            let dy = y0 + r;
+            sum.fill(0.0);
+            for &(_, sy, beta) in &yt[ys[dy]..ys[dy + 1]] {
                 let s = &src[sy * sstride..(sy + 1) * sstride];
-                for &(dx, sx, a) in &xt {
-                    for c in 0..cn {
-                        buf[dx * cn + c] += s[sx * cn + c] as f32 * a;
+                for (dx, b) in buf.chunks_exact_mut(CN).enumerate() {
+                    let mut acc = [0f32; CN];
+                    for &(_, sx, a) in &xt[xs[dx]..xs[dx + 1]] {
+                        for c in 0..CN {
+                            acc[c] += s[sx * CN + c] as f32 * a;
+                        }
                     }
+                    b.copy_from_slice(&acc);
                 }
                 for (acc, &b) in sum.iter_mut().zip(&buf) {
                     *acc += beta * b;
@@ -899,7 +940,8 @@ fn area_float(
             for (o, &v) in orow.iter_mut().zip(&sum) {
                 *o = par::round_ties_even_small(v).clamp(0.0, 255.0) as u8;
             }
-        });
+        }
+    });
     out
 }
 
@@ -1275,6 +1317,67 @@ mod tests {
                 assert_eq!(
                     got, want,
                     "{cn} channels, {sw} -> {dw} ({done} columns vectorised)"
+                );
+            }
+        }
+    }
+
+    /// Fractional area averaging output row by output row, scanning the whole tables:
+    /// the reference of `area_float`.
+    #[allow(clippy::too_many_arguments)]
+    fn area_float_reference(
+        src: &[u8],
+        sw: usize,
+        sh: usize,
+        cn: usize,
+        dw: usize,
+        dh: usize,
+        scale_x: f64,
+        scale_y: f64,
+    ) -> Vec<u8> {
+        let (xt, yt) = (area_tab(sw, dw, scale_x), area_tab(sh, dh, scale_y));
+        let mut out = vec![0u8; dw * cn * dh];
+        for (dy, orow) in out.chunks_exact_mut(dw * cn).enumerate() {
+            let mut sum = vec![0f32; dw * cn];
+            for &(_, sy, beta) in yt.iter().filter(|t| t.0 == dy) {
+                let mut buf = vec![0f32; dw * cn];
+                for &(dx, sx, a) in &xt {
+                    for c in 0..cn {
+                        buf[dx * cn + c] += src[(sy * sw + sx) * cn + c] as f32 * a;
+                    }
+                }
+                for (acc, &b) in sum.iter_mut().zip(&buf) {
+                    *acc += beta * b;
+                }
+            }
+            for (o, &v) in orow.iter_mut().zip(&sum) {
+                *o = v.round_ties_even().clamp(0.0, 255.0) as u8;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn fractional_area_equals_its_reference_on_awkward_sizes() {
+        let mut seed = 59u32;
+        for cn in 1..=4usize {
+            for (sw, sh, dw, dh) in [
+                (3usize, 2usize, 2usize, 1usize),
+                (7, 5, 3, 2),
+                (100, 37, 37, 14),
+                (61, 29, 60, 28),
+            ] {
+                let src: Vec<u8> = (0..sw * sh * cn)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        (seed >> 24) as u8
+                    })
+                    .collect();
+                let (sx, sy) = (sw as f64 / dw as f64, sh as f64 / dh as f64);
+                assert_eq!(
+                    area_float(&src, sw, sh, cn, dw, dh, sx, sy),
+                    area_float_reference(&src, sw, sh, cn, dw, dh, sx, sy),
+                    "{cn} channels, {sw}x{sh} -> {dw}x{dh}"
                 );
             }
         }
