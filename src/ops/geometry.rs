@@ -566,7 +566,7 @@ fn generic(
     let k = ax.ksize;
     let (taps, alpha) = column_taps(ax, sw, cubic);
     let h = hpass_for(cn, k);
-    let fast = LinearColumns::new(&taps, &alpha, sw, cn, k);
+    let fast = VectorColumns::new(&taps, &alpha, sw, cn, k);
     let hrow = |sy: usize, out: &mut [i32]| {
         let s = &src[sy * sstride..(sy + 1) * sstride];
         let done = fast.as_ref().map_or(0, |f| f.run(s, out));
@@ -618,34 +618,52 @@ fn generic(
     out
 }
 
-/// Bilinear's horizontal pass on 3 or 4 channels with SSE4.1: per output pixel, the
-/// two source pixels' bytes interleaved and widened to 16 bits, then one multiply-add
-/// with the pair of weights gives every channel's sum (the same integers as [`hpass`]).
-struct LinearColumns {
-    /// Per column: its two taps as byte offsets, and the weights as one 32-bit word.
-    cols: Vec<(usize, usize, i32)>,
+/// The horizontal pass of bilinear (2 taps) and bicubic (4 taps) on 3 or 4 channels
+/// with SSE4.1: per output pixel, two source pixels' bytes interleaved and widened to
+/// 16 bits, then one multiply-add with that pair of weights gives every channel's sum
+/// of the pair (two pairs for bicubic); the same integers as [`hpass`].
+struct VectorColumns {
+    /// Per column: its taps as byte offsets, and each pair of weights as one word.
+    cols: Vec<([usize; 4], [i32; 2])>,
+    /// The largest tap offset of any column.
+    reach: usize,
     cn: usize,
+    k: usize,
 }
 
-impl LinearColumns {
-    /// The columns this path takes: for bilinear on 3 or 4 channels where the CPU has
-    /// SSE4.1, from the left while 4-byte loads and 4-sample stores stay inside the row
-    /// (on 3 channels, not the last column nor one with a tap on the last pixel); the
-    /// others are left to [`hpass`].
-    fn new(taps: &[usize], alpha: &[i32], sw: usize, cn: usize, k: usize) -> Option<LinearColumns> {
+impl VectorColumns {
+    /// The columns this path takes, where the CPU has SSE4.1: from the left while
+    /// 4-byte loads and 4-sample stores stay inside the row (on 3 channels, not the
+    /// last column nor one with a tap on the last pixel); the others are left to
+    /// [`hpass`].
+    fn new(taps: &[usize], alpha: &[i32], sw: usize, cn: usize, k: usize) -> Option<VectorColumns> {
         #[cfg(target_arch = "x86_64")]
-        if k == 2 && (cn == 3 || cn == 4) && std::arch::is_x86_feature_detected!("sse4.1") {
-            let n = taps.len() / 2;
+        if (k == 2 || k == 4)
+            && (cn == 3 || cn == 4)
+            && std::arch::is_x86_feature_detected!("sse4.1")
+        {
+            let n = taps.len() / k;
+            let col_taps = |d: usize| &taps[d * k..d * k + k];
             let inside =
-                |d: usize| cn == 4 || (d + 1 < n && taps[2 * d].max(taps[2 * d + 1]) + 1 < sw);
+                |d: usize| cn == 4 || (d + 1 < n && col_taps(d).iter().all(|&t| t + 1 < sw));
             let cols = (0..n)
                 .take_while(|&d| inside(d))
                 .map(|d| {
-                    let pair = (alpha[2 * d] & 0xFFFF) | (alpha[2 * d + 1] << 16);
-                    (taps[2 * d] * cn, taps[2 * d + 1] * cn, pair)
+                    let a = &alpha[d * k..d * k + k];
+                    let mut t = [0usize; 4];
+                    for (t, &x) in t.iter_mut().zip(col_taps(d)) {
+                        *t = x * cn;
+                    }
+                    let pair = |i: usize| (a[i] & 0xFFFF) | (a[i + 1] << 16);
+                    (t, [pair(0), if k == 4 { pair(2) } else { 0 }])
                 })
-                .collect();
-            return Some(LinearColumns { cols, cn });
+                .collect::<Vec<_>>();
+            let reach = cols
+                .iter()
+                .flat_map(|(t, _)| t[..k].iter().copied())
+                .max()
+                .unwrap_or(0);
+            return Some(VectorColumns { cols, reach, cn, k });
         }
         let _ = (taps, alpha, sw, cn, k);
         None
@@ -655,10 +673,12 @@ impl LinearColumns {
     /// if a load or store would leave the row: then [`hpass`] does them all).
     fn run(&self, s: &[u8], out: &mut [i32]) -> usize {
         let (cols, cn) = (&self.cols, self.cn);
-        // Taps only grow along a row: the last column's loads and store are the furthest.
-        let inside = cols.last().is_some_and(|&(a, b, _)| {
-            a.max(b) + 4 <= s.len() && (cols.len() - 1) * cn + 4 <= out.len()
-        });
+        // The furthest load and the last (furthest) store.
+        let inside = self.reach + 4 <= s.len()
+            && cols
+                .len()
+                .checked_sub(1)
+                .is_some_and(|l| l * cn + 4 <= out.len());
         if !inside {
             return 0;
         }
@@ -666,7 +686,7 @@ impl LinearColumns {
         {
             // SAFETY: SSE4.1 is present (checked in `new`); every load and store is in
             // bounds (checked above).
-            unsafe { linear_columns_sse41(s, cols, cn, out) };
+            unsafe { vector_columns_sse41(s, cols, cn, self.k == 4, out) };
             cols.len()
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -676,14 +696,27 @@ impl LinearColumns {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "sse4.1")]
-unsafe fn linear_columns_sse41(s: &[u8], cols: &[(usize, usize, i32)], cn: usize, out: &mut [i32]) {
+unsafe fn vector_columns_sse41(
+    s: &[u8],
+    cols: &[([usize; 4], [i32; 2])],
+    cn: usize,
+    four: bool,
+    out: &mut [i32],
+) {
     use std::arch::x86_64::*;
     let (sp, op) = (s.as_ptr(), out.as_mut_ptr());
-    for (d, &(t0, t1, pair)) in cols.iter().enumerate() {
-        let p0 = _mm_cvtsi32_si128(sp.add(t0).cast::<i32>().read_unaligned());
-        let p1 = _mm_cvtsi32_si128(sp.add(t1).cast::<i32>().read_unaligned());
-        let both = _mm_cvtepu8_epi16(_mm_unpacklo_epi8(p0, p1));
-        let sums = _mm_madd_epi16(both, _mm_set1_epi32(pair));
+    let px = |t: usize| _mm_cvtsi32_si128(sp.add(t).cast::<i32>().read_unaligned());
+    let pair = |a: usize, b: usize, w: i32| {
+        _mm_madd_epi16(
+            _mm_cvtepu8_epi16(_mm_unpacklo_epi8(px(a), px(b))),
+            _mm_set1_epi32(w),
+        )
+    };
+    for (d, &(t, w)) in cols.iter().enumerate() {
+        let mut sums = pair(t[0], t[1], w[0]);
+        if four {
+            sums = _mm_add_epi32(sums, pair(t[2], t[3], w[1]));
+        }
         _mm_storeu_si128(op.add(d * cn).cast::<__m128i>(), sums);
     }
 }
@@ -1280,9 +1313,14 @@ mod tests {
     }
 
     #[test]
-    fn the_vector_bilinear_pass_equals_the_scalar_one_on_awkward_sizes() {
+    fn the_vector_bilinear_and_bicubic_passes_equal_the_scalar_one_on_awkward_sizes() {
         let mut seed = 41u32;
-        for cn in [3usize, 4] {
+        for (cn, cubic) in [(3usize, false), (4, false), (3, true), (4, true)] {
+            let (k, filter) = if cubic {
+                (4, Filter::Bicubic)
+            } else {
+                (2, Filter::Bilinear)
+            };
             for (sw, dw) in [
                 (1usize, 1usize),
                 (2, 1),
@@ -1293,30 +1331,30 @@ mod tests {
                 (37, 100),
                 (64, 32),
             ] {
-                let (_, sc) = choose(sw, 1, dw, 1, Filter::Bilinear);
-                let ax = axis(sw, dw, sc.x, sc.inv_x, false, false);
-                let (taps, alpha) = column_taps(&ax, sw, false);
+                let (_, sc) = choose(sw, 1, dw, 1, filter);
+                let ax = axis(sw, dw, sc.x, sc.inv_x, cubic, false);
+                let (taps, alpha) = column_taps(&ax, sw, cubic);
                 let s: Vec<u8> = (0..sw * cn)
                     .map(|_| {
                         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                         (seed >> 24) as u8
                     })
                     .collect();
-                let h = hpass_for(cn, 2);
+                let h = hpass_for(cn, k);
                 let mut want = vec![0i32; dw * cn];
                 h(&s, &taps, &alpha, &mut want);
                 let mut got = vec![-1i32; dw * cn];
                 let done =
-                    LinearColumns::new(&taps, &alpha, sw, cn, 2).map_or(0, |f| f.run(&s, &mut got));
+                    VectorColumns::new(&taps, &alpha, sw, cn, k).map_or(0, |f| f.run(&s, &mut got));
                 h(
                     &s,
-                    &taps[done * 2..],
-                    &alpha[done * 2..],
+                    &taps[done * k..],
+                    &alpha[done * k..],
                     &mut got[done * cn..],
                 );
                 assert_eq!(
                     got, want,
-                    "{cn} channels, {sw} -> {dw} ({done} columns vectorised)"
+                    "{cn} channels, cubic {cubic}, {sw} -> {dw} ({done} columns vectorised)"
                 );
             }
         }
