@@ -665,6 +665,25 @@ impl VectorColumns {
                 .unwrap_or(0);
             return Some(VectorColumns { cols, reach, cn, k });
         }
+        #[cfg(target_arch = "x86_64")]
+        if k == 2 && cn == 1 && std::arch::is_x86_feature_detected!("sse4.1") {
+            // Gray: a column's two samples are neighbours (or the second weighs 0), read
+            // as one 16-bit word; four columns a step.
+            let n = taps.len() / 2;
+            let usable = |d: usize| {
+                let (t0, t1) = (taps[2 * d], taps[2 * d + 1]);
+                t0 + 1 < sw && (t1 == t0 + 1 || alpha[2 * d + 1] == 0)
+            };
+            let m = (0..n).take_while(|&d| usable(d)).count() / 4 * 4;
+            let cols = (0..m)
+                .map(|d| {
+                    let pair = (alpha[2 * d] & 0xFFFF) | (alpha[2 * d + 1] << 16);
+                    ([taps[2 * d], 0, 0, 0], [pair, 0])
+                })
+                .collect::<Vec<_>>();
+            let reach = cols.iter().map(|(t, _)| t[0] + 1).max().unwrap_or(0);
+            return Some(VectorColumns { cols, reach, cn, k });
+        }
         let _ = (taps, alpha, sw, cn, k);
         None
     }
@@ -674,11 +693,15 @@ impl VectorColumns {
     fn run(&self, s: &[u8], out: &mut [i32]) -> usize {
         let (cols, cn) = (&self.cols, self.cn);
         // The furthest load and the last (furthest) store.
-        let inside = self.reach + 4 <= s.len()
-            && cols
-                .len()
-                .checked_sub(1)
-                .is_some_and(|l| l * cn + 4 <= out.len());
+        let inside = if cn == 1 {
+            self.reach < s.len() && cols.len() <= out.len()
+        } else {
+            self.reach + 4 <= s.len()
+                && cols
+                    .len()
+                    .checked_sub(1)
+                    .is_some_and(|l| l * cn + 4 <= out.len())
+        };
         if !inside {
             return 0;
         }
@@ -686,11 +709,41 @@ impl VectorColumns {
         {
             // SAFETY: SSE4.1 is present (checked in `new`); every load and store is in
             // bounds (checked above).
-            unsafe { vector_columns_sse41(s, cols, cn, self.k == 4, out) };
+            unsafe {
+                if cn == 1 {
+                    gray_columns_sse41(s, cols, out)
+                } else {
+                    vector_columns_sse41(s, cols, cn, self.k == 4, out)
+                }
+            };
             cols.len()
         }
         #[cfg(not(target_arch = "x86_64"))]
         0
+    }
+}
+
+/// Bilinear on gray, four columns a step: each column's two samples as one 16-bit
+/// load, spread to a pair of 16-bit lanes, one multiply-add with its weights.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+unsafe fn gray_columns_sse41(s: &[u8], cols: &[([usize; 4], [i32; 2])], out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let (sp, op) = (s.as_ptr(), out.as_mut_ptr());
+    let word = |t: usize| sp.add(t).cast::<u16>().read_unaligned() as i32;
+    let spread = _mm_setr_epi8(
+        0, -128, 1, -128, 4, -128, 5, -128, 8, -128, 9, -128, 12, -128, 13, -128,
+    );
+    for (q, c) in cols.chunks_exact(4).enumerate() {
+        let v = _mm_setr_epi32(
+            word(c[0].0[0]),
+            word(c[1].0[0]),
+            word(c[2].0[0]),
+            word(c[3].0[0]),
+        );
+        let w = _mm_setr_epi32(c[0].1[0], c[1].1[0], c[2].1[0], c[3].1[0]);
+        let sums = _mm_madd_epi16(_mm_shuffle_epi8(v, spread), w);
+        _mm_storeu_si128(op.add(q * 4).cast::<__m128i>(), sums);
     }
 }
 
@@ -1315,7 +1368,13 @@ mod tests {
     #[test]
     fn the_vector_bilinear_and_bicubic_passes_equal_the_scalar_one_on_awkward_sizes() {
         let mut seed = 41u32;
-        for (cn, cubic) in [(3usize, false), (4, false), (3, true), (4, true)] {
+        for (cn, cubic) in [
+            (1usize, false),
+            (3, false),
+            (4, false),
+            (3, true),
+            (4, true),
+        ] {
             let (k, filter) = if cubic {
                 (4, Filter::Bicubic)
             } else {
@@ -1330,6 +1389,8 @@ mod tests {
                 (100, 37),
                 (37, 100),
                 (64, 32),
+                (5, 9),
+                (301, 100),
             ] {
                 let (_, sc) = choose(sw, 1, dw, 1, filter);
                 let ax = axis(sw, dw, sc.x, sc.inv_x, cubic, false);
