@@ -1481,4 +1481,38 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn mirrored_rows_equal_a_pixel_by_pixel_reversal_at_awkward_widths() {
+        for cn in 1..=4usize {
+            for w in [1usize, 2, 3, 15, 16, 17, 32, 33, 100] {
+                let s: Vec<u8> = (0..w * cn).map(|i| (i * 7 % 251) as u8).collect();
+                let want: Vec<u8> = s.chunks_exact(cn).rev().flatten().copied().collect();
+                let img = Image::from_u8(w as u32, 2, cn as u8, [s.clone(), s.clone()].concat());
+                let got = flip(&img, true);
+                assert_eq!(
+                    got.u8_data(),
+                    [want.clone(), want].concat(),
+                    "{cn} channels, width {w}"
+                );
+                let wide = Image::from_u16(
+                    w as u32,
+                    1,
+                    cn as u8,
+                    s.iter().map(|&v| v as u16 * 3).collect(),
+                );
+                let got = flip(&wide, true);
+                let Samples::U16(g) = &got.samples else {
+                    panic!("16-bit stays 16-bit")
+                };
+                let w16: Vec<u16> = s
+                    .chunks_exact(cn)
+                    .rev()
+                    .flatten()
+                    .map(|&v| v as u16 * 3)
+                    .collect();
+                assert_eq!(g, &w16);
+            }
+        }
+    }
 }
