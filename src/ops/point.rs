@@ -484,13 +484,18 @@ pub fn equalize(mut img: Image) -> Image {
         .iter()
         .map(|hist| equalize_lut(hist, total))
         .collect();
-    par::chunks(d, ch, |chunk| {
-        for px in chunk.chunks_exact_mut(ch) {
-            for (v, lut) in px.iter_mut().zip(&luts) {
-                *v = lut[*v as usize];
+    match luts.as_slice() {
+        [lut] if ch == 1 => par::chunks(d, 1, |chunk| {
+            chunk.iter_mut().for_each(|v| *v = lut[*v as usize]);
+        }),
+        _ => par::chunks(d, ch, |chunk| {
+            for px in chunk.chunks_exact_mut(ch) {
+                for (v, lut) in px.iter_mut().zip(&luts) {
+                    *v = lut[*v as usize];
+                }
             }
-        }
-    });
+        }),
+    }
     img
 }
 
@@ -502,18 +507,11 @@ fn histograms(d: &[u8], ch: usize) -> Vec<[u32; 256]> {
     use rayon::prelude::*;
     let step = 2 * ch;
     let chunk = (1 << 18) / step * step;
-    let count = |part: &[u8]| {
-        let mut h = vec![[0u32; 256]; step];
-        let mut pairs = part.chunks_exact(step);
-        for p in &mut pairs {
-            for (h, &v) in h.iter_mut().zip(p) {
-                h[v as usize] += 1;
-            }
-        }
-        for (h, &v) in h.iter_mut().zip(pairs.remainder()) {
-            h[v as usize] += 1;
-        }
-        h
+    let count: fn(&[u8]) -> Vec<[u32; 256]> = match ch {
+        1 => count_in_turn::<2>,
+        2 => count_in_turn::<4>,
+        3 => count_in_turn::<6>,
+        _ => count_in_turn::<8>,
     };
     let parts: Vec<Vec<[u32; 256]>> = d.par_chunks(chunk).map(count).collect();
     (0..ch)
@@ -529,6 +527,21 @@ fn histograms(d: &[u8], ch: usize) -> Vec<[u32; 256]> {
             hist
         })
         .collect()
+}
+
+/// Counts `part` into `STEP` histograms, sample `i` into histogram `i % STEP`.
+fn count_in_turn<const STEP: usize>(part: &[u8]) -> Vec<[u32; 256]> {
+    let mut h = vec![[0u32; 256]; STEP];
+    let mut groups = part.chunks_exact(STEP);
+    for g in &mut groups {
+        for k in 0..STEP {
+            h[k][g[k] as usize] += 1;
+        }
+    }
+    for (h, &v) in h.iter_mut().zip(groups.remainder()) {
+        h[v as usize] += 1;
+    }
+    h
 }
 
 /// OpenCV's equalizeHist table for a histogram of `total` samples.
