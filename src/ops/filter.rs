@@ -358,6 +358,9 @@ pub fn box_blur(img: &Image, ksize: u32) -> Image {
 pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
     let blurred = gaussian(img, 0, sigma);
     let (a, b) = ((1.0 + amount) as f32, (-amount) as f32);
+    // A whole amount (the default 1: 2v - blur) makes the single-precision sum an exact
+    // integer, so 16-bit integer arithmetic gives the same bytes, twice as wide a step.
+    let whole = amount.fract() == 0.0 && amount <= 10.0;
     let cn = img.channels as usize;
     let src = img.u8_data();
     let bl = blurred.u8_data();
@@ -369,7 +372,11 @@ pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
         .zip(src.par_chunks(chunk))
         .zip(bl.par_chunks(chunk))
         .for_each(|((o, s), b2)| {
-            sharpen_mix(o, s, b2, a, b);
+            if whole {
+                sharpen_mix_whole(o, s, b2, a as i16, b as i16);
+            } else {
+                sharpen_mix(o, s, b2, a, b);
+            }
             if cn == 2 || cn == 4 {
                 restore_alpha(o, s, cn);
             }
@@ -384,6 +391,16 @@ par::avx2_dispatch! {
         for ((o, &s), &bv) in o.iter_mut().zip(s).zip(blurred) {
             let t = s as f32 * a + bv as f32 * b;
             *o = par::round_ties_even_small(t).clamp(0.0, 255.0) as u8;
+        }
+    }
+}
+
+par::avx2_dispatch! {
+    /// [`sharpen_mix`] for whole weights `a` and `b` (|a| <= 11, |b| <= 10): the sum in
+    /// 16 bits, saturated.
+    fn sharpen_mix_whole(o: &mut [u8], s: &[u8], blurred: &[u8], a: i16, b: i16) {
+        for ((o, &s), &bv) in o.iter_mut().zip(s).zip(blurred) {
+            *o = (s as i16 * a + bv as i16 * b).clamp(0, 255) as u8;
         }
     }
 }
@@ -891,23 +908,30 @@ mod tests {
                     })
                     .collect();
                 let img = Image::from_u8(w, h, cn, data.clone());
-                let got = sharpen(&img, 1.0, 1.5);
                 let bl = gaussian(&img, 0, 1.0);
-                for (i, (&g, (&s, &b))) in got
-                    .u8_data()
-                    .iter()
-                    .zip(data.iter().zip(bl.u8_data()))
-                    .enumerate()
-                {
-                    let alpha = (cn == 2 || cn == 4) && i % cn as usize == cn as usize - 1;
-                    let want = if alpha {
-                        s
-                    } else {
-                        (s as f32 * 2.5 + b as f32 * -1.5)
-                            .round_ties_even()
-                            .clamp(0.0, 255.0) as u8
-                    };
-                    assert_eq!(g, want, "{cn} channels, {w}x{h}, sample {i}");
+                // A fractional amount (single precision), and whole ones (16-bit integers).
+                for amount in [1.5f64, 1.0, 3.0, 10.0] {
+                    let got = sharpen(&img, 1.0, amount);
+                    let (wa, wb) = ((1.0 + amount) as f32, (-amount) as f32);
+                    for (i, (&g, (&s, &b))) in got
+                        .u8_data()
+                        .iter()
+                        .zip(data.iter().zip(bl.u8_data()))
+                        .enumerate()
+                    {
+                        let alpha = (cn == 2 || cn == 4) && i % cn as usize == cn as usize - 1;
+                        let want = if alpha {
+                            s
+                        } else {
+                            (s as f32 * wa + b as f32 * wb)
+                                .round_ties_even()
+                                .clamp(0.0, 255.0) as u8
+                        };
+                        assert_eq!(
+                            g, want,
+                            "{cn} channels, {w}x{h}, amount {amount}, sample {i}"
+                        );
+                    }
                 }
             }
         }
