@@ -216,12 +216,30 @@ fn gray_rgb8(src: &[u8], out: &mut [u8]) {
         });
 }
 
+/// pshufb: zero this byte.
+#[cfg(target_arch = "x86_64")]
+const Z: i8 = -128;
+
+/// Byte positions of R, G and B of 16 RGB pixels spread over three 16-byte loads a, b,
+/// c: the shuffles (ra, rb, rc, ga, gb, gc, ba, bb, bc) whose ORs gather each colour.
+#[cfg(target_arch = "x86_64")]
+const RGB_SPLIT: [[i8; 16]; 9] = [
+    [0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z],
+    [Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14, Z, Z, Z, Z, Z],
+    [Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 1, 4, 7, 10, 13],
+    [1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z],
+    [Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z],
+    [Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14],
+    [2, 5, 8, 11, 14, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z],
+    [Z, Z, Z, Z, Z, 1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z],
+    [Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15],
+];
+
 /// Returns how many pixels it converted (a multiple of 16).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "ssse3")]
 unsafe fn gray_rgb8_ssse3(src: &[u8], out: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    const Z: i8 = -128; // pshufb: zero this byte
     let n = out.len().min(src.len() / 3) / 16 * 16;
     let m = |v: [i8; 16]| {
         _mm_setr_epi8(
@@ -229,16 +247,7 @@ unsafe fn gray_rgb8_ssse3(src: &[u8], out: &mut [u8]) -> usize {
             v[14], v[15],
         )
     };
-    // Byte positions of R, G and B of 16 pixels spread over three 16-byte loads a, b, c.
-    let ra = m([0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
-    let rb = m([Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14, Z, Z, Z, Z, Z]);
-    let rc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 1, 4, 7, 10, 13]);
-    let ga = m([1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
-    let gb = m([Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z]);
-    let gc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14]);
-    let ba = m([2, 5, 8, 11, 14, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
-    let bb = m([Z, Z, Z, Z, Z, 1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z]);
-    let bc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15]);
+    let [ra, rb, rc, ga, gb, gc, ba, bb, bc] = RGB_SPLIT.map(m);
     let crg = _mm_set1_epi32((GRAY_G << 16 | GRAY_R) as i32);
     let cb1 = _mm_set1_epi32((1 << 30 | GRAY_B) as i32); // (B, 1) pairs times (GRAY_B, 2^14)
     let zero = _mm_setzero_si128();
@@ -299,7 +308,6 @@ unsafe fn gray_rgb8_ssse3(src: &[u8], out: &mut [u8]) -> usize {
 #[target_feature(enable = "avx2")]
 unsafe fn gray_rgb8_avx2(src: &[u8], out: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    const Z: i8 = -128;
     let n = out.len().min(src.len() / 3) / 32 * 32;
     let m = |v: [i8; 16]| {
         _mm256_broadcastsi128_si256(_mm_setr_epi8(
@@ -307,15 +315,7 @@ unsafe fn gray_rgb8_avx2(src: &[u8], out: &mut [u8]) -> usize {
             v[14], v[15],
         ))
     };
-    let ra = m([0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
-    let rb = m([Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14, Z, Z, Z, Z, Z]);
-    let rc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 1, 4, 7, 10, 13]);
-    let ga = m([1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
-    let gb = m([Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15, Z, Z, Z, Z, Z]);
-    let gc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 2, 5, 8, 11, 14]);
-    let ba = m([2, 5, 8, 11, 14, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, Z]);
-    let bb = m([Z, Z, Z, Z, Z, 1, 4, 7, 10, 13, Z, Z, Z, Z, Z, Z]);
-    let bc = m([Z, Z, Z, Z, Z, Z, Z, Z, Z, Z, 0, 3, 6, 9, 12, 15]);
+    let [ra, rb, rc, ga, gb, gc, ba, bb, bc] = RGB_SPLIT.map(m);
     let crg = _mm256_set1_epi32((GRAY_G << 16 | GRAY_R) as i32);
     let cb1 = _mm256_set1_epi32((1 << 30 | GRAY_B) as i32);
     let zero = _mm256_setzero_si256();
