@@ -121,6 +121,12 @@ const GRAY_R: u32 = 9798;
 const GRAY_G: u32 = 19235;
 const GRAY_B: u32 = 3735;
 
+/// The luma of the 8-bit pixel starting `p` (R, G, B), as the vector kernels compute it.
+#[inline]
+fn gray8(p: &[u8]) -> u8 {
+    ((p[0] as u32 * GRAY_R + p[1] as u32 * GRAY_G + p[2] as u32 * GRAY_B + (1 << 14)) >> 15) as u8
+}
+
 /// BT.601 luma; RGB(A) becomes gray(+alpha), gray stays as it is.
 pub fn grayscale(img: &Image) -> Image {
     let ch = img.channels as usize;
@@ -135,18 +141,10 @@ pub fn grayscale(img: &Image) -> Image {
             gray_rgb8(src, &mut out);
             Image::from_u8(w, h, 1, out)
         }
-        Samples::U8(src) if ch == 4 => {
+        Samples::U8(src) => {
             let mut out = vec![0u8; w as usize * h as usize * 2];
             gray_rgba8(src, &mut out);
             Image::from_u8(w, h, 2, out)
-        }
-        Samples::U8(src) => {
-            let mut out = vec![0u8; w as usize * h as usize * out_ch];
-            gray_rows(src, &mut out, ch, out_ch, |r, g, b| {
-                ((r as u32 * GRAY_R + g as u32 * GRAY_G + b as u32 * GRAY_B + (1 << 14)) >> 15)
-                    as u8
-            });
-            Image::from_u8(w, h, out_ch as u8, out)
         }
         Samples::U16(src) => {
             let mut out = vec![0u16; w as usize * h as usize * out_ch];
@@ -207,11 +205,7 @@ fn gray_rgb8(src: &[u8], out: &mut [u8]) {
                 done = unsafe { gray_rgb8_ssse3(s, o) };
             }
             for (o, p) in o[done..].iter_mut().zip(s[done * 3..].chunks_exact(3)) {
-                *o = ((p[0] as u32 * GRAY_R
-                    + p[1] as u32 * GRAY_G
-                    + p[2] as u32 * GRAY_B
-                    + (1 << 14))
-                    >> 15) as u8;
+                *o = gray8(p);
             }
         });
 }
@@ -395,11 +389,7 @@ fn gray_rgba8(src: &[u8], out: &mut [u8]) {
                 .chunks_exact_mut(2)
                 .zip(s[done * 4..].chunks_exact(4))
             {
-                o[0] = ((p[0] as u32 * GRAY_R
-                    + p[1] as u32 * GRAY_G
-                    + p[2] as u32 * GRAY_B
-                    + (1 << 14))
-                    >> 15) as u8;
+                o[0] = gray8(p);
                 o[1] = p[3];
             }
         });
