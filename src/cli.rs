@@ -353,8 +353,11 @@ impl Args {
                 Source::Manifest(m)
             }
             (None, false) => {
-                let listed = self.listed_files()?;
-                if self.inputs.is_empty() && listed.is_empty() {
+                // Only rank 0 plans: under mpirun the other ranks get no standard input
+                // (and a list file may exist on rank 0's host alone), so they read none.
+                let planner = crate::transport::launcher_rank() == 0;
+                let listed = if planner { self.listed_files()? } else { Vec::new() };
+                if planner && self.inputs.is_empty() && listed.is_empty() {
                     return Err(match &self.files_from {
                         Some(f) => format!("--files-from {f} names no file: nothing to do"),
                         None => "--op needs input files: imgproc --op grayscale -o out/ photo.jpg".into(),

@@ -205,6 +205,19 @@ fn an_invalid_manifest_ends_every_rank_with_exit_2() {
 }
 
 #[test]
+fn files_from_standard_input_reach_rank_0_alone_and_run() {
+    // mpirun gives standard input to rank 0 only; the workers must not need it.
+    let ws = workspace();
+    mpirun(2, ws.path())
+        .args(["--files-from", "-", "--op", "invert", "-o", "o", "-q"])
+        .write_stdin("images/Aqua.jpg\nimages/Garden.jpg\n")
+        .assert()
+        .code(0);
+    assert!(ws.path().join("o/Aqua.jpg").is_file());
+    assert!(ws.path().join("o/Garden.jpg").is_file());
+}
+
+#[test]
 fn a_failing_item_fails_alone_with_exit_1() {
     let ws = workspace();
     std::fs::write(ws.path().join("images/broken.jpg"), b"not a jpeg").unwrap();
