@@ -2,7 +2,7 @@
 # Sourced, not run.
 
 # The Debian packages imgproc needs to build and test.
-IMGPROC_PACKAGES=(build-essential cmake nasm pkg-config libopenmpi-dev openmpi-bin libclang-dev ocl-icd-libopencl1 pocl-opencl-icd iproute2 util-linux time strace chromium python3)
+IMGPROC_PACKAGES=(build-essential cmake nasm pkg-config libopenmpi-dev openmpi-bin libclang-dev ocl-icd-libopencl1 pocl-opencl-icd iproute2 util-linux time strace chromium python3 tcpdump)
 
 # need_packages PKG...: installs the missing ones with apt when root, otherwise prints
 # the exact command to run and exits 1.

@@ -15,6 +15,10 @@ use crate::runner::{self, RunOptions};
 use crate::sched;
 #[cfg(feature = "mpi")]
 use crate::transport::mpi as mpi_transport;
+#[cfg(feature = "mpi")]
+use crate::transport::sealed::{self, SealedMaster, SealedWorker, WorkerRefusal};
+#[cfg(feature = "mpi")]
+use crate::transport::MasterLink;
 use crate::transport::{launched_by_mpi, launcher_rank};
 #[cfg(feature = "mpi")]
 use crate::transport::{local_rank, local_size};
@@ -23,7 +27,7 @@ use clap::Parser;
 use std::process::ExitCode;
 
 /// Runs the command line of this process (`imgproc ...`, or the subcommands `launch`,
-/// `completions` and `man`) and returns its exit code.
+/// `keygen`, `completions` and `man`) and returns its exit code.
 pub fn main() -> ExitCode {
     let mut argv = std::env::args_os();
     let first = argv.nth(1);
@@ -31,6 +35,7 @@ pub fn main() -> ExitCode {
         Some("launch") => return ExitCode::from(launch::main(argv.collect()) as u8),
         Some("completions") => return ExitCode::from(completions(argv.collect()) as u8),
         Some("man") => return ExitCode::from(man_page() as u8),
+        Some("keygen") => return ExitCode::from(keygen(argv.collect()) as u8),
         _ => {}
     }
     // Before anything starts a thread (see its doc).
@@ -66,6 +71,21 @@ fn completions(args: Vec<std::ffi::OsString>) -> Exit {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut Args::command(), "imgproc", &mut script);
     write_out("completions", &script)
+}
+
+/// `imgproc keygen FILE`: a fresh key for `--secret`, readable by its owner only.
+fn keygen(args: Vec<std::ffi::OsString>) -> Exit {
+    let [path] = args.as_slice() else {
+        eprintln!("imgproc: keygen takes one file to create, e.g. `imgproc keygen ~/.imgproc.key`; then copy it to every host (scp -p keeps it private) and run with --secret ~/.imgproc.key");
+        return Exit::Usage;
+    };
+    match crate::secret::keygen(std::path::Path::new(path)) {
+        Ok(()) => Exit::Ok,
+        Err(e) => {
+            eprintln!("imgproc: keygen: {e}");
+            Exit::Usage
+        }
+    }
 }
 
 /// `imgproc man`: the manual page (roff) on standard output.
@@ -269,6 +289,14 @@ fn run_here(
     dry_run: bool,
     reports: &[String],
 ) -> Exit {
+    if let Some(path) = &run.secret {
+        // Nothing travels between ranks here; the key is still checked, so that a
+        // script's mistake shows before it goes to the cluster.
+        if let Err(e) = crate::secret::load(path) {
+            eprintln!("imgproc: --secret: {e}");
+            return Exit::Usage;
+        }
+    }
     match make_plan(source, opts) {
         Ok(p) if dry_run => print_plan(&p),
         Ok(p) => finish(runner::run_local(&p, run), reports),
@@ -311,9 +339,24 @@ fn run_mpi(
     if rank != 0 {
         signals::install();
         signals::exit_on_signal();
-        let mut link = session.worker();
-        let end = runner::run_mpi_worker(&mut link, session.host(), local_size(), local_rank());
-        return worker_exit(rank, end, run.recovery);
+        let link = session.worker();
+        let Some(path) = &run.secret else {
+            let mut link = link;
+            let end = runner::run_mpi_worker(&mut link, session.host(), local_size(), local_rank());
+            return worker_exit(rank, end, run.recovery);
+        };
+        let key = crate::secret::load(path);
+        let host = session.host();
+        return match SealedWorker::establish(link, key.as_ref().map_err(Clone::clone), &host) {
+            Ok(mut sealed) => {
+                let end = runner::run_mpi_worker(&mut sealed, host, local_size(), local_rank());
+                worker_exit(rank, end, run.recovery)
+            }
+            // Rank 0 says why; every rank leaves with the same code.
+            Err(WorkerRefusal::Refused) if run.recovery => exit_now(Exit::Usage.code()),
+            Err(WorkerRefusal::Refused) => Exit::Usage,
+            Err(WorkerRefusal::Failed(e)) => worker_exit(rank, Err(e.into()), run.recovery),
+        };
     }
     if size == 1 {
         let code = run_here(source, opts, run, dry_run, reports);
@@ -322,7 +365,6 @@ fn run_mpi(
         }
         return code;
     }
-    let mut link = session.master();
     // Under recovery a stopped worker leaves without MPI_Finalize, which could wait for
     // a rank that is gone.
     let ending = if run.recovery {
@@ -330,41 +372,94 @@ fn run_mpi(
     } else {
         sched::Ending::Finalize
     };
-    let (code, lost) = match make_plan(source, opts) {
+    let plain = session.master();
+    let (mut link, early): (Box<dyn MasterLink + '_>, Option<Exit>) = match &run.secret {
+        None => (Box::new(plain), None),
+        Some(path) => match crate::secret::load(path) {
+            Err(e) => {
+                eprintln!("imgproc: --secret: {e}");
+                let mut plain = plain;
+                let _ = sealed::refuse_all(&mut plain, &e);
+                (Box::new(plain), Some(Exit::Usage))
+            }
+            Ok(key) => {
+                let stop = &mut || signals::received().is_some();
+                match SealedMaster::establish(plain, &key, run.worker_timeout, stop) {
+                    Err(e) => {
+                        eprintln!("imgproc: --secret: the key check failed: {e}");
+                        return Exit::Fatal;
+                    }
+                    Ok((mut link, refused)) => {
+                        for r in &refused {
+                            eprintln!("imgproc: --secret: refused {r}");
+                        }
+                        let early = (!refused.is_empty()).then(|| {
+                            let _ = sched::stop_all(&mut link, Exit::Usage.code(), ending);
+                            Exit::Usage
+                        });
+                        (Box::new(link), early)
+                    }
+                }
+            }
+        },
+    };
+    let (code, lost) = match early {
+        Some(code) => (code, false),
+        None => lead(
+            source, opts, run, dry_run, reports, &mut *link, ending, &session,
+        ),
+    };
+    // Every frame is delivered (or given up on) before the job ends.
+    drop(link);
+    if run.recovery {
+        // MPI_Finalize would wait for lost ranks forever, and mpirun's own status
+        // means nothing under recovery: tell the launcher, then leave.
+        launch::report_status(code);
+        exit_now(code.code());
+    }
+    if lost {
+        // Plain mpirun: only an abort ends a job that lost a rank; it exits with this code.
+        session.abort(code.code());
+    }
+    code
+}
+
+/// Rank 0 of a job with workers: plans, deals the work over `link`, and writes the
+/// reports; returns the exit code and whether a rank was lost (or a signal came).
+#[cfg(feature = "mpi")]
+#[allow(clippy::too_many_arguments)]
+fn lead(
+    source: &Source,
+    opts: &PlanOptions,
+    run: &RunOptions,
+    dry_run: bool,
+    reports: &[String],
+    link: &mut dyn MasterLink,
+    ending: sched::Ending,
+    session: &mpi_transport::Session,
+) -> (Exit, bool) {
+    match make_plan(source, opts) {
         Err(code) => {
             // Every rank ends with the same code; none is left waiting.
-            let _ = sched::stop_all(&mut link, code.code(), ending);
+            let _ = sched::stop_all(link, code.code(), ending);
             (code, false)
         }
         Ok(plan) if dry_run => {
             let code = print_plan(&plan);
-            let _ = sched::stop_all(&mut link, 0, ending);
+            let _ = sched::stop_all(link, 0, ending);
             (code, false)
         }
         Ok(plan) => {
-            let result = runner::run_mpi_master(&plan, run, &mut link, session.host(), size);
+            let result = runner::run_mpi_master(&plan, run, link, session.host(), session.size());
             if result.is_err() {
-                let _ = sched::stop_all(&mut link, Exit::Fatal.code(), ending);
+                let _ = sched::stop_all(link, Exit::Fatal.code(), ending);
             }
             let lost = result
                 .as_ref()
                 .is_ok_and(|r| !r.lost_ranks.is_empty() || r.signal.is_some());
             (finish(result, reports), lost)
         }
-    };
-    if run.recovery {
-        // MPI_Finalize would wait for lost ranks forever, and mpirun's own status
-        // means nothing under recovery: tell the launcher, then leave.
-        drop(link);
-        launch::report_status(code);
-        exit_now(code.code());
     }
-    if lost {
-        // Plain mpirun: only an abort ends a job that lost a rank; it exits with this code.
-        drop(link);
-        session.abort(code.code());
-    }
-    code
 }
 
 /// Ends this process at once, without MPI_Finalize.

@@ -17,6 +17,7 @@ Examples:
   mpirun -np 9 --hostfile hosts imgproc --manifest jobs.json --report report.json
   imgproc launch -np 9 --hostfile hosts -- --manifest jobs.json   (survives lost workers)
   imgproc --list-ops;  imgproc completions bash|zsh|fish;  imgproc man
+  imgproc keygen ~/.imgproc.key   (then every rank: --secret ~/.imgproc.key)
 
 Exit codes: 0 all items ok; 1 some items failed (the rest were done);
 2 usage or manifest error (nothing done); 3 fatal runtime error;
@@ -149,6 +150,12 @@ pub struct Args {
     /// same paths), so rank 0 stops being the I/O path.
     #[arg(long)]
     pub shared_fs: bool,
+
+    /// Under MPI: seal every message between ranks (images, paths, parameters, results)
+    /// with AES-256-GCM under the key in FILE (made by `imgproc keygen FILE`). Every
+    /// host needs the same key file at this path; never put a key on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub secret: Option<PathBuf>,
 
     /// Where ops run: cpu (rayon threads), opencl (the device, exit 2 if none), or auto
     /// (a GPU for images of 2 MP or more whose pipeline has a filter, canny, resize or
@@ -434,6 +441,7 @@ impl Args {
                 backups: !self.no_backups,
                 recovery: std::env::var_os(crate::launch::LAUNCHED).is_some(),
                 gallery,
+                secret: self.secret.clone(),
             },
             dry_run: self.dry_run,
             reports: self.report,

@@ -35,5 +35,6 @@ pub(crate) mod progress;
 pub(crate) mod report;
 pub(crate) mod runner;
 pub(crate) mod sched;
+pub(crate) mod secret;
 pub(crate) mod signals;
 pub(crate) mod transport;

@@ -60,6 +60,8 @@ pub struct RunOptions {
     pub recovery: bool,
     /// Thumbnails for an HTML report's gallery, if one is asked for.
     pub gallery: Option<Gallery>,
+    /// `--secret`: the key file that seals messages between ranks.
+    pub secret: Option<std::path::PathBuf>,
 }
 
 /// The gallery of an HTML report: thumbnails of some items before and after, made by
@@ -587,18 +589,28 @@ impl Sink for RunnerSink<'_> {
         });
     }
 
-    fn worker_lost(&mut self, worker: usize, silent: Duration, redealt: &[&Job]) {
+    fn worker_lost(
+        &mut self,
+        worker: usize,
+        silent: Duration,
+        why: Option<&str>,
+        redealt: &[&Job],
+    ) {
         crate::events::emit("rank_lost", || {
             serde_json::json!({
                 "rank": worker,
                 "silent_seconds": silent.as_secs_f64(),
+                "reason": why,
                 "redealt": redealt.iter().map(|j| j.input.display().to_string()).collect::<Vec<_>>(),
             })
         });
+        let because = match why {
+            Some(why) => why.to_string(),
+            None => format!("silent for {:.1}s", silent.as_secs_f64()),
+        };
         let lost = format!(
-            "imgproc: rank {worker} lost at {:.1}s (silent for {:.1}s)",
+            "imgproc: rank {worker} lost at {:.1}s ({because})",
             self.start.elapsed().as_secs_f64(),
-            silent.as_secs_f64()
         );
         if redealt.is_empty() {
             self.progress

@@ -234,9 +234,16 @@ pub trait Sink {
     fn dealt(&mut self, job: &Job, worker: usize, backup: bool) {
         let _ = (job, worker, backup);
     }
-    /// A worker was declared lost; `redealt` are the items it held that go to others.
-    fn worker_lost(&mut self, worker: usize, silent: Duration, redealt: &[&Job]) {
-        let _ = (worker, silent, redealt);
+    /// A worker was declared lost after `silent` without a word, or because its link
+    /// failed (`why`); `redealt` are the items it held that go to others.
+    fn worker_lost(
+        &mut self,
+        worker: usize,
+        silent: Duration,
+        why: Option<&str>,
+        redealt: &[&Job],
+    ) {
+        let _ = (worker, silent, why, redealt);
     }
     /// Polled while the master waits: true stops dealing (SIGINT, SIGTERM).
     fn interrupted(&mut self) -> bool {
@@ -649,7 +656,7 @@ impl Master<'_> {
     }
 
     /// Declares worker `w` lost and puts back every item only it held.
-    fn lose(&mut self, w: usize, silent: Duration) {
+    fn lose(&mut self, w: usize, silent: Duration, why: Option<&str>) {
         let slot = &mut self.slots[w - 1];
         slot.alive = false;
         self.link.forget(w);
@@ -672,7 +679,7 @@ impl Master<'_> {
             self.queue_cost += self.jobs[j].cost;
         }
         let jobs: Vec<&Job> = redealt.iter().map(|&j| &self.jobs[j]).collect();
-        self.sink.worker_lost(w, silent, &jobs);
+        self.sink.worker_lost(w, silent, why, &jobs);
     }
 
     /// When nothing is left to deal, gives idle worker `w` a copy of the in-flight batch
@@ -792,7 +799,7 @@ impl Master<'_> {
                 for w in 1..=n {
                     let silent = now - self.slots[w - 1].heard;
                     if self.slots[w - 1].alive && silent > limit {
-                        self.lose(w, silent);
+                        self.lose(w, silent, None);
                     }
                 }
             }
@@ -847,10 +854,10 @@ impl Master<'_> {
                 slot.heard += deaf;
             }
         }
-        for w in self.link.broken() {
+        for (w, why) in self.link.broken() {
             if (1..=n).contains(&w) && self.slots[w - 1].alive {
                 let silent = self.slots[w - 1].heard.elapsed();
-                self.lose(w, silent);
+                self.lose(w, silent, Some(&why));
             }
         }
         let Some((w, f)) = received else {
@@ -916,7 +923,7 @@ impl Master<'_> {
     fn leave(&mut self, w: usize, interrupted: bool) {
         let silent = self.slots[w - 1].heard.elapsed();
         match self.opts.worker_timeout {
-            Some(limit) if !interrupted && silent > limit => self.lose(w, silent),
+            Some(limit) if !interrupted && silent > limit => self.lose(w, silent, None),
             _ => self.link.forget(w),
         }
     }

@@ -169,7 +169,7 @@ impl Sink for RecordingSink {
     fn skipped(&mut self, job: &Job, why: Unrun) {
         self.skipped.push((job.id, why));
     }
-    fn worker_lost(&mut self, worker: usize, _: Duration, redealt: &[&Job]) {
+    fn worker_lost(&mut self, worker: usize, _: Duration, _: Option<&str>, redealt: &[&Job]) {
         self.lost
             .push((worker, redealt.iter().map(|j| j.id).collect()));
     }

@@ -9,6 +9,8 @@
 pub mod local;
 #[cfg(feature = "mpi")]
 pub mod mpi;
+#[cfg(any(test, feature = "mpi"))]
+pub mod sealed;
 
 use std::time::Duration;
 
@@ -69,9 +71,10 @@ pub trait MasterLink {
         &mut self,
         timeout: Duration,
     ) -> Result<Option<(usize, Vec<u8>)>, TransportError>;
-    /// Workers whose message could not be received (it stopped arriving part-way, as
-    /// when the sender dies): they should be treated as lost. Empties the list.
-    fn broken(&mut self) -> Vec<usize> {
+    /// Workers whose link failed, with why in words: a message stopped arriving
+    /// part-way (as when the sender dies), or failed its check under `--secret`. They
+    /// should be treated as lost. Empties the list.
+    fn broken(&mut self) -> Vec<(usize, String)> {
         Vec::new()
     }
     /// How long receiving one message may take once it has started to arrive.

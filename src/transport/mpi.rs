@@ -152,7 +152,7 @@ pub struct MpiMaster<'a> {
     world: &'a SimpleCommunicator,
     pending: Vec<Pending>,
     forgotten: Vec<usize>,
-    broken: Vec<usize>,
+    broken: Vec<(usize, String)>,
     patience: Duration,
 }
 
@@ -208,13 +208,19 @@ impl MasterLink for MpiMaster<'_> {
         match receive(msg, status, self.patience, || self.reap()) {
             Some(data) => Ok(Some((from, data))),
             None => {
-                self.broken.push(from);
+                self.broken.push((
+                    from,
+                    format!(
+                        "a message from it stopped arriving part-way (nothing for {} s)",
+                        self.patience.as_secs()
+                    ),
+                ));
                 Ok(None)
             }
         }
     }
 
-    fn broken(&mut self) -> Vec<usize> {
+    fn broken(&mut self) -> Vec<(usize, String)> {
         std::mem::take(&mut self.broken)
     }
 

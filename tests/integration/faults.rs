@@ -11,17 +11,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn bin() -> PathBuf {
+pub(super) fn bin() -> PathBuf {
     assert_cmd::cargo::cargo_bin("imgproc")
 }
 
-fn shared() -> PathBuf {
+pub(super) fn shared() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared")
 }
 
 /// A folder with 30 corpus photos (each photo twice) and a manifest that blurs and
 /// traces edges into PNGs: a few seconds of work on two cores.
-fn workspace() -> tempfile::TempDir {
+pub(super) fn workspace() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     let images = d.path().join("images");
     std::fs::create_dir_all(&images).unwrap();
@@ -63,7 +63,7 @@ fn names(t: &[(String, Vec<u8>)]) -> Vec<&str> {
 }
 
 /// Asserts that `dir` holds exactly the clean run's outputs, byte for byte.
-fn assert_same(dir: &Path, reference: &[(String, Vec<u8>)], what: &str) {
+pub(super) fn assert_same(dir: &Path, reference: &[(String, Vec<u8>)], what: &str) {
     let got = tree(dir);
     assert_eq!(names(&got), names(reference), "{what}: other files");
     for ((n, a), (_, b)) in got.iter().zip(reference) {
@@ -71,7 +71,7 @@ fn assert_same(dir: &Path, reference: &[(String, Vec<u8>)], what: &str) {
     }
 }
 
-fn assert_no_temporaries(dir: &Path) {
+pub(super) fn assert_no_temporaries(dir: &Path) {
     let mut stack = vec![dir.to_path_buf()];
     while let Some(p) = stack.pop() {
         for e in std::fs::read_dir(&p).unwrap().flatten() {
@@ -88,7 +88,7 @@ fn assert_no_temporaries(dir: &Path) {
 }
 
 /// The clean run without MPI.
-fn reference(ws: &Path, manifest: &str) -> Vec<(String, Vec<u8>)> {
+pub(super) fn reference(ws: &Path, manifest: &str) -> Vec<(String, Vec<u8>)> {
     let out = Command::new(bin())
         .current_dir(ws)
         .args(["-m", manifest, "-o", "ref", "-q"])
@@ -98,7 +98,7 @@ fn reference(ws: &Path, manifest: &str) -> Vec<(String, Vec<u8>)> {
     tree(&ws.join("ref"))
 }
 
-fn ompi(c: &mut Command) -> &mut Command {
+pub(super) fn ompi(c: &mut Command) -> &mut Command {
     c.env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .env("OMPI_MCA_rmaps_base_oversubscribe", "1")
@@ -190,7 +190,7 @@ fn signal(pid: i32, sig: i32) {
 }
 
 /// No rank of the job marked `marker` is left (a few seconds' grace for exiting ones).
-fn assert_no_strays(marker: &str) {
+pub(super) fn assert_no_strays(marker: &str) {
     let t = Instant::now();
     loop {
         let left: Vec<(i32, usize)> = ranks(marker)
@@ -219,15 +219,15 @@ fn journal_lines(dir: &Path) -> usize {
         .unwrap_or(0)
 }
 
-fn report(path: &Path) -> serde_json::Value {
+pub(super) fn report(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).unwrap()).expect("a JSON report")
 }
 
-fn stderr(o: &Output) -> String {
+pub(super) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).to_string()
 }
 
-const LIMIT: Duration = Duration::from_secs(240);
+pub(super) const LIMIT: Duration = Duration::from_secs(240);
 
 #[test]
 fn launch_survives_a_worker_killed_with_sigkill() {
@@ -660,10 +660,16 @@ fn sigint_and_sigterm_keep_what_was_committed_and_resume_finishes() {
 }
 
 /// The simulated cluster (three network namespaces); torn down even if the test fails.
-struct Cluster;
+/// One test at a time has it: the others wait.
+pub(super) struct Cluster {
+    _only: std::sync::MutexGuard<'static, ()>,
+}
+
+static CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Cluster {
-    fn up() -> Cluster {
+    pub(super) fn up() -> Cluster {
+        let only = CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
         let script = shared().join("netns/cluster");
         let _ = Command::new(&script).arg("down").status();
         let st = Command::new(&script).args(["up", "3"]).status().unwrap();
@@ -671,7 +677,7 @@ impl Cluster {
             st.success(),
             "../shared/netns/cluster up 3 failed (needs root and iproute2)"
         );
-        Cluster
+        Cluster { _only: only }
     }
     fn link(&self, host: &str, state: &str) {
         let st = Command::new(shared().join("netns/cluster"))
@@ -739,7 +745,7 @@ fn launch_survives_a_cut_network_link_between_hosts() {
 }
 
 /// `imgproc launch` over the simulated cluster, rank i on host h(i+1).
-fn launch_netns(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+pub(super) fn launch_netns(ws: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
     let net = shared().join("netns");
     let mut c = Command::new(bin());
     ompi(&mut c)

@@ -9,3 +9,4 @@ mod memory;
 mod mpi;
 mod opencl;
 mod report;
+mod secret;
