@@ -1,4 +1,4 @@
-//! `--secret`: every frame between rank 0 and a worker sealed with AES-256-GCM.
+//! `--secret`: every frame between rank 0 and a worker sealed with AES-256-GCM (ring).
 //!
 //! Without `--shared-fs` the frames carry every input image, every output, and the
 //! manifest's paths and parameters; MPI sends them in plaintext over links that other
@@ -26,8 +26,8 @@
 
 use super::{MasterLink, TransportError, WorkerLink};
 use crate::secret::Key;
-use aes_gcm::aead::AeadInPlace;
-use aes_gcm::{Aes256Gcm, KeyInit, Nonce, Tag};
+use ring::aead::{Aad, LessSafeKey, Nonce, Tag, UnboundKey, AES_256_GCM};
+use ring::hkdf;
 use std::time::{Duration, Instant};
 
 const MAGIC: &[u8; 8] = b"IMGPSEAL";
@@ -74,7 +74,7 @@ fn random_salt() -> Result<[u8; SALT], TransportError> {
 
 /// One link's cipher and its two counters.
 struct Channel {
-    cipher: Aes256Gcm,
+    cipher: LessSafeKey,
     sent: u64,
     received: u64,
 }
@@ -103,47 +103,43 @@ impl Channel {
     /// The link between rank 0 and worker `rank`, keyed for this run.
     fn new(key: &Key, master_salt: &[u8], worker_salt: &[u8], rank: usize) -> Channel {
         let salt = [master_salt, worker_salt].concat();
-        let hk = hkdf::Hkdf::<sha2::Sha256>::new(Some(&salt), key.bytes());
-        let mut okm = [0u8; 32];
-        let info = [
-            &b"imgproc sealed link v1 rank "[..],
-            &(rank as u64).to_le_bytes(),
-        ]
-        .concat();
-        // 32 bytes is far below HKDF-SHA256's limit of 8160.
-        hk.expand(&info, &mut okm)
-            .expect("HKDF-SHA256 gives 32 bytes");
-        let cipher = Aes256Gcm::new(&okm.into());
-        okm.fill(0);
+        let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &salt).extract(key.bytes());
+        let rank = (rank as u64).to_le_bytes();
+        let info = [&b"imgproc sealed link v1 rank "[..], &rank[..]];
+        // 32 bytes is far below HKDF-SHA256's limit of 8160: neither call can fail.
+        let okm = prk
+            .expand(&info, &AES_256_GCM)
+            .expect("HKDF gives 32 bytes");
         Channel {
-            cipher,
+            cipher: LessSafeKey::new(UnboundKey::from(okm)),
             sent: 0,
             received: 0,
         }
     }
 
-    fn nonce(dir: u8, counter: u64) -> Nonce<aes_gcm::aead::consts::U12> {
+    fn nonce(dir: u8, counter: u64) -> Nonce {
         let mut n = [0u8; 12];
         n[..8].copy_from_slice(&counter.to_le_bytes());
         n[8] = dir;
-        n.into()
+        Nonce::assume_unique_for_key(n)
     }
 
     /// Seals `frame` in place as the next message in direction `dir`.
     fn seal(&mut self, dir: u8, mut frame: Vec<u8>) -> Result<Vec<u8>, TransportError> {
         let counter = self.sent;
+        let too_large = |n: usize| {
+            TransportError(format!(
+                "a message of {n} bytes is too large to seal (AES-GCM takes at most 64 GiB)"
+            ))
+        };
+        let n = frame.len();
         let tag = self
             .cipher
-            .encrypt_in_place_detached(&Self::nonce(dir, counter), b"", &mut frame)
-            .map_err(|_| {
-                TransportError(format!(
-                    "a message of {} bytes is too large to seal (AES-GCM takes at most 64 GiB)",
-                    frame.len()
-                ))
-            })?;
+            .seal_in_place_separate_tag(Self::nonce(dir, counter), Aad::empty(), &mut frame)
+            .map_err(|_| too_large(n))?;
         self.sent += 1;
         frame.reserve_exact(TRAILER);
-        frame.extend_from_slice(&tag);
+        frame.extend_from_slice(tag.as_ref());
         frame.extend_from_slice(&counter.to_le_bytes());
         Ok(frame)
     }
@@ -161,10 +157,18 @@ impl Channel {
                 got,
             });
         }
-        let tag = Tag::clone_from_slice(&frame[n - TRAILER..n - 8]);
+        let tag: [u8; TAG] = frame[n - TRAILER..n - 8]
+            .try_into()
+            .map_err(|_| Refused::Short)?;
         frame.truncate(n - TRAILER);
         self.cipher
-            .decrypt_in_place_detached(&Self::nonce(dir, got), b"", &mut frame, &tag)
+            .open_in_place_separate_tag(
+                Self::nonce(dir, got),
+                Aad::empty(),
+                Tag::from(tag),
+                &mut frame,
+                0..,
+            )
             .map_err(|_| Refused::Forged)?;
         self.received += 1;
         Ok(frame)
