@@ -1,4 +1,5 @@
-//! Neighbourhood filters: Gaussian and box blur, sharpen, median, Sobel, erode, dilate.
+//! Neighbourhood filters: Gaussian and box blur, sharpen, Sobel, erode, dilate (the
+//! median has its own module, `median`).
 //!
 //! The blurs share one separable engine with integer kernels, so that they reproduce
 //! OpenCV's 8-bit fixed-point arithmetic exactly (a horizontal pass into a wider
@@ -433,121 +434,6 @@ fn restore_alpha(out: &mut [u8], src: &[u8], cn: usize) {
     }
 }
 
-/// Comparators of Batcher's odd-even merge sort for `n` (a power of two) elements.
-fn batcher(n: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut p = 1;
-    while p < n {
-        let mut k = p;
-        while k >= 1 {
-            for j in (k % p..n - k).step_by(2 * k) {
-                for i in 0..k.min(n - j - k) {
-                    if (i + j) / (p * 2) == (i + j + k) / (p * 2) {
-                        out.push((i + j, i + j + k));
-                    }
-                }
-            }
-            k /= 2;
-        }
-        p *= 2;
-    }
-    out
-}
-
-/// A selection network: the comparators of a sorting network for `n` values that can
-/// influence position `n / 2` (the median), in order. Positions `n..` hold padding that
-/// sorts above everything, so the median of the `n` real values stays at `n / 2`.
-pub(crate) fn median_network(n: usize) -> (usize, Vec<(usize, usize)>) {
-    let size = n.next_power_of_two();
-    let all = batcher(size);
-    let mut needed = vec![false; size];
-    needed[n / 2] = true;
-    let mut kept = Vec::new();
-    for &(a, b) in all.iter().rev() {
-        if needed[a] || needed[b] {
-            needed[a] = true;
-            needed[b] = true;
-            kept.push((a, b));
-        }
-    }
-    kept.reverse();
-    (size, kept)
-}
-
-par::avx2_dispatch! {
-    /// Runs `net` over `lanes` (each `len` samples, laid end to end) with element-wise
-    /// min/max: every sample position is an independent selection, so this vectorises.
-    fn run_network(lanes: &mut [u8], len: usize, net: &[(usize, usize)]) {
-        for &(a, b) in net {
-            let (lo, hi) = lanes.split_at_mut(b * len);
-            let x = &mut lo[a * len..(a + 1) * len];
-            let y = &mut hi[..len];
-            for (x, y) in x.iter_mut().zip(y.iter_mut()) {
-                let (mn, mx) = ((*x).min(*y), (*x).max(*y));
-                *x = mn;
-                *y = mx;
-            }
-        }
-    }
-}
-
-/// Median of each channel over a `ksize` square, border replicate, as `cv2.medianBlur`.
-/// Each output row is cut into tiles small enough for the L1 cache; a tile gathers its
-/// `ksize^2` shifted source segments and runs a selection network across them.
-pub fn median(img: &Image, ksize: u32) -> Image {
-    let (w, h, cn) = (
-        img.width as usize,
-        img.height as usize,
-        img.channels as usize,
-    );
-    let k = ksize as usize;
-    let a = (k / 2) as isize;
-    let src = img.u8_data();
-    let stride = w * cn;
-    let (size, net) = median_network(k * k);
-    // A multiple of 32 samples and of the pixel size, about 16 KiB of lanes in all.
-    let unit = 32 * cn;
-    let tile = ((16 * 1024 / size) / unit).max(1) * unit;
-    let tile = tile.min(stride);
-    let mut out = vec![0u8; src.len()];
-    par::bands(&mut out, stride, |y0, band| {
-        let mut lanes = vec![255u8; size * tile];
-        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-            let y = y0 + r;
-            let rows: Vec<&[u8]> = (0..k)
-                .map(|j| {
-                    let sy = par::replicate(y as isize + j as isize - a, h);
-                    &src[sy * stride..(sy + 1) * stride]
-                })
-                .collect();
-            for t0 in (0..stride).step_by(tile) {
-                let len = tile.min(stride - t0);
-                for (j, srow) in rows.iter().enumerate() {
-                    for i in 0..k {
-                        let off = (i as isize - a) * cn as isize;
-                        let lane = &mut lanes[(j * k + i) * len..(j * k + i + 1) * len];
-                        let (lo, hi) = (t0 as isize + off, (t0 + len) as isize + off);
-                        if lo >= 0 && hi <= stride as isize {
-                            lane.copy_from_slice(&srow[lo as usize..hi as usize]);
-                        } else {
-                            for (n, v) in lane.iter_mut().enumerate() {
-                                let s = t0 + n;
-                                let sx = par::replicate((s / cn) as isize + i as isize - a, w);
-                                *v = srow[sx * cn + s % cn];
-                            }
-                        }
-                    }
-                }
-                lanes[k * k * len..size * len].fill(255);
-                run_network(&mut lanes[..size * len], len, &net);
-                let m = k * k / 2;
-                row[t0..t0 + len].copy_from_slice(&lanes[m * len..(m + 1) * len]);
-            }
-        }
-    });
-    Image::from_u8(img.width, img.height, img.channels, out)
-}
-
 /// 3x3 Sobel derivatives of one row: `dx` and `dy` for all `w * cn` samples.
 #[allow(clippy::too_many_arguments)]
 pub fn sobel_row(
@@ -791,30 +677,6 @@ mod tests {
     }
 
     #[test]
-    fn median_network_selects_the_median_of_every_permutation_sample() {
-        for k in [3usize, 5, 7] {
-            let n = k * k;
-            let (size, net) = median_network(n);
-            let mut seed = 12345u64;
-            for _ in 0..2000 {
-                let mut v: Vec<u8> = (0..n)
-                    .map(|_| {
-                        seed = seed
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        (seed >> 56) as u8
-                    })
-                    .collect();
-                let mut lanes = v.clone();
-                lanes.resize(size, 255);
-                run_network(&mut lanes, 1, &net);
-                v.sort_unstable();
-                assert_eq!(lanes[n / 2], v[n / 2], "k={k}");
-            }
-        }
-    }
-
-    #[test]
     fn default_gaussian_kernel_is_binomial() {
         assert_eq!(gaussian_kernel_q8(5, 0.0), vec![16, 64, 96, 64, 16]);
         for (n, s) in [(7usize, 1.0), (9, 2.0), (5, 0.8), (3, 5.0)] {
@@ -852,9 +714,6 @@ mod tests {
             .unwrap();
         let a = one.install(|| gaussian(&img, 5, 0.0));
         let b = many.install(|| gaussian(&img, 5, 0.0));
-        assert_eq!(a, b);
-        let a = one.install(|| median(&img, 5));
-        let b = many.install(|| median(&img, 5));
         assert_eq!(a, b);
     }
 

@@ -16,6 +16,7 @@ mod canny;
 mod defs;
 mod filter;
 mod geometry;
+mod median;
 #[cfg(feature = "opencl")]
 pub mod opencl;
 #[cfg(not(feature = "opencl"))]

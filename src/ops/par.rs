@@ -21,6 +21,25 @@ pub fn bands<T: Send>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T])
         .for_each(|(i, band)| f(i * rows_per_band, band));
 }
 
+/// [`bands`] whose bands are whole multiples of `rows` rows (the last one aside), for a
+/// filter that makes several output rows at once.
+pub fn bands_by<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    rows: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if row_len == 0 || out.is_empty() {
+        return;
+    }
+    let rows_per_band = (TASK_SAMPLES / row_len)
+        .max(1)
+        .next_multiple_of(rows.max(1));
+    out.par_chunks_mut(rows_per_band * row_len)
+        .enumerate()
+        .for_each(|(i, band)| f(i * rows_per_band, band));
+}
+
 /// Runs `f` over chunks of a flat buffer whose length is a multiple of `unit`.
 pub fn chunks<T: Send>(data: &mut [T], unit: usize, f: impl Fn(&mut [T]) + Sync + Send) {
     let unit = unit.max(1);
@@ -52,11 +71,40 @@ pub fn replicate(p: isize, len: usize) -> usize {
 }
 
 /// Defines `$name(args)`, which runs `$body` compiled with the target features listed
-/// in brackets when the CPU has them all, and for the baseline target otherwise. The
+/// in brackets when the CPU has them all (`[a] else [b]`: the first list the CPU has
+/// all of), and for the baseline target otherwise. The
 /// body must be plain Rust; the point is to let the compiler vectorise it wider, or use
 /// an instruction (FMA for `mul_add`) instead of a library call. Results are identical
 /// either way (`mul_add` is fused in both).
 macro_rules! dispatch {
+    ([$($f1:tt),+] else [$($f2:tt),+] $(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn generic($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature($(enable = $f1),+)]
+                unsafe fn widest($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                #[target_feature($(enable = $f2),+)]
+                unsafe fn wide($($arg: $ty),*) {
+                    generic($($arg),*)
+                }
+                if $(std::arch::is_x86_feature_detected!($f1))&&+ {
+                    // SAFETY: the CPU has every feature `widest` is compiled for, checked
+                    // just above.
+                    return unsafe { widest($($arg),*) };
+                }
+                if $(std::arch::is_x86_feature_detected!($f2))&&+ {
+                    // SAFETY: as above, for `wide`.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            generic($($arg),*)
+        }
+    };
     ([$($feature:tt),+] $(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$m])*
         $vis fn $name($($arg: $ty),*) {
@@ -87,6 +135,15 @@ macro_rules! avx2_dispatch {
     };
 }
 pub(crate) use avx2_dispatch;
+
+/// [`dispatch`] for AVX-512BW where present, else AVX2: for integer bodies whose
+/// vectors gain from twice the width (and from 32 vector registers).
+macro_rules! avx512_dispatch {
+    ($($item:tt)*) => {
+        $crate::ops::par::dispatch! { ["avx512bw"] else ["avx2"] $($item)* }
+    };
+}
+pub(crate) use avx512_dispatch;
 
 /// [`dispatch`] for AVX2 and FMA: for bodies that call `mul_add`.
 macro_rules! fma_dispatch {

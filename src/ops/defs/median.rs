@@ -1,7 +1,7 @@
 //! `median`: median filter, as `cv2.medianBlur` (border replicate).
 
 use super::prelude::*;
-use crate::ops::filter;
+use crate::ops::median;
 
 /// Median filter over a ksize x ksize window.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,13 +44,14 @@ impl Operation for Median {
     }
 
     fn peak_bytes(&self, s: Shape, _: Shape, threads: u64) -> u64 {
-        // A tile of lanes (about 16 KiB, up to three times that for small kernels) and
-        // the row pointers, per task.
-        2 * s.bytes() + threads * ((48 << 10) + 16 * self.ksize as u64)
+        // Per task: a tile of lanes (about 16 KiB, up to three times that for small
+        // kernels) and the row pointers; for 5x5, seven padded rows instead.
+        let row = u64::from(s.width + 4) * u64::from(s.channels);
+        2 * s.bytes() + threads * ((48 << 10) + 16 * self.ksize as u64).max(7 * row)
     }
 
     fn run(&self, img: Cow<'_, Image>) -> Result<Image, OpError> {
-        Ok(filter::median(&img, self.ksize))
+        Ok(median::median(&img, self.ksize))
     }
 
     #[cfg(feature = "opencl")]

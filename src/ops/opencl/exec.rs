@@ -8,7 +8,7 @@ use super::kernels::{grid, Kernels, Target};
 use super::step::Step;
 use super::{Gpu, RunError};
 use crate::ops::geometry::ResizePlan;
-use crate::ops::{filter, point};
+use crate::ops::{median, point};
 
 /// Largest window of the one-pass filter kernels (FUSED_MAX in kernels/filter.cl).
 const FUSED_MAX: usize = 15;
@@ -239,7 +239,7 @@ impl Gpu {
         size: usize,
     ) -> Result<DevImage, RunError> {
         let z = dims(&d);
-        let (padded, net) = filter::median_network(size * size);
+        let (padded, net) = median::median_network(size * size);
         let pairs: Vec<i32> = net
             .iter()
             .flat_map(|&(a, b)| [a as i32, b as i32])

@@ -4,7 +4,7 @@
 //! options, device, driver and imgproc's version) where the platform returns binaries.
 
 use super::device::{DeviceError, DeviceInfo};
-use crate::ops::filter;
+use crate::ops::median;
 use opencl3::context::Context;
 use opencl3::program::Program;
 
@@ -21,9 +21,9 @@ const SOURCES: &[(&str, &str)] = &[
 /// chunk over a K x K window, border replicate rows, through the CPU's selection network
 /// written out as straight-line min/max, which the device compiler keeps in registers.
 fn median_source() -> String {
-    let mut s = String::from("// Generated from filter::median_network.\n");
+    let mut s = String::from("// Generated from median::median_network.\n");
     for k in [3usize, 5, 7] {
-        let (size, net) = filter::median_network(k * k);
+        let (size, net) = median::median_network(k * k);
         let a = k / 2;
         s += &format!(
             "inline uchar16 median{k}_vec(__global const uchar* src, int rb, int h, int y, int cn, int xb) {{\n\
