@@ -44,10 +44,20 @@ fn flip_t<T: Copy + Send + Sync + Default>(
     horizontal: bool,
 ) -> Vec<T> {
     match cn {
-        1 => flip_n::<T, 1>(d, w, horizontal),
-        2 => flip_n::<T, 2>(d, w, horizontal),
-        3 => flip_n::<T, 3>(d, w, horizontal),
-        _ => flip_n::<T, 4>(d, w, horizontal),
+        1 => flip_n::<T, 1>(d, w, horizontal, mirror_row::<T, 1>),
+        2 => flip_n::<T, 2>(d, w, horizontal, mirror_row::<T, 2>),
+        3 => flip_n::<T, 3>(d, w, horizontal, mirror_row::<T, 3>),
+        _ => flip_n::<T, 4>(d, w, horizontal, mirror_row::<T, 4>),
+    }
+}
+
+fn flip_u8(d: &[u8], w: usize, cn: usize, horizontal: bool) -> Vec<u8> {
+    let mirror = |o: &mut [u8], s: &[u8]| mirror_row_u8(o, s, cn);
+    match cn {
+        1 => flip_n::<u8, 1>(d, w, horizontal, mirror),
+        2 => flip_n::<u8, 2>(d, w, horizontal, mirror),
+        3 => flip_n::<u8, 3>(d, w, horizontal, mirror),
+        _ => flip_n::<u8, 4>(d, w, horizontal, mirror),
     }
 }
 
@@ -55,26 +65,135 @@ fn flip_n<T: Copy + Send + Sync + Default, const CN: usize>(
     d: &[T],
     w: usize,
     horizontal: bool,
+    mirror: impl Fn(&mut [T], &[T]) + Sync,
 ) -> Vec<T> {
     let stride = w * CN;
-    let mut out = vec![T::default(); d.len()];
-    let rows = d.len() / stride.max(1);
-    par::bands(&mut out, stride, |y0, band| {
-        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-            let y = y0 + r;
-            if horizontal {
-                let s = &d[y * stride..(y + 1) * stride];
-                for (o, p) in row.chunks_exact_mut(CN).zip(s.chunks_exact(CN).rev()) {
-                    let o: &mut [T; CN] = o.try_into().expect("CN samples");
-                    *o = p.try_into().expect("CN samples");
+    if stride == 0 {
+        return d.to_vec();
+    }
+    let rows = d.len() / stride;
+    let fill = |out: &mut [T]| {
+        par::bands(out, stride, |y0, band| {
+            for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+                let y = y0 + r;
+                if horizontal {
+                    mirror(row, &d[y * stride..(y + 1) * stride]);
+                } else {
+                    let sy = rows - 1 - y;
+                    row.copy_from_slice(&d[sy * stride..(sy + 1) * stride]);
                 }
-            } else {
-                let sy = rows - 1 - y;
-                row.copy_from_slice(&d[sy * stride..(sy + 1) * stride]);
             }
+        })
+    };
+    // SAFETY: the bands cover the output in whole rows (`d.len()` is `rows * stride`),
+    // and every row is written whole: by `mirror`, which writes all of `row` from a
+    // source row of the same length, or by `copy_from_slice`.
+    unsafe { par::uninit(d.len(), fill) }
+}
+
+/// `dst` = the pixels of `src` in reverse order: the scalar reference of
+/// [`mirror_row_u8`], and the 16-bit path.
+fn mirror_row<T: Copy, const CN: usize>(dst: &mut [T], src: &[T]) {
+    for (o, p) in dst.chunks_exact_mut(CN).zip(src.chunks_exact(CN).rev()) {
+        o.copy_from_slice(p);
+    }
+}
+
+/// Bytes per block of [`mirror_row_u8`]: a whole number of pixels at 1 to 4 channels,
+/// and three 16-byte vectors.
+const MIRROR_BLOCK: usize = 48;
+
+/// Where each byte of a mirrored [`MIRROR_BLOCK`] comes from, at `cn` channels.
+const fn mirror_table(cn: usize) -> [usize; MIRROR_BLOCK] {
+    let mut t = [0; MIRROR_BLOCK];
+    let mut j = 0;
+    while j < MIRROR_BLOCK {
+        t[j] = (MIRROR_BLOCK / cn - 1 - j / cn) * cn + j % cn;
+        j += 1;
+    }
+    t
+}
+
+/// `pshufb` masks for [`mirror_ssse3`]: `[u][v]` picks, for output vector `v` of a
+/// mirrored block, the bytes that come from its source vector `u` (0x80 elsewhere).
+const fn mirror_masks(cn: usize) -> [[[u8; 16]; 3]; 3] {
+    let t = mirror_table(cn);
+    let mut m = [[[0x80u8; 16]; 3]; 3];
+    let mut j = 0;
+    while j < MIRROR_BLOCK {
+        m[t[j] / 16][j / 16][j % 16] = (t[j] % 16) as u8;
+        j += 1;
+    }
+    m
+}
+
+/// `dst` = the pixels (`cn` bytes each) of `src` in reverse order.
+fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("ssse3") {
+        // SAFETY: the CPU has SSSE3, checked just above.
+        let done = unsafe {
+            match cn {
+                1 => mirror_ssse3::<1>(dst, src),
+                2 => mirror_ssse3::<2>(dst, src),
+                3 => mirror_ssse3::<3>(dst, src),
+                _ => mirror_ssse3::<4>(dst, src),
+            }
+        };
+        let n = src.len();
+        return match cn {
+            1 => mirror_row::<u8, 1>(&mut dst[done..], &src[..n - done]),
+            2 => mirror_row::<u8, 2>(&mut dst[done..], &src[..n - done]),
+            3 => mirror_row::<u8, 3>(&mut dst[done..], &src[..n - done]),
+            _ => mirror_row::<u8, 4>(&mut dst[done..], &src[..n - done]),
+        };
+    }
+    match cn {
+        1 => mirror_row::<u8, 1>(dst, src),
+        2 => mirror_row::<u8, 2>(dst, src),
+        3 => mirror_row::<u8, 3>(dst, src),
+        _ => mirror_row::<u8, 4>(dst, src),
+    }
+}
+
+/// Mirrors the whole [`MIRROR_BLOCK`]s: the block ending `k` blocks before the end of
+/// `src` goes, reversed pixel by pixel, to block `k` of `dst`. Returns the bytes of
+/// `dst` written; the rest of it comes from the first pixels of `src`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+fn mirror_ssse3<const CN: usize>(dst: &mut [u8], src: &[u8]) -> usize {
+    use std::arch::x86_64::*;
+    let m = const { mirror_masks(CN) };
+    let n = src.len();
+    let blocks = n / MIRROR_BLOCK;
+    let load = |b: &[u8]| {
+        let b: &[u8; 16] = b.try_into().expect("16 bytes");
+        // SAFETY: reads the 16 bytes of `b`, unaligned.
+        unsafe { _mm_loadu_si128(b.as_ptr().cast()) }
+    };
+    let masks = m.map(|u| u.map(|v| load(&v)));
+    for (k, o) in dst.chunks_exact_mut(MIRROR_BLOCK).take(blocks).enumerate() {
+        let s = &src[n - (k + 1) * MIRROR_BLOCK..n - k * MIRROR_BLOCK];
+        let sv = [load(&s[..16]), load(&s[16..32]), load(&s[32..])];
+        for (v, o) in o.chunks_exact_mut(16).enumerate() {
+            let r = if CN == 3 {
+                _mm_or_si128(
+                    _mm_or_si128(
+                        _mm_shuffle_epi8(sv[0], masks[0][v]),
+                        _mm_shuffle_epi8(sv[1], masks[1][v]),
+                    ),
+                    _mm_shuffle_epi8(sv[2], masks[2][v]),
+                )
+            } else {
+                // Whole pixels per vector: output vector v is source vector 2 - v.
+                _mm_shuffle_epi8(sv[2 - v], masks[2 - v][v])
+            };
+            let o: &mut [u8; 16] = o.try_into().expect("16 bytes");
+            // SAFETY: writes the 16 bytes of `o`, unaligned.
+            unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), r) };
         }
-    });
-    out
+    }
+    blocks * MIRROR_BLOCK
 }
 
 /// Mirror left-right (`horizontal`) or top-bottom.
@@ -82,7 +201,7 @@ pub fn flip(img: &Image, horizontal: bool) -> Image {
     let (w, h, cn) = (img.width, img.height, img.channels as usize);
     map_samples(
         img,
-        |d| flip_t(d, w as usize, cn, horizontal),
+        |d| flip_u8(d, w as usize, cn, horizontal),
         |d| flip_t(d, w as usize, cn, horizontal),
         w,
         h,
@@ -1227,6 +1346,56 @@ mod tests {
         assert_eq!(r, img);
         assert_eq!(rotate(&rotate(&img, 90), 270), img);
         assert_eq!(flip(&flip(&img, true), true), img);
+    }
+
+    #[test]
+    fn the_vector_mirror_equals_the_scalar_one_at_every_width() {
+        for cn in 1..=4usize {
+            for w in 0..150usize {
+                let src: Vec<u8> = (0..w * cn).map(|i| (i * 7 % 251) as u8).collect();
+                let mut fast = vec![0; src.len()];
+                let mut slow = vec![1; src.len()];
+                mirror_row_u8(&mut fast, &src, cn);
+                match cn {
+                    1 => mirror_row::<u8, 1>(&mut slow, &src),
+                    2 => mirror_row::<u8, 2>(&mut slow, &src),
+                    3 => mirror_row::<u8, 3>(&mut slow, &src),
+                    _ => mirror_row::<u8, 4>(&mut slow, &src),
+                }
+                assert_eq!(fast, slow, "{w} pixels of {cn} channels");
+                // And the scalar one is a mirror: pixel x comes from w - 1 - x.
+                for x in 0..w {
+                    assert_eq!(slow[x * cn..][..cn], src[(w - 1 - x) * cn..][..cn]);
+                }
+            }
+        }
+        // Whole images, 8 and 16 bits, both directions, several bands.
+        for (w, h, cn) in [(1, 1, 1), (97, 3, 3), (5001, 37, 2), (64, 1100, 4)] {
+            let img = ramp(w, h, cn);
+            let (wu, cnu) = (w as usize, cn as usize);
+            let mirrored = flip(&img, true);
+            let upside = flip(&img, false);
+            for y in 0..h as usize {
+                for x in 0..wu {
+                    let at = |yy: usize, xx: usize| (yy * wu + xx) * cnu;
+                    assert_eq!(
+                        mirrored.u8_data()[at(y, x)..][..cnu],
+                        img.u8_data()[at(y, wu - 1 - x)..][..cnu]
+                    );
+                    assert_eq!(
+                        upside.u8_data()[at(y, x)..][..cnu],
+                        img.u8_data()[at(h as usize - 1 - y, x)..][..cnu]
+                    );
+                }
+            }
+            let wide = Image::from_u16(
+                w,
+                h,
+                cn,
+                img.u8_data().iter().map(|&v| v as u16 * 257).collect(),
+            );
+            assert_eq!(flip(&wide, true).into_u8(), mirrored);
+        }
     }
 
     #[test]

@@ -40,6 +40,24 @@ pub fn bands_by<T: Send>(
         .for_each(|(i, band)| f(i * rows_per_band, band));
 }
 
+/// A buffer of `len` elements that `fill` writes, not zeroed first. For an op that
+/// only moves samples, zeroing its output is a third pass over memory beside the read
+/// and the write: flip on a 12 MP RGB image spent 12% of its time in that memset.
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given before reading it.
+pub unsafe fn uninit<T: Copy>(len: usize, fill: impl FnOnce(&mut [T])) -> Vec<T> {
+    let mut out = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    // SAFETY: `MaybeUninit<T>` and `T` have the same layout, and the caller's `fill`
+    // writes each element before anything reads it.
+    fill(unsafe { &mut *(spare as *mut [std::mem::MaybeUninit<T>] as *mut [T]) });
+    // SAFETY: the first `len` elements are now written (the caller's promise), and the
+    // capacity is at least `len`.
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// Runs `f` over chunks of a flat buffer whose length is a multiple of `unit`.
 pub fn chunks<T: Send>(data: &mut [T], unit: usize, f: impl Fn(&mut [T]) + Sync + Send) {
     let unit = unit.max(1);
