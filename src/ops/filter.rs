@@ -6,7 +6,7 @@
 //! integer type, a vertical pass, one rounding at the end). Work is split into bands
 //! of rows; each band filters the rows it needs into a small buffer that stays in cache.
 
-use super::par;
+use super::{box_filter, par};
 use crate::image::Image;
 use std::ops::{Add, Mul};
 
@@ -334,8 +334,23 @@ pub(crate) fn box_fixed_point(area: u32) -> (u32, u32) {
     (div_delta, div_scale)
 }
 
-/// Normalised box filter, bit-exact with OpenCV's 8-bit `blur`.
+/// Normalised box filter, bit-exact with OpenCV's 8-bit `blur`: by running sums
+/// ([`box_filter`]) up to ksize 16, by the separable convolution above that.
 pub fn box_blur(img: &Image, ksize: u32) -> Image {
+    let (w, h, cn) = (
+        img.width as usize,
+        img.height as usize,
+        img.channels as usize,
+    );
+    match box_filter::box_blur_u8(img.u8_data(), w, h, cn, ksize as usize) {
+        Some(out) => Image::from_u8(img.width, img.height, img.channels, out),
+        None => box_blur_separable(img, ksize),
+    }
+}
+
+/// [`box_blur`] through [`separable`]: for windows over 16, and the reference the
+/// running sums are tested against.
+pub(crate) fn box_blur_separable(img: &Image, ksize: u32) -> Image {
     let k = ksize as usize;
     let ones16 = vec![1u16; k];
     let area = (k * k) as u32;

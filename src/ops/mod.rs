@@ -12,6 +12,7 @@
 //! `geometry`, `canny`), shared by the ops that use them; they know nothing of files,
 //! manifests or ranks.
 
+mod box_filter;
 mod canny;
 mod defs;
 mod filter;

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 /// Samples per parallel task: large enough that rayon's overhead is negligible,
 /// small enough that a big image spreads over every thread.
-const TASK_SAMPLES: usize = 1 << 18;
+pub(crate) const TASK_SAMPLES: usize = 1 << 18;
 
 /// Runs `f(first_row, rows)` over bands of whole rows of `out` in parallel.
 pub fn bands<T: Send>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
