@@ -3,6 +3,9 @@
 //!
 //!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg [--iters 7] [--threads 1] [--ops-only]
 //!     cargo bench --bench optable -- --image photo.png --backend opencl [--device 0]
+//!     cargo bench --bench optable -- --image photo.png --serve [--threads 1]   (then `OP ITERS` lines)
+//!     cargo bench --bench optable -- --names          (the ops of the table, one a line)
+//!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg --codecs-only
 //!
 //! With `--backend opencl` each op line also gives `cl_mp_s` (device, upload and
 //! download included) and `kernel_mp_s` (the kernels alone), or null where the op has
@@ -12,7 +15,8 @@
 //! with `--threads` threads.
 
 use imgproc::codec::{self, DecodeOptions, EncodeOptions, Frame, OutputFormat};
-use imgproc::ops::{apply, apply_ref, parse_op_str};
+use imgproc::image::Image;
+use imgproc::ops::{apply, apply_ref, parse_op_str, Op};
 use std::time::Instant;
 
 /// The ops of the comparison, as op strings (the OpenCV side uses the same names).
@@ -58,6 +62,51 @@ const IN_PLACE: &[&str] = &[
     "equalize",
 ];
 
+/// One timed CPU run of `op`, as the OpenCV side runs it: point ops in place on the
+/// buffer in `work`, the others reading `img` and allocating their output.
+fn timed_run(op: &Op, in_place: bool, img: &Image, work: &mut Option<Image>) -> f64 {
+    let t = Instant::now();
+    if in_place {
+        *work = Some(apply(op, work.take().expect("buffer")).expect("apply"));
+    } else {
+        std::hint::black_box(apply_ref(op, img).expect("apply"));
+    }
+    t.elapsed().as_secs_f64()
+}
+
+/// `--serve`: reads lines `OP ITERS` on standard input and answers each with a JSON
+/// line of the op's median MP/s over ITERS runs (null where the image cannot take it),
+/// timed as the table times it. scripts/bench_vs_opencv.py drives it so that imgproc
+/// and OpenCV alternate op by op, round after round, on a machine whose speed drifts.
+fn serve(img: &Image) {
+    use std::io::{BufRead, Write};
+    let mp = img.megapixels();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.expect("read standard input");
+        let mut words = line.split_whitespace();
+        let (Some(op_text), Some(iters)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let iters: usize = iters.parse().expect("ITERS");
+        let op = parse_op_str(op_text).expect("op");
+        let rate = if apply_ref(&op, img).is_err() {
+            "null".to_string()
+        } else {
+            let in_place = IN_PLACE.iter().any(|p| op_text.starts_with(p));
+            let mut work = Some(img.clone());
+            let secs = median(
+                (0..iters)
+                    .map(|_| timed_run(&op, in_place, img, &mut work))
+                    .collect(),
+            );
+            format!("{:.1}", mp / secs)
+        };
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{{\"name\": \"{op_text}\", \"mp_s\": {rate}}}").expect("write");
+        out.flush().expect("flush");
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -73,6 +122,10 @@ fn main() {
     // As the imgproc binary does, before any thread starts.
     imgproc::ops::opencl::pin_cpu_device_threads();
     let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--names") {
+        OPS.iter().for_each(|o| println!("{o}"));
+        return;
+    }
     let Some(image) = arg(&args, "--image") else {
         eprintln!("usage: cargo bench --bench optable -- --image FILE [--jpeg FILE] [--iters N] [--threads N] [--only OP]");
         return;
@@ -102,9 +155,15 @@ fn main() {
         .image;
     let mp = img.megapixels();
     let time = |f: &mut dyn FnMut() -> f64| median((0..iters).map(|_| f()).collect());
+    if args.iter().any(|a| a == "--serve") {
+        pool.install(|| serve(&img));
+        return;
+    }
     pool.install(|| {
+        let codecs_only = args.iter().any(|a| a == "--codecs-only");
         for op_text in OPS
             .iter()
+            .filter(|_| !codecs_only)
             .filter(|o| only.as_deref().is_none_or(|x| o.starts_with(x)))
         {
             let op = parse_op_str(op_text).expect("op");
@@ -119,15 +178,7 @@ fn main() {
             // read the input and allocate their output (the input is not freed in the timing).
             let in_place = IN_PLACE.iter().any(|p| op_text.starts_with(p));
             let mut work = Some(img.clone());
-            let mut cpu_once = || {
-                let t = Instant::now();
-                if in_place {
-                    work = Some(apply(&op, work.take().expect("buffer")).expect("apply"));
-                } else {
-                    std::hint::black_box(apply_ref(&op, &img).expect("apply"));
-                }
-                t.elapsed().as_secs_f64()
-            };
+            let mut cpu_once = || timed_run(&op, in_place, &img, &mut work);
             let Some(g) = &gpu else {
                 let secs = time(&mut cpu_once);
                 println!("{{\"name\": \"{op_text}\", \"mp_s\": {:.1}}}", mp / secs);

@@ -2,13 +2,16 @@
 """imgproc's ops against OpenCV's, on the same pixels and thread count, side by side.
 
 Crops a 12 MP (4000x3000) RGB image from the corpus photo Elephants_5640x3172.jpg
-(made gray, gray+alpha or RGBA for other channel counts), runs `cargo bench --bench
-optable` (imgproc, N rayon threads) and the same ops with OpenCV (cv2.setNumThreads(N))
-right after, and prints median MP/s of each with the ratio imgproc/OpenCV. Both sides
-run in this one invocation, so the machine's state is shared.
+(made gray, gray+alpha or RGBA for other channel counts), starts `cargo bench --bench
+optable -- --serve` (imgproc, N rayon threads) and times each op there, then the same
+op with OpenCV (cv2.setNumThreads(N)), then the next op, for --rounds rounds. It prints
+the median MP/s of each side with the ratio imgproc/OpenCV. The sides alternate op by
+op because this shared machine's speed drifts by tens of percent within minutes: run
+as two blocks, one side's figures could come from a slow minute and the other's from
+a fast one.
 
-    scripts/setup_venv.sh && scripts/.venv/bin/python scripts/bench_vs_opencv.py [--iters 7] [--out table.md]
-        [--threads 1,2] [--channels 1,2,3,4] [--only median]
+    scripts/setup_venv.sh && scripts/.venv/bin/python scripts/bench_vs_opencv.py [--iters 7] [--rounds 3]
+        [--out table.md] [--threads 1,2] [--channels 1,2,3,4] [--only median]
 
 With several thread counts it adds imgproc's scaling (last / first); with several
 channel counts each op gets a row per count (the image as gray, gray+alpha, RGB, RGBA).
@@ -108,25 +111,11 @@ def with_channels(rgb, cn):
     return np.ascontiguousarray({1: gray, 2: np.dstack([gray, alpha]), 4: np.dstack([rgb, alpha])}[cn])
 
 
-def reference(img, names, iters):
-    """OpenCV's MP/s per op (None where it has no such op or refuses the image)."""
-    mp = img.shape[0] * img.shape[1] / 1e6
-    out = {}
-    for name, f in opencv_ops(img).items():
-        if name not in names or f is None:
-            continue
-        try:
-            f()
-        except cv2.error:
-            out[name] = None
-            continue
-        out[name] = mp / timeit(f, iters)
-    return out
-
-
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--iters", type=int, default=7)
+    ap.add_argument("--iters", type=int, default=7, help="timed runs of an op per round")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds over all ops, alternating imgproc and OpenCV op by op")
     ap.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
     ap.add_argument("--channels", default="3", help="comma-separated channel counts, e.g. 1,2,3,4")
     ap.add_argument("--only", help="only the ops whose string starts with this")
@@ -143,30 +132,61 @@ def main():
     codecs = channels == [3] and not args.only
     subprocess.run(["cargo", "bench", "-q", "--bench", "optable", "--no-run"], cwd=ROOT, check=True, capture_output=True)
 
-    ours, ref = {}, {}  # (name, channels, threads) -> MP/s
-    names = []
+    optable = ["cargo", "bench", "-q", "--bench", "optable", "--"]
+    names = subprocess.run(optable + ["--names"], cwd=ROOT, check=True, capture_output=True,
+                           text=True).stdout.split()
+    if args.only:
+        names = [n for n in names if n.startswith(args.only)]
+    ours, ref, ratios = {}, {}, {}  # (name, channels, threads) -> MP/s, or imgproc/OpenCV
     for cn in channels:
         img = with_channels(rgb, cn)
         png = os.path.join(tmp, f"bench{cn}.png")
         Image.fromarray(img, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[cn]).save(png, compress_level=1)
+        cv_ops = opencv_ops(img)
         for t in threads:
-            # imgproc's block, then OpenCV's on the same pixels and thread count.
-            cmd = ["cargo", "bench", "-q", "--bench", "optable", "--", "--image", png,
-                   "--iters", str(args.iters), "--threads", str(t)]
-            cmd += ["--jpeg", jpg] if codecs and t == threads[0] else ["--ops-only"]
-            if args.only:
-                cmd += ["--only", args.only]
-            out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                if line.startswith("{"):
-                    rec = json.loads(line)
-                    if rec["name"] not in names:
-                        names.append(rec["name"])
-                    ours[(rec["name"], cn, t)] = rec["mp_s"]
             cv2.setNumThreads(t)
-            for name, v in reference(img, names, args.iters).items():
-                ref[(name, cn, t)] = v
+            # imgproc serves one op at a time; each op runs on imgproc, then on OpenCV,
+            # then the next op, round after round, and each side's figure is the median
+            # of its rounds: a drift in the machine's speed hits both sides alike.
+            server = subprocess.Popen(optable + ["--image", png, "--threads", str(t), "--serve"],
+                                      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      text=True)
+            runs = {}  # (name, side) -> MP/s per round
+            for _ in range(args.rounds):
+                for name in names:
+                    server.stdin.write(f"{name} {args.iters}\n")
+                    server.stdin.flush()
+                    rec = json.loads(server.stdout.readline())
+                    runs.setdefault((name, "ours"), []).append(rec["mp_s"])
+                    f = cv_ops.get(name)
+                    if f is None:
+                        continue
+                    try:
+                        f()
+                    except cv2.error:
+                        runs.setdefault((name, "ref"), []).append(None)
+                        continue
+                    runs.setdefault((name, "ref"), []).append(mp / timeit(f, args.iters))
+            server.stdin.close()
+            server.wait()
+            mid = lambda v: None if not v or None in v else sorted(v)[len(v) // 2]
+            for name in names:
+                a, b = runs.get((name, "ours")), runs.get((name, "ref"))
+                ours[(name, cn, t)] = mid(a)
+                ref[(name, cn, t)] = mid(b)
+                # The ratio is the median of each round's ratio: the two runs of a round
+                # are seconds apart, so they share the machine's speed best.
+                if a and b and None not in a and None not in b and all(b):
+                    ratios[(name, cn, t)] = mid([x / y for x, y in zip(a, b)])
             if codecs and t == threads[0]:
+                out = subprocess.run(optable + ["--image", png, "--jpeg", jpg, "--iters", str(args.iters),
+                                                "--codecs-only"],
+                                     cwd=ROOT, check=True, capture_output=True, text=True).stdout
+                for line in out.splitlines():
+                    if line.startswith("{"):
+                        rec = json.loads(line)
+                        names += [rec["name"]] if rec["name"] not in names else []
+                        ours[(rec["name"], cn, t)] = rec["mp_s"]
                 jb = np.frombuffer(open(jpg, "rb").read(), np.uint8)
                 ref[("jpeg decode", cn, t)] = mp / timeit(lambda: cv2.imdecode(jb, cv2.IMREAD_COLOR), args.iters)
                 bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
@@ -183,7 +203,9 @@ def main():
     if len(threads) > 1:
         head += [f"imgproc {threads[-1]}t/{threads[0]}t"]
     lines = [
-        f"12 MP (4000x3000 crop of Elephants_5640x3172.jpg) at 1-4 channels, MP/s, median of {args.iters}; "
+        f"12 MP (4000x3000 crop of Elephants_5640x3172.jpg) at 1-4 channels, MP/s: median over {args.rounds} "
+        f"rounds of the median of {args.iters} runs, imgproc and OpenCV alternating op by op; ratio: median "
+        f"of the rounds' ratios; "
         f"OpenCV {cv2.__version__} (lanczos3: Pillow); ratio = imgproc / OpenCV; - = no such op",
         "",
         "| " + " | ".join(head) + " |",
@@ -196,7 +218,8 @@ def main():
                 continue
             for t in threads:
                 a, b = ours.get((name, cn, t)), ref.get((name, cn, t))
-                row += [fmt(a), fmt(b), ratio(a, b)]
+                r = ratios.get((name, cn, t))
+                row += [fmt(a), fmt(b), f"{r:.2f}" if r is not None else ratio(a, b)]
             if len(threads) > 1:
                 row += [ratio(ours.get((name, cn, threads[-1])), ours.get((name, cn, threads[0])))]
             lines.append("| " + " | ".join(row) + " |")
