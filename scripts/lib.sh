@@ -23,10 +23,10 @@ need_packages() {
     fi
 }
 
-# need_rust: checks for cargo (1.85 or newer).
+# need_rust: checks for cargo (1.89 or newer: AVX-512 intrinsics).
 need_rust() {
     if ! command -v cargo >/dev/null 2>&1; then
-        echo "imgproc: Rust is missing; install it (1.85 or newer) with:" >&2
+        echo "imgproc: Rust is missing; install it (1.89 or newer) with:" >&2
         echo "  curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh" >&2
         exit 1
     fi

@@ -285,7 +285,11 @@ fn encode_bytes(s: Shape, format: OutputFormat, frames: u64) -> u64 {
             // libjpeg-turbo's worst-case buffer (tjBufSize: 3 bytes a pixel for 4:2:0,
             // 2 for gray), its copy into ours, and the alpha-free copy.
             let buf = px * 3 + 2048;
-            let no_alpha = if s.channels % 2 == 0 { px * 3 } else { 0 };
+            let no_alpha = if s.channels.is_multiple_of(2) {
+                px * 3
+            } else {
+                0
+            };
             narrowed + no_alpha + 2 * buf
         }
         // Filtered rows and zlib's output in a growing vector, for 8 or 16 bits.

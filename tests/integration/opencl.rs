@@ -97,7 +97,7 @@ fn synthetic(w: u32, h: u32, cn: u8, seed: u32) -> Image {
             for c in 0..cn {
                 state = state.wrapping_mul(1664525).wrapping_add(1013904223);
                 let noise = (state >> 24) as u8;
-                let block = if (x / 9 + y / 7 + c as u32) % 3 == 0 {
+                let block = if (x / 9 + y / 7 + c as u32).is_multiple_of(3) {
                     230
                 } else {
                     20
