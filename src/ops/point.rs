@@ -159,7 +159,9 @@ pub fn threshold(mut img: Image, value: f64) -> Image {
             if ch == 1 || ch == 3 {
                 par::chunks(d, ch, |c| threshold_u8(c, t));
             } else {
-                map_color(d, ch, |v: u8| if v > t { 255 } else { 0 });
+                // With alpha, as a table: the lookup keeps alpha in the same pass.
+                let lut: [u8; 256] = std::array::from_fn(|v| if v > t as usize { 255 } else { 0 });
+                lut_colour(d, ch, &lut);
             }
         }
         Samples::U16(d) => {
