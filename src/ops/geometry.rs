@@ -393,13 +393,10 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
 }
 
 /// Asks the CPU to load the cache line of `d[at]`, if `at` is inside `d`.
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn prefetch(d: &[u8], at: usize) {
-    use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-    if let Some(p) = d.get(at) {
-        // SAFETY: a prefetch is a hint, and the address is inside `d`.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>((p as *const u8).cast()) };
+    if let Some(p) = d.get(at..at + 1) {
+        par::prefetch(p);
     }
 }
 
