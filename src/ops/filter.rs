@@ -513,6 +513,26 @@ par::avx2_dispatch! {
     }
 }
 
+par::avx2_dispatch! {
+    /// `out = |d|`, saturated to 255, as `cv2.convertScaleAbs`.
+    fn sobel_abs(out: &mut [u8], d: &[i16]) {
+        for (o, &v) in out.iter_mut().zip(d) {
+            *o = v.unsigned_abs().min(255) as u8;
+        }
+    }
+}
+
+par::avx2_dispatch! {
+    /// `out = |dx| + |dy|`, each saturated to 255 and their sum too, as `cv2.add` of two
+    /// `convertScaleAbs`.
+    fn sobel_abs_sum(out: &mut [u8], dx: &[i16], dy: &[i16]) {
+        for ((o, &x), &y) in out.iter_mut().zip(dx).zip(dy) {
+            let (ax, ay) = (x.unsigned_abs().min(255) as u8, y.unsigned_abs().min(255) as u8);
+            *o = ax.saturating_add(ay);
+        }
+    }
+}
+
 /// Sobel gradient magnitude per colour channel, saturated to 8 bits; alpha kept.
 pub fn sobel(img: &Image, dir: super::SobelDir) -> Image {
     use super::SobelDir;
@@ -529,19 +549,10 @@ pub fn sobel(img: &Image, dir: super::SobelDir) -> Image {
         let (mut dx, mut dy) = (vec![0i16; stride], vec![0i16; stride]);
         for (r, row) in band.chunks_exact_mut(stride).enumerate() {
             sobel_row(src, w, h, cn, y0 + r, par::reflect101, &mut dx, &mut dy);
-            let mag = |ax: i16, ay: i16| {
-                let (ax, ay) = (
-                    ax.unsigned_abs().min(255) as u8,
-                    ay.unsigned_abs().min(255) as u8,
-                );
-                match dir {
-                    SobelDir::X => ax,
-                    SobelDir::Y => ay,
-                    SobelDir::Xy => ax.saturating_add(ay),
-                }
-            };
-            for (o, (&x, &y)) in row.iter_mut().zip(dx.iter().zip(&dy)) {
-                *o = mag(x, y);
+            match dir {
+                SobelDir::X => sobel_abs(row, &dx),
+                SobelDir::Y => sobel_abs(row, &dy),
+                SobelDir::Xy => sobel_abs_sum(row, &dx, &dy),
             }
             if colors < cn {
                 let srow = &src[(y0 + r) * stride..(y0 + r + 1) * stride];
