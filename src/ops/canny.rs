@@ -65,6 +65,15 @@ pub fn suppressed(img: &Image, low: f64, high: f64) -> Candidates {
                 sobel_row(src, w, h, cn, y, par::replicate, &mut dx, &mut dy);
                 let mrow = &mut mag[i * mw..(i + 1) * mw];
                 let own = (1..=rows).contains(&i).then(|| (i - 1) * w);
+                if cn == 1 {
+                    // Gray: one channel, so the magnitude is a plain vectorised loop.
+                    gray_magnitude(&mut mrow[1..=w], &dx, &dy);
+                    if let Some(o) = own {
+                        dxs[o..o + w].copy_from_slice(&dx);
+                        dys[o..o + w].copy_from_slice(&dy);
+                    }
+                    continue;
+                }
                 for x in 0..w {
                     let mut best = x * cn + order[0];
                     let mut m = (dx[best] as i32).abs() + (dy[best] as i32).abs();
@@ -99,6 +108,15 @@ pub fn suppressed(img: &Image, low: f64, high: f64) -> Candidates {
         map,
         width: img.width,
         height: img.height,
+    }
+}
+
+par::avx2_dispatch! {
+    /// `m = |dx| + |dy|` (the L1 gradient magnitude OpenCV's Canny uses by default).
+    fn gray_magnitude(m: &mut [i32], dx: &[i16], dy: &[i16]) {
+        for ((m, &x), &y) in m.iter_mut().zip(dx).zip(dy) {
+            *m = (x as i32).abs() + (y as i32).abs();
+        }
     }
 }
 
