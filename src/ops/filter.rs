@@ -406,7 +406,7 @@ par::avx2_dispatch! {
     fn sharpen_mix(o: &mut [u8], s: &[u8], blurred: &[u8], a: f32, b: f32) {
         for ((o, &s), &bv) in o.iter_mut().zip(s).zip(blurred) {
             let t = s as f32 * a + bv as f32 * b;
-            *o = par::round_ties_even_small(t).clamp(0.0, 255.0) as u8;
+            *o = par::round_to_u8(t);
         }
     }
 }
@@ -670,6 +670,8 @@ mod tests {
                 t + 0.500_000_06,
             ] {
                 assert_eq!(par::round_ties_even_small(x), x.round_ties_even(), "{x}");
+                let clamped = x.round_ties_even().clamp(0.0, 255.0) as u8;
+                assert_eq!(par::round_to_u8(x), clamped, "{x}");
             }
             t += 0.125;
         }
@@ -680,6 +682,8 @@ mod tests {
                 for bv in 0..=255u8 {
                     let t = o as f32 * a + bv as f32 * b;
                     assert_eq!(par::round_ties_even_small(t), t.round_ties_even(), "{t}");
+                    let clamped = t.round_ties_even().clamp(0.0, 255.0) as u8;
+                    assert_eq!(par::round_to_u8(t), clamped, "{t}");
                 }
             }
         }

@@ -1454,7 +1454,7 @@ fn area_float_n<const CN: usize>(
                 }
             }
             for (o, &v) in orow.iter_mut().zip(&sum) {
-                *o = par::round_ties_even_small(v).clamp(0.0, 255.0) as u8;
+                *o = par::round_to_u8(v);
             }
         }
     });
@@ -1579,7 +1579,7 @@ par::fma_dispatch! {
             t = (r2[i] as f32).mul_add(bf[2], t);
             t = (r1[i] as f32).mul_add(bf[1], t);
             t = (r0[i] as f32).mul_add(bf[0], t);
-            orow[i] = par::round_ties_even_small(t).clamp(0.0, 255.0) as u8;
+            orow[i] = par::round_to_u8(t);
         }
     }
 }
