@@ -70,24 +70,20 @@ pub(crate) fn box_blur_u8(
         // A 1x1 mean is the image itself.
         return Some(src.to_vec());
     }
-    let (delta, scale) = filter::box_fixed_point(area);
-    let reference = |s: u32| ((u64::from(s + delta) * u64::from(scale)) >> 32) as u8;
-    let div = Div16::find(area, 255 * area, reference)?;
+    let div = Div16::find(area, 255 * area, filter::box_division(area))?;
     let stride = w * cn;
     let rows_per_band = (par::TASK_SAMPLES / stride).max(64);
+    let rows = Rows {
+        src,
+        w,
+        h,
+        cn,
+        k: ksize,
+    };
     let fill = |out: &mut [u8]| {
         out.par_chunks_mut(rows_per_band * stride)
             .enumerate()
-            .for_each(|(i, band)| {
-                let rows = Rows {
-                    src,
-                    w,
-                    h,
-                    cn,
-                    k: ksize,
-                };
-                rows.band(i * rows_per_band, band, div)
-            })
+            .for_each(|(i, band)| rows.band(i * rows_per_band, band, div))
     };
     // SAFETY: the bands cover the output in whole rows, and `Rows::band` writes every
     // sample of each of its rows (`finish_row` over the whole row).
@@ -306,8 +302,7 @@ mod tests {
         let mut without = Vec::new();
         for k in 2..=16u32 {
             let area = k * k;
-            let (delta, scale) = filter::box_fixed_point(area);
-            let reference = |s: u32| ((u64::from(s + delta) * u64::from(scale)) >> 32) as u8;
+            let reference = filter::box_division(area);
             let Some(d) = Div16::find(area, 255 * area, reference) else {
                 without.push(k);
                 continue;
@@ -321,9 +316,7 @@ mod tests {
 
     #[test]
     fn the_vector_row_finish_equals_the_scalar_one() {
-        let (delta, scale) = filter::box_fixed_point(25);
-        let reference = |s: u32| ((u64::from(s + delta) * u64::from(scale)) >> 32) as u8;
-        let div = Div16::find(25, 255 * 25, reference).expect("ksize 5");
+        let div = Div16::find(25, 255 * 25, filter::box_division(25)).expect("ksize 5");
         for n in [0, 1, 31, 32, 33, 100, 6375] {
             let column: Vec<u16> = (0..n as u16).map(|i| i % 6376).collect();
             let enter: Vec<u16> = (0..n as u16).map(|i| (i * 7) % 1276).collect();
@@ -363,14 +356,8 @@ mod tests {
         // Several bands on more than one thread, against one thread.
         let (w, h) = (61usize, 700usize);
         let data: Vec<u8> = (0..w * h * 3).map(|_| next() as u8).collect();
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
+        let pool = par::test_pool(4);
+        let one = par::test_pool(1);
         let many = pool.install(|| box_blur_u8(&data, w, h, 3, 5));
         let single = one.install(|| box_blur_u8(&data, w, h, 3, 5));
         assert_eq!(many, single);

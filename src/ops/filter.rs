@@ -334,6 +334,13 @@ pub(crate) fn box_fixed_point(area: u32) -> (u32, u32) {
     (div_delta, div_scale)
 }
 
+/// OpenCV 5's division of a box's window sum by its `area` (at most 256), through
+/// [`box_fixed_point`].
+pub(crate) fn box_division(area: u32) -> impl Fn(u32) -> u8 + Copy + Send + Sync {
+    let (delta, scale) = box_fixed_point(area);
+    move |s| ((u64::from(s + delta) * u64::from(scale)) >> 32) as u8
+}
+
 /// Normalised box filter, bit-exact with OpenCV's 8-bit `blur`: by running sums
 /// ([`box_filter`]) up to ksize 16, by the separable convolution above that.
 pub fn box_blur(img: &Image, ksize: u32) -> Image {
@@ -355,10 +362,8 @@ pub(crate) fn box_blur_separable(img: &Image, ksize: u32) -> Image {
     let ones16 = vec![1u16; k];
     let area = (k * k) as u32;
     let out = if area <= 256 {
-        let (div_delta, div_scale) = box_fixed_point(area);
-        separable::<u16, u16>(img, &ones16, &ones16, move |s| {
-            ((u64::from(s as u32 + div_delta) * u64::from(div_scale)) >> 32) as u8
-        })
+        let divide = box_division(area);
+        separable::<u16, u16>(img, &ones16, &ones16, move |s| divide(u32::from(s)))
     } else {
         let ones32 = vec![1u32; k];
         let scale = 1.0 / area as f64;
@@ -734,14 +739,8 @@ mod tests {
         let (w, h) = (37usize, 400usize);
         let data: Vec<u8> = (0..w * h * 3).map(|i| (i * 7919 % 251) as u8).collect();
         let img = Image::from_u8(w as u32, h as u32, 3, data);
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let many = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
+        let one = par::test_pool(1);
+        let many = par::test_pool(4);
         let a = one.install(|| gaussian(&img, 5, 0.0));
         let b = many.install(|| gaussian(&img, 5, 0.0));
         assert_eq!(a, b);

@@ -37,58 +37,55 @@ fn map_samples(
     }
 }
 
-fn flip_t<T: Copy + Send + Sync + Default>(
+/// A new buffer of the rows of `d` (`stride` samples each), in the same order or upside
+/// down, each made from its source row by `row` (a copy or a mirror). The output is not
+/// zeroed first (see [`par::uninit`]).
+///
+/// # Safety
+/// `row(dst, src)` must write every element of `dst` (which is as long as `src`).
+unsafe fn move_rows<T: Copy + Send + Sync>(
     d: &[T],
-    w: usize,
-    cn: usize,
-    horizontal: bool,
+    stride: usize,
+    upside_down: bool,
+    row: impl Fn(&mut [T], &[T]) + Sync,
 ) -> Vec<T> {
-    match cn {
-        1 => flip_n::<T, 1>(d, w, horizontal, mirror_row::<T, 1>),
-        2 => flip_n::<T, 2>(d, w, horizontal, mirror_row::<T, 2>),
-        3 => flip_n::<T, 3>(d, w, horizontal, mirror_row::<T, 3>),
-        _ => flip_n::<T, 4>(d, w, horizontal, mirror_row::<T, 4>),
-    }
-}
-
-fn flip_u8(d: &[u8], w: usize, cn: usize, horizontal: bool) -> Vec<u8> {
-    let mirror = |o: &mut [u8], s: &[u8]| mirror_row_u8(o, s, cn);
-    match cn {
-        1 => flip_n::<u8, 1>(d, w, horizontal, mirror),
-        2 => flip_n::<u8, 2>(d, w, horizontal, mirror),
-        3 => flip_n::<u8, 3>(d, w, horizontal, mirror),
-        _ => flip_n::<u8, 4>(d, w, horizontal, mirror),
-    }
-}
-
-fn flip_n<T: Copy + Send + Sync + Default, const CN: usize>(
-    d: &[T],
-    w: usize,
-    horizontal: bool,
-    mirror: impl Fn(&mut [T], &[T]) + Sync,
-) -> Vec<T> {
-    let stride = w * CN;
     if stride == 0 {
         return d.to_vec();
     }
     let rows = d.len() / stride;
     let fill = |out: &mut [T]| {
         par::bands(out, stride, |y0, band| {
-            for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-                let y = y0 + r;
-                if horizontal {
-                    mirror(row, &d[y * stride..(y + 1) * stride]);
+            for (r, o) in band.chunks_exact_mut(stride).enumerate() {
+                let sy = if upside_down {
+                    rows - 1 - (y0 + r)
                 } else {
-                    let sy = rows - 1 - y;
-                    row.copy_from_slice(&d[sy * stride..(sy + 1) * stride]);
-                }
+                    y0 + r
+                };
+                row(o, &d[sy * stride..(sy + 1) * stride]);
             }
         })
     };
     // SAFETY: the bands cover the output in whole rows (`d.len()` is `rows * stride`),
-    // and every row is written whole: by `mirror`, which writes all of `row` from a
-    // source row of the same length, or by `copy_from_slice`.
+    // and `row` writes each of them whole (the caller's promise).
     unsafe { par::uninit(d.len(), fill) }
+}
+
+/// Mirrors left-right (through `mirror`) or top-bottom (row copies).
+fn flip_rows<T: Copy + Send + Sync>(
+    d: &[T],
+    stride: usize,
+    horizontal: bool,
+    mirror: impl Fn(&mut [T], &[T]) + Sync,
+) -> Vec<T> {
+    // SAFETY: both `mirror` (a whole-row mirror, as `flip` passes) and `copy_from_slice`
+    // write all of their row.
+    unsafe {
+        if horizontal {
+            move_rows(d, stride, false, mirror)
+        } else {
+            move_rows(d, stride, true, <[T]>::copy_from_slice)
+        }
+    }
 }
 
 /// `dst` = the pixels of `src` in reverse order: the scalar reference of
@@ -96,6 +93,16 @@ fn flip_n<T: Copy + Send + Sync + Default, const CN: usize>(
 fn mirror_row<T: Copy, const CN: usize>(dst: &mut [T], src: &[T]) {
     for (o, p) in dst.chunks_exact_mut(CN).zip(src.chunks_exact(CN).rev()) {
         o.copy_from_slice(p);
+    }
+}
+
+/// [`mirror_row`] for `cn` channels.
+fn mirror_row_cn<T: Copy>(dst: &mut [T], src: &[T], cn: usize) {
+    match cn {
+        1 => mirror_row::<T, 1>(dst, src),
+        2 => mirror_row::<T, 2>(dst, src),
+        3 => mirror_row::<T, 3>(dst, src),
+        _ => mirror_row::<T, 4>(dst, src),
     }
 }
 
@@ -127,33 +134,27 @@ const fn mirror_masks(cn: usize) -> [[[u8; 16]; 3]; 3] {
     m
 }
 
-/// `dst` = the pixels (`cn` bytes each) of `src` in reverse order.
+/// `dst` = the pixels (`cn` bytes each) of `src` in reverse order: whole blocks with
+/// SSSE3 where present, the rest (or all) through [`mirror_row`].
 fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("ssse3") {
+    let done = if std::arch::is_x86_feature_detected!("ssse3") {
         // SAFETY: the CPU has SSSE3, checked just above.
-        let done = unsafe {
+        unsafe {
             match cn {
                 1 => mirror_ssse3::<1>(dst, src),
                 2 => mirror_ssse3::<2>(dst, src),
                 3 => mirror_ssse3::<3>(dst, src),
                 _ => mirror_ssse3::<4>(dst, src),
             }
-        };
-        let n = src.len();
-        return match cn {
-            1 => mirror_row::<u8, 1>(&mut dst[done..], &src[..n - done]),
-            2 => mirror_row::<u8, 2>(&mut dst[done..], &src[..n - done]),
-            3 => mirror_row::<u8, 3>(&mut dst[done..], &src[..n - done]),
-            _ => mirror_row::<u8, 4>(&mut dst[done..], &src[..n - done]),
-        };
-    }
-    match cn {
-        1 => mirror_row::<u8, 1>(dst, src),
-        2 => mirror_row::<u8, 2>(dst, src),
-        3 => mirror_row::<u8, 3>(dst, src),
-        _ => mirror_row::<u8, 4>(dst, src),
-    }
+        }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    let n = src.len();
+    mirror_row_cn(&mut dst[done..], &src[..n - done], cn);
 }
 
 /// Mirrors the whole [`MIRROR_BLOCK`]s: the block ending `k` blocks before the end of
@@ -201,8 +202,16 @@ pub fn flip(img: &Image, horizontal: bool) -> Image {
     let (w, h, cn) = (img.width, img.height, img.channels as usize);
     map_samples(
         img,
-        |d| flip_u8(d, w as usize, cn, horizontal),
-        |d| flip_t(d, w as usize, cn, horizontal),
+        |d| {
+            flip_rows(d, w as usize * cn, horizontal, |o, s| {
+                mirror_row_u8(o, s, cn)
+            })
+        },
+        |d| {
+            flip_rows(d, w as usize * cn, horizontal, |o, s| {
+                mirror_row_cn(o, s, cn)
+            })
+        },
         w,
         h,
     )
@@ -296,17 +305,8 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
         return Vec::new();
     }
     if angle == 180 {
-        let fill = |out: &mut [u8]| {
-            par::bands(out, stride, |y0, band| {
-                for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-                    let sy = h - 1 - (y0 + r);
-                    mirror_row_u8(row, &d[sy * stride..(sy + 1) * stride], cn);
-                }
-            })
-        };
-        // SAFETY: the bands cover the output in whole rows, and `mirror_row_u8` writes
-        // all of each row from a source row of the same length.
-        return unsafe { par::uninit(d.len(), fill) };
+        // SAFETY: `mirror_row_u8` writes all of its row.
+        return unsafe { move_rows(d, stride, true, |o, s| mirror_row_u8(o, s, cn)) };
     }
     #[cfg(target_arch = "x86_64")]
     if cn != 3 {
@@ -339,8 +339,7 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
     };
     let whole_cols = ow / 8 * 8;
     par::bands_by(out, ostride, 8, |y0, rows| {
-        let mut groups = rows.chunks_exact_mut(8 * ostride);
-        for (g, group) in (&mut groups).enumerate() {
+        for (g, group) in rows.chunks_exact_mut(8 * ostride).enumerate() {
             let yg = y0 + 8 * g;
             let mut dst: [&mut [u8]; 8] = {
                 let mut it = group.chunks_exact_mut(ostride);
@@ -1667,12 +1666,7 @@ mod tests {
                 let mut fast = vec![0; src.len()];
                 let mut slow = vec![1; src.len()];
                 mirror_row_u8(&mut fast, &src, cn);
-                match cn {
-                    1 => mirror_row::<u8, 1>(&mut slow, &src),
-                    2 => mirror_row::<u8, 2>(&mut slow, &src),
-                    3 => mirror_row::<u8, 3>(&mut slow, &src),
-                    _ => mirror_row::<u8, 4>(&mut slow, &src),
-                }
+                mirror_row_cn(&mut slow, &src, cn);
                 assert_eq!(fast, slow, "{w} pixels of {cn} channels");
                 // And the scalar one is a mirror: pixel x comes from w - 1 - x.
                 for x in 0..w {
@@ -1746,10 +1740,7 @@ mod tests {
         }
         // Many bands, on several threads.
         let img = ramp(333, 1029, 4);
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
+        let pool = par::test_pool(4);
         for angle in [90, 270] {
             let fast = pool.install(|| rotate_u8(img.u8_data(), 333, 1029, 4, angle));
             assert_eq!(fast, rotate_t(img.u8_data(), 333, 1029, 4, angle));

@@ -475,14 +475,8 @@ mod tests {
         // Rows of 111 samples: a band is 2,362 rows (even, as 5x5 needs), so 5,001 rows
         // make three bands, the last one odd.
         let img = noise(37, 5001, 3, 9, 256);
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap();
-        let many = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
+        let one = par::test_pool(1);
+        let many = par::test_pool(4);
         for k in [3, 5] {
             let a = one.install(|| median(&img, k));
             let b = many.install(|| median(&img, k));

@@ -12,13 +12,7 @@ pub(crate) const TASK_SAMPLES: usize = 1 << 18;
 
 /// Runs `f(first_row, rows)` over bands of whole rows of `out` in parallel.
 pub fn bands<T: Send>(out: &mut [T], row_len: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
-    if row_len == 0 || out.is_empty() {
-        return;
-    }
-    let rows_per_band = (TASK_SAMPLES / row_len).max(1);
-    out.par_chunks_mut(rows_per_band * row_len)
-        .enumerate()
-        .for_each(|(i, band)| f(i * rows_per_band, band));
+    bands_by(out, row_len, 1, f)
 }
 
 /// [`bands`] whose bands are whole multiples of `rows` rows (the last one aside), for a
@@ -184,6 +178,15 @@ macro_rules! fma_dispatch {
     };
 }
 pub(crate) use fma_dispatch;
+
+/// A rayon pool of `threads` threads, for tests that compare one thread against several.
+#[cfg(test)]
+pub(crate) fn test_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("a thread pool")
+}
 
 /// `t.round_ties_even()` for |t| < 2^22, by adding and removing 1.5 * 2^23 in the
 /// default rounding mode (round to nearest, ties to even): the sum's last bit is the

@@ -12,10 +12,16 @@ fn map_color<T: Copy + Send + Sync>(
     channels: usize,
     f: impl Fn(T) -> T + Sync + Send,
 ) {
+    par::chunks(data, channels, |c| map_color_serial(c, channels, &f));
+}
+
+/// [`map_color`] on one chunk of whole pixels, in this thread.
+#[inline(always)]
+fn map_color_serial<T: Copy>(c: &mut [T], channels: usize, f: &impl Fn(T) -> T) {
     match channels {
-        1 | 3 => par::chunks(data, channels, |c| c.iter_mut().for_each(|v| *v = f(*v))),
-        2 => par::chunks(data, 2, |c| map_color_alpha::<T, 2>(c, &f)),
-        _ => par::chunks(data, 4, |c| map_color_alpha::<T, 4>(c, &f)),
+        1 | 3 => c.iter_mut().for_each(|v| *v = f(*v)),
+        2 => map_color_alpha::<T, 2>(c, f),
+        _ => map_color_alpha::<T, 4>(c, f),
     }
 }
 
@@ -67,15 +73,6 @@ fn lut_colour(d: &mut [u8], ch: usize, lut: &[u8; 256]) {
         });
     }
     map_color(d, ch, |v| lut[v as usize]);
-}
-
-/// [`map_color`] on one chunk, in this thread.
-fn map_color_serial(c: &mut [u8], channels: usize, f: &impl Fn(u8) -> u8) {
-    match channels {
-        1 | 3 => c.iter_mut().for_each(|v| *v = f(*v)),
-        2 => map_color_alpha::<u8, 2>(c, f),
-        _ => map_color_alpha::<u8, 4>(c, f),
-    }
 }
 
 /// A table lookup on 64 samples at a time: the 256 entries sit in four 64-byte
