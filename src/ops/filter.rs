@@ -589,9 +589,25 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
     let a = k / 2;
     let src = img.u8_data();
     let stride = w * cn;
-    // Horizontal pass of source row `sy` into `row`: the k shifted copies folded.
+    // Horizontal pass of source row `sy` into `row`.
     let across = |sy: usize, row: &mut [u8]| {
         let s = &src[sy * stride..(sy + 1) * stride];
+        if k == 3 && w >= 2 {
+            // One pass over the interior with the three shifted reads fused; the two
+            // edge pixels see only two.
+            let n = stride - 2 * cn;
+            fold3(
+                &mut row[cn..cn + n],
+                &s[..n],
+                &s[cn..cn + n],
+                &s[2 * cn..],
+                dilate,
+            );
+            fold3(&mut row[..cn], &s[..cn], &s[..cn], &s[cn..2 * cn], dilate);
+            let (l, m) = (stride - cn, stride - 2 * cn);
+            fold3(&mut row[l..], &s[m..l], &s[l..], &s[l..], dilate);
+            return;
+        }
         row.copy_from_slice(s);
         for i in 0..k {
             if i == a {
@@ -614,25 +630,50 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
     // Each band folds the rows of its windows from a scratch of its own rows' horizontal
     // passes (and the few beyond its edges), which stays in the cache: no image-sized
     // intermediate is written and read back.
-    let mut out = vec![0u8; src.len()];
-    par::bands(&mut out, stride, |y0, band| {
-        let n = band.len() / stride;
-        let (ylo, yhi) = (y0.saturating_sub(a), (y0 + n + a).min(h));
-        let mut rows = vec![0u8; (yhi - ylo) * stride];
-        for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
-            across(ylo + i, row);
-        }
-        let row_of = |sy: usize| &rows[(sy - ylo) * stride..(sy - ylo + 1) * stride];
-        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-            let y = y0 + r;
-            row.copy_from_slice(row_of(y));
-            for sy in y.saturating_sub(a)..(y + k - a).min(h) {
-                if sy != y {
-                    fold(row, row_of(sy), dilate);
+    let fill = |out: &mut [u8]| {
+        par::bands_by(out, stride, 2, |y0, band| {
+            let n = band.len() / stride;
+            let (ylo, yhi) = (y0.saturating_sub(a), (y0 + n + a).min(h));
+            let mut rows = vec![0u8; (yhi - ylo) * stride];
+            for (i, row) in rows.chunks_exact_mut(stride).enumerate() {
+                across(ylo + i, row);
+            }
+            let row_of = |sy: usize| &rows[(sy - ylo) * stride..(sy - ylo + 1) * stride];
+            if k == 3 {
+                // Output rows in pairs: y and y + 1 share the extremum of rows y and
+                // y + 1, and each adds one row of its own (itself at an image edge,
+                // where the row beyond is ignored).
+                let mut pairs = band.chunks_exact_mut(2 * stride);
+                for (p, pair) in pairs.by_ref().enumerate() {
+                    let y = y0 + 2 * p;
+                    let (o0, o1) = pair.split_at_mut(stride);
+                    let above = row_of(y.saturating_sub(1));
+                    let below = row_of((y + 2).min(h - 1));
+                    fold_pair(o0, o1, above, row_of(y), row_of(y + 1), below, dilate);
+                }
+                let last = pairs.into_remainder();
+                if !last.is_empty() {
+                    let y = y0 + n - 1;
+                    let above = row_of(y.saturating_sub(1));
+                    let below = row_of((y + 1).min(h - 1));
+                    fold3(last, above, row_of(y), below, dilate);
+                }
+                return;
+            }
+            for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+                let y = y0 + r;
+                row.copy_from_slice(row_of(y));
+                for sy in y.saturating_sub(a)..(y + k - a).min(h) {
+                    if sy != y {
+                        fold(row, row_of(sy), dilate);
+                    }
                 }
             }
-        }
-    });
+        });
+    };
+    // SAFETY: every band writes each of its rows: the pairs and the last odd row for
+    // k = 3, a copy and folds otherwise.
+    let out = unsafe { par::uninit(src.len(), fill) };
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
@@ -643,6 +684,45 @@ par::avx2_dispatch! {
             dst.iter_mut().zip(src).for_each(|(d, &s)| *d = (*d).max(s));
         } else {
             dst.iter_mut().zip(src).for_each(|(d, &s)| *d = (*d).min(s));
+        }
+    }
+}
+
+par::avx512_dispatch! {
+    /// `dst = max(a, b, c)` (dilate) or `min`, element-wise.
+    fn fold3(dst: &mut [u8], a: &[u8], b: &[u8], c: &[u8], dilate: bool) {
+        let n = dst.len();
+        let (a, b, c) = (&a[..n], &b[..n], &c[..n]);
+        if dilate {
+            for i in 0..n {
+                dst[i] = a[i].max(b[i]).max(c[i]);
+            }
+        } else {
+            for i in 0..n {
+                dst[i] = a[i].min(b[i]).min(c[i]);
+            }
+        }
+    }
+}
+
+par::avx512_dispatch! {
+    /// `o0 = max(a, b, c)` and `o1 = max(b, c, d)` (dilate) or `min`, element-wise,
+    /// sharing `max(b, c)`.
+    fn fold_pair(o0: &mut [u8], o1: &mut [u8], a: &[u8], b: &[u8], c: &[u8], d: &[u8], dilate: bool) {
+        let n = o0.len();
+        let (o1, a, b, c, d) = (&mut o1[..n], &a[..n], &b[..n], &c[..n], &d[..n]);
+        if dilate {
+            for i in 0..n {
+                let m = b[i].max(c[i]);
+                o0[i] = m.max(a[i]);
+                o1[i] = m.max(d[i]);
+            }
+        } else {
+            for i in 0..n {
+                let m = b[i].min(c[i]);
+                o0[i] = m.min(a[i]);
+                o1[i] = m.min(d[i]);
+            }
         }
     }
 }
@@ -746,38 +826,80 @@ mod tests {
         assert_eq!(a, b);
     }
 
-    #[test]
-    fn erode_and_dilate_equal_a_naive_window_across_bands() {
-        // Rows of 9,000 samples: a band is 29 rows, so 100 rows make four bands.
-        let (w, h, cn) = (3000usize, 100usize, 3usize);
-        let mut seed = 3u32;
-        let data: Vec<u8> = (0..w * h * cn)
+    /// Erosion or dilation by the definition: every window sample, those outside the
+    /// image skipped.
+    fn naive_morph(data: &[u8], w: usize, h: usize, cn: usize, k: usize, dilate: bool) -> Vec<u8> {
+        let a = (k / 2) as isize;
+        let mut out = vec![0u8; data.len()];
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..cn {
+                    let mut v = if dilate { 0u8 } else { 255u8 };
+                    for dy in -a..=a {
+                        for dx in -a..=a {
+                            let (sy, sx) = (y as isize + dy, x as isize + dx);
+                            if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
+                                continue;
+                            }
+                            let s = data[(sy as usize * w + sx as usize) * cn + c];
+                            v = if dilate { v.max(s) } else { v.min(s) };
+                        }
+                    }
+                    out[(y * w + x) * cn + c] = v;
+                }
+            }
+        }
+        out
+    }
+
+    fn noise(len: usize, mut seed: u32) -> Vec<u8> {
+        (0..len)
             .map(|_| {
                 seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
                 (seed >> 24) as u8
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn erode_and_dilate_equal_a_naive_window_across_bands() {
+        // Rows of 9,000 samples: a band is 30 rows, so 101 rows make four bands, the
+        // last with an odd row.
+        let (w, h, cn) = (3000usize, 101usize, 3usize);
+        let data = noise(w * h * cn, 3);
         let img = Image::from_u8(w as u32, h as u32, cn as u8, data.clone());
         for k in [3usize, 5] {
             for dilate in [false, true] {
                 let got = morph_once(&img, k, dilate);
-                let a = (k / 2) as isize;
-                for y in 0..h {
-                    for x in 0..w {
-                        for c in 0..cn {
-                            let mut v = if dilate { 0u8 } else { 255u8 };
-                            for dy in -a..=a {
-                                for dx in -a..=a {
-                                    let (sy, sx) = (y as isize + dy, x as isize + dx);
-                                    if sy < 0 || sx < 0 || sy >= h as isize || sx >= w as isize {
-                                        continue;
-                                    }
-                                    let s = data[(sy as usize * w + sx as usize) * cn + c];
-                                    v = if dilate { v.max(s) } else { v.min(s) };
-                                }
-                            }
-                            assert_eq!(got.u8_data()[(y * w + x) * cn + c], v, "k {k}, ({x}, {y})");
-                        }
+                let want = naive_morph(&data, w, h, cn, k, dilate);
+                assert!(got.u8_data() == want.as_slice(), "k {k}, dilate {dilate}");
+            }
+        }
+    }
+
+    #[test]
+    fn erode_and_dilate_equal_a_naive_window_at_awkward_sizes() {
+        for cn in 1..=4usize {
+            for (w, h) in [
+                (1usize, 1usize),
+                (1, 4),
+                (2, 1),
+                (2, 2),
+                (3, 3),
+                (5, 2),
+                (33, 7),
+                (70, 5),
+            ] {
+                let data = noise(w * h * cn, (w * 31 + h * 7 + cn) as u32);
+                let img = Image::from_u8(w as u32, h as u32, cn as u8, data.clone());
+                for k in [1usize, 3, 5] {
+                    for dilate in [false, true] {
+                        let got = morph_once(&img, k, dilate);
+                        let want = naive_morph(&data, w, h, cn, k, dilate);
+                        assert!(
+                            got.u8_data() == want.as_slice(),
+                            "{w}x{h}x{cn}, k {k}, dilate {dilate}"
+                        );
                     }
                 }
             }
