@@ -115,10 +115,31 @@ fn lut_vbmi(c: &mut [u8], lut: &[u8; 256], channels: usize) -> usize {
 pub fn invert(mut img: Image) -> Image {
     let ch = img.channels as usize;
     match &mut img.samples {
-        Samples::U8(d) => map_color(d, ch, |v: u8| !v),
+        Samples::U8(d) => par::chunks(d, ch, |c| invert_u8(c, ch)),
         Samples::U16(d) => map_color(d, ch, |v: u16| !v),
     }
     img
+}
+
+par::avx512_dispatch! {
+    /// Inverts the colour samples of whole pixels of `ch` channels: an exclusive or
+    /// with 0xff on colour and 0 on alpha, 64 samples at a time (a whole number of
+    /// pixels of 1, 2 or 4 channels; 3 channels have no alpha).
+    fn invert_u8(c: &mut [u8], ch: usize) {
+        const L: usize = 64;
+        let mask: [u8; L] = std::array::from_fn(|i| {
+            if (ch == 2 || ch == 4) && i % ch == ch - 1 { 0 } else { 0xff }
+        });
+        let mut blocks = c.chunks_exact_mut(L);
+        for b in &mut blocks {
+            for (v, m) in b.iter_mut().zip(&mask) {
+                *v ^= m;
+            }
+        }
+        for (v, m) in blocks.into_remainder().iter_mut().zip(&mask) {
+            *v ^= m;
+        }
+    }
 }
 
 /// Saturating add of `amount` (negative subtracts); scaled by 257 on 16-bit.
@@ -1003,7 +1024,7 @@ mod tests {
     fn colour_maps_with_alpha_equal_a_pixel_by_pixel_loop_on_awkward_widths() {
         let mut seed = 11u32;
         for cn in [2usize, 4] {
-            for n in [1usize, 15, 16, 17, 31, 32, 33, 100, 1001] {
+            for n in [1usize, 15, 16, 17, 31, 32, 33, 100, 1001, 1601] {
                 let src: Vec<u8> = (0..n * cn)
                     .map(|_| {
                         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -1019,6 +1040,11 @@ mod tests {
                 let mut got = src.clone();
                 super::map_color(&mut got, cn, |v: u8| v.saturating_add(60));
                 assert_eq!(got, want, "{cn} channels, {n} pixels");
+                let mut got = src.clone();
+                super::invert_u8(&mut got, cn);
+                for (i, (g, s)) in got.iter().zip(&src).enumerate() {
+                    assert_eq!(*g, if i % cn == cn - 1 { *s } else { !*s }, "invert");
+                }
                 let wide: Vec<u16> = src.iter().map(|&v| v as u16 * 257).collect();
                 let mut got = wide.clone();
                 super::map_color(&mut got, cn, |v: u16| !v);
