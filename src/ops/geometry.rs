@@ -928,10 +928,19 @@ fn generic(
     let k = ax.ksize;
     let (taps, alpha) = column_taps(ax, sw, cubic);
     let h = hpass_for(cn, k);
-    let fast = VectorColumns::new(&taps, &alpha, sw, cn, k);
+    let permute = PermuteColumns::new(&taps, &alpha, sw, cn, k);
+    let fast = match permute {
+        Some(_) => None,
+        None => VectorColumns::new(&taps, &alpha, sw, cn, k),
+    };
     let hrow = |sy: usize, out: &mut [i32]| {
         let s = &src[sy * sstride..(sy + 1) * sstride];
-        horizontal_row(s, &taps, &alpha, cn, k, h, fast.as_ref(), out);
+        match &permute {
+            Some(p) => p.run(s, out),
+            None => {
+                horizontal_row(s, &taps, &alpha, cn, k, h, fast.as_ref(), out);
+            }
+        }
     };
     let mut out = vec![0u8; dstride * dh];
     const BAND: usize = 16;
@@ -940,12 +949,25 @@ fn generic(
         .for_each(|(band, ob)| {
             let mut rows = vec![vec![0i32; dstride]; k];
             let mut have: Vec<Option<usize>> = vec![None; k];
+            let source_row = |dy: usize, j: usize| {
+                par::replicate(ay.ofs[dy] + j as isize - (k as isize / 2 - 1), sh)
+            };
             for (r, orow) in ob.chunks_exact_mut(dstride).enumerate() {
                 let dy = band * BAND + r;
-                let sy0 = ay.ofs[dy];
                 let b = &ay.alpha[dy * k..dy * k + k];
+                // The source rows the next output row adds: asked for now, so that
+                // they arrive while this row is made (the hardware prefetcher starts
+                // on a row only after its first misses).
+                if dy + 1 < dh {
+                    for j in 0..k {
+                        let sy = source_row(dy + 1, j);
+                        if (0..k).all(|i| source_row(dy, i) != sy) {
+                            par::prefetch(&src[sy * sstride..(sy + 1) * sstride]);
+                        }
+                    }
+                }
                 for j in 0..k {
-                    let sy = par::replicate(sy0 + j as isize - (k as isize / 2 - 1), sh);
+                    let sy = source_row(dy, j);
                     if have[j] == Some(sy) {
                         continue;
                     }
@@ -1121,6 +1143,159 @@ impl VectorColumns {
         }
         #[cfg(not(target_arch = "x86_64"))]
         0
+    }
+}
+
+/// The horizontal pass of bilinear and bicubic by byte permutes (AVX-512 VBMI), for
+/// every channel count: output samples in blocks of 32, each block's taps inside a
+/// 128-byte window of the source row. One two-register byte permute gathers the
+/// block's pairs of tap samples, which are widened to 16 bits and summed by one
+/// multiply-add per pair of weights; the same integers as [`hpass`]. The per-column
+/// loads of [`VectorColumns`] cost a cycle or two a sample; this is a dozen
+/// instructions per 32.
+struct PermuteColumns {
+    /// Per block: the window's first byte, and which of its 128 bytes lie in the row.
+    windows: Vec<(usize, [u64; 2])>,
+    /// Per block and pair of taps (`k / 2` per block): the window byte of each tap,
+    /// the block's 32 samples' pairs in order.
+    index: Vec<[u8; 64]>,
+    /// Per block and pair of taps: each sample's pair of weights as one word.
+    weights: Vec<[i32; 32]>,
+    /// Output samples of a row (`dw * cn`).
+    samples: usize,
+    /// Source samples of a row (`sw * cn`).
+    row_len: usize,
+    /// Taps per output sample, 2 or 4.
+    k: usize,
+}
+
+impl PermuteColumns {
+    /// Samples an output block holds.
+    const BLOCK: usize = 32;
+
+    /// The blocks for these taps (`k` per output pixel, in pixels) on `cn` channels,
+    /// where the CPU has AVX-512 VBMI and every block's taps fit in its window.
+    fn new(taps: &[usize], alpha: &[i32], sw: usize, cn: usize, k: usize) -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if (k == 2 || k == 4)
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vbmi")
+        {
+            let samples = taps.len() / k * cn;
+            let row_len = sw * cn;
+            // Output sample j: pixel j / cn, channel j % cn.
+            let tap = |j: usize, i: usize| taps[(j / cn) * k + i] * cn + j % cn;
+            let weight = |j: usize, i: usize| alpha[(j / cn) * k + i];
+            let blocks = samples.div_ceil(Self::BLOCK);
+            let mut p = PermuteColumns {
+                windows: Vec::with_capacity(blocks),
+                index: Vec::with_capacity(blocks * k / 2),
+                weights: Vec::with_capacity(blocks * k / 2),
+                samples,
+                row_len,
+                k,
+            };
+            for b in 0..blocks {
+                // The last block repeats its last sample; those lanes are not stored.
+                let js: [usize; 32] =
+                    std::array::from_fn(|l| (b * Self::BLOCK + l).min(samples - 1));
+                let base = js
+                    .iter()
+                    .flat_map(|&j| (0..k).map(move |i| tap(j, i)))
+                    .min()?;
+                let reach = js
+                    .iter()
+                    .flat_map(|&j| (0..k).map(move |i| tap(j, i)))
+                    .max()?;
+                if reach - base >= 128 {
+                    return None;
+                }
+                let inside = |from: usize| {
+                    let n = row_len.saturating_sub(base + from).min(64);
+                    if n == 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << n) - 1
+                    }
+                };
+                p.windows.push((base, [inside(0), inside(64)]));
+                for pair in 0..k / 2 {
+                    let mut idx = [0u8; 64];
+                    let mut w = [0i32; 32];
+                    for (l, &j) in js.iter().enumerate() {
+                        idx[2 * l] = (tap(j, 2 * pair) - base) as u8;
+                        idx[2 * l + 1] = (tap(j, 2 * pair + 1) - base) as u8;
+                        w[l] = (weight(j, 2 * pair) & 0xFFFF) | (weight(j, 2 * pair + 1) << 16);
+                    }
+                    p.index.push(idx);
+                    p.weights.push(w);
+                }
+            }
+            return Some(p);
+        }
+        let _ = (taps, alpha, sw, cn, k);
+        None
+    }
+
+    /// Sums every output sample of source row `s` into `out`.
+    fn run(&self, s: &[u8], out: &mut [i32]) {
+        assert!(s.len() >= self.row_len && out.len() >= self.samples);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512BW and VBMI are present (checked in `new`); the lengths are
+        // checked just above.
+        unsafe {
+            permute_columns(self, s, out)
+        }
+    }
+}
+
+/// [`PermuteColumns::run`]. Reads only the window bytes inside the row (masked loads
+/// do not touch the others) and stores only the row's samples.
+///
+/// # Safety
+/// The CPU has AVX-512BW and VBMI; `s` holds at least `p.row_len` bytes and `out` at
+/// least `p.samples` samples.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,avx512vbmi")]
+unsafe fn permute_columns(p: &PermuteColumns, s: &[u8], out: &mut [i32]) {
+    use std::arch::x86_64::*;
+    let (sp, op) = (s.as_ptr(), out.as_mut_ptr());
+    let half = p.k / 2;
+    for (b, &(base, inside)) in p.windows.iter().enumerate() {
+        // SAFETY (loads): `base` is a tap, inside the row; the masks cover only row
+        // bytes, and the second load is made only when it has some.
+        let lo = _mm512_maskz_loadu_epi8(inside[0], sp.add(base).cast());
+        let hi = if inside[1] != 0 {
+            _mm512_maskz_loadu_epi8(inside[1], sp.add(base + 64).cast())
+        } else {
+            _mm512_setzero_si512()
+        };
+        let mut sums = [_mm512_setzero_si512(); 2];
+        for pair in 0..half {
+            let idx = _mm512_loadu_si512(p.index[b * half + pair].as_ptr().cast());
+            let w = &p.weights[b * half + pair];
+            let bytes = _mm512_permutex2var_epi8(lo, idx, hi);
+            let words = [
+                _mm512_cvtepu8_epi16(_mm512_castsi512_si256(bytes)),
+                _mm512_cvtepu8_epi16(_mm512_extracti64x4_epi64::<1>(bytes)),
+            ];
+            for (h, (sum, v)) in sums.iter_mut().zip(words).enumerate() {
+                let wv = _mm512_loadu_si512(w[16 * h..].as_ptr().cast());
+                *sum = _mm512_add_epi32(*sum, _mm512_madd_epi16(v, wv));
+            }
+        }
+        let first = b * PermuteColumns::BLOCK;
+        for (h, sum) in sums.into_iter().enumerate() {
+            let at = first + 16 * h;
+            if at + 16 <= p.samples {
+                // SAFETY: 16 samples inside `out`.
+                _mm512_storeu_si512(op.add(at).cast(), sum);
+            } else if at < p.samples {
+                let keep = (1u16 << (p.samples - at)) - 1;
+                // SAFETY: only the lanes inside `out` are written.
+                _mm512_mask_storeu_epi32(op.add(at).cast(), keep, sum);
+            }
+        }
     }
 }
 
@@ -1901,7 +2076,7 @@ mod tests {
             } else {
                 (2, Filter::Bilinear)
             };
-            let mut vectorised = 0;
+            let (mut vectorised, mut permuted) = (0, 0);
             for (sw, dw) in [
                 (1usize, 1usize),
                 (2, 1),
@@ -1913,6 +2088,9 @@ mod tests {
                 (64, 32),
                 (5, 9),
                 (301, 100),
+                (3000, 1110),
+                (1000, 1500),
+                (400, 50),
             ] {
                 let (_, sc) = choose(sw, 1, dw, 1, filter);
                 let ax = axis(sw, dw, sc.x, sc.inv_x, cubic, false);
@@ -1933,6 +2111,23 @@ mod tests {
                 assert_eq!(
                     got, want,
                     "{cn} channels, cubic {cubic}, {sw} -> {dw} ({done} columns vectorised)"
+                );
+                if let Some(p) = PermuteColumns::new(&taps, &alpha, sw, cn, k) {
+                    let mut got = vec![-1i32; dw * cn];
+                    p.run(&s, &mut got);
+                    permuted += 1;
+                    assert_eq!(
+                        got, want,
+                        "permutes: {cn} channels, cubic {cubic}, {sw} -> {dw}"
+                    );
+                }
+            }
+            // The permute path ran wherever the CPU has it.
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx512vbmi") {
+                assert!(
+                    permuted >= 8,
+                    "{cn} channels, cubic {cubic}: {permuted} sizes permuted"
                 );
             }
             // Each vector path ran (on a CPU with SSE4.1).
