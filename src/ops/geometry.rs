@@ -1425,25 +1425,38 @@ fn area_int_n<const CN: usize>(
 ) -> Vec<u8> {
     let sstride = sw * CN;
     let used = dw * fx * CN;
-    let mut out = vec![0u8; dw * dh * CN];
     let scale = 1.0f32 / (fx * fy) as f32;
     let halving = fx == 2 && fy == 2;
     if halving {
-        par::bands(&mut out, dw * CN, |y0, band| {
-            for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
-                let y = (y0 + r) * 2;
-                let r0 = &src[y * sstride..y * sstride + used];
-                let r1 = &src[(y + 1) * sstride..(y + 1) * sstride + used];
-                match CN {
-                    1 => halve_row1(r0, r1, row),
-                    2 => halve_row2(r0, r1, row),
-                    3 => halve_row3(r0, r1, row),
-                    _ => halve_row4(r0, r1, row),
+        #[cfg(target_arch = "x86_64")]
+        let vbmi = std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+            && std::arch::is_x86_feature_detected!("avx512vbmi");
+        let fill = |out: &mut [u8]| {
+            par::bands(out, dw * CN, |y0, band| {
+                for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
+                    let y = (y0 + r) * 2;
+                    let r0 = &src[y * sstride..y * sstride + used];
+                    let r1 = &src[(y + 1) * sstride..(y + 1) * sstride + used];
+                    #[cfg(target_arch = "x86_64")]
+                    if CN > 1 && vbmi {
+                        // SAFETY: the CPU has AVX-512BW, VL and VBMI (checked above).
+                        unsafe { halve_row_vbmi(r0, r1, row, CN) };
+                        continue;
+                    }
+                    match CN {
+                        1 => halve_row1(r0, r1, row),
+                        2 => halve_row2(r0, r1, row),
+                        3 => halve_row3(r0, r1, row),
+                        _ => halve_row4(r0, r1, row),
+                    }
                 }
-            }
-        });
-        return out;
+            })
+        };
+        // SAFETY: every output row is written whole, by `halve_row_vbmi` or `halve_row`.
+        return unsafe { par::uninit(dw * dh * CN, fill) };
     }
+    let mut out = vec![0u8; dw * dh * CN];
     par::bands(&mut out, dw * CN, |y0, band| {
         let mut sums = vec![0u32; used];
         for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
@@ -1523,6 +1536,74 @@ par::avx2_dispatch! {
 }
 par::avx2_dispatch! {
     fn halve_row4(r0: &[u8], r1: &[u8], out: &mut [u8]) { halve_row_by_columns::<4>(r0, r1, out) }
+}
+
+/// [`halve_row`] for 2, 3 and 4 channels by AVX-512 VBMI byte permutes: 32 output
+/// samples at a time, each row's pairs of horizontal neighbours gathered from a
+/// 128-byte window by one permute and summed by a multiply-add with ones. The same
+/// integers as [`halve_row`]; every output sample is written (the last block masked).
+///
+/// # Safety
+/// The CPU has AVX-512BW, VL and VBMI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,avx512vbmi,avx512vl")]
+unsafe fn halve_row_vbmi(r0: &[u8], r1: &[u8], out: &mut [u8], cn: usize) {
+    use std::arch::x86_64::*;
+    let n = out.len();
+    let len = r0.len().min(r1.len()).min(2 * n);
+    // Source sample of output sample j (its left neighbour; the right one is `cn` on).
+    let first = |j: usize| (j / cn) * 2 * cn + j % cn;
+    // The window offsets repeat every `cn` blocks (32 * cn samples is whole pixels).
+    let index: Vec<__m512i> = (0..cn)
+        .map(|b| {
+            let base = first(32 * b);
+            let idx: [u8; 64] =
+                std::array::from_fn(|i| (first(32 * b + i / 2) + (i % 2) * cn - base) as u8);
+            _mm512_loadu_si512(idx.as_ptr().cast())
+        })
+        .collect();
+    let ones = _mm512_set1_epi8(1);
+    let two = _mm512_set1_epi16(2);
+    let (p0, p1, op) = (r0.as_ptr(), r1.as_ptr(), out.as_mut_ptr());
+    let inside = |from: usize| {
+        let m = len.saturating_sub(from).min(64);
+        if m == 64 {
+            u64::MAX
+        } else {
+            (1u64 << m) - 1
+        }
+    };
+    let mut j = 0;
+    let mut b = 0;
+    while j < n {
+        let base = first(j);
+        let (m0, m1) = (inside(base), inside(base + 64));
+        let idx = index[b];
+        // One row's pair sums: its window (the masks cover only bytes of the rows,
+        // `len`, and the second load is made only when it has some), permuted, summed.
+        macro_rules! pairs {
+            ($p:expr) => {{
+                let lo = _mm512_maskz_loadu_epi8(m0, $p.add(base).cast());
+                let hi = if m1 != 0 {
+                    _mm512_maskz_loadu_epi8(m1, $p.add(base + 64).cast())
+                } else {
+                    _mm512_setzero_si512()
+                };
+                _mm512_maddubs_epi16(_mm512_permutex2var_epi8(lo, idx, hi), ones)
+            }};
+        }
+        let sums = _mm512_add_epi16(_mm512_add_epi16(pairs!(p0), pairs!(p1)), two);
+        let bytes = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<2>(sums));
+        let keep = if n - j >= 32 {
+            u32::MAX
+        } else {
+            (1u32 << (n - j)) - 1
+        };
+        // SAFETY: only the lanes of output samples j.. inside `out` are written.
+        _mm256_mask_storeu_epi8(op.add(j).cast(), keep, bytes);
+        j += 32;
+        b = (b + 1) % cn;
+    }
 }
 
 /// OpenCV's computeResizeAreaTab: (dst index, src index, weight) triples.
@@ -2038,6 +2119,11 @@ mod tests {
                 (3, 2, 2, 2),
                 (17, 5, 2, 2),
                 (301, 3, 2, 2),
+                (16, 2, 2, 2),
+                (32, 2, 2, 2),
+                (48, 1, 2, 2),
+                (97, 2, 2, 2),
+                (1000, 3, 2, 2),
                 (33, 9, 3, 3),
                 (5, 7, 4, 2),
                 (31, 3, 2, 5),
