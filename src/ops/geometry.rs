@@ -319,12 +319,16 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
 }
 
 /// A quarter turn (90 or 270 degrees clockwise) of `d` (`w x h`, `cn` of 1, 2 or 4)
-/// into `out` (`h x w`), in parallel bands of output rows. Each group of 8 output rows
-/// is made left to right in 8x8-pixel blocks through [`transpose8`]: it reads 8 pixels
-/// of every source row, and the next groups read the pixels beside them, from cache
-/// (the next cache line of each row is asked for ahead, since the hardware prefetcher
-/// does not follow a column). The pixels left at the right and bottom edges are copied
-/// one by one. Every output pixel is written.
+/// into `out` (`h x w`), in parallel bands of output rows, by 8x8-pixel blocks through
+/// [`transpose8`]. A band's rows go in tiles of up to [`TURN_GROUPS`] groups of 8
+/// output rows (as many source columns): the tile walks down the source 8 rows at a
+/// time, and each step reads one 64-byte stretch of each of those 8 rows and makes 8
+/// pixels of each of its output rows. Walking the source once per tile rather than once
+/// per group of 8 touches each source page a few times instead of dozens (the walk
+/// crosses a page per source row, so the TLB, not the cache, set the pace). The source
+/// rows of the step after next are asked for ahead, since the hardware prefetcher does
+/// not follow a column. The pixels left at the right and bottom edges are copied one by
+/// one. Every output pixel is written.
 #[cfg(target_arch = "x86_64")]
 fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: &mut [u8]) {
     let ow = h;
@@ -337,49 +341,71 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
             (x, w - 1 - y)
         }
     };
+    assert!(d.len() >= w * h * cn && out.len() >= w * ostride && matches!(cn, 1 | 2 | 4));
     let whole_cols = ow / 8 * 8;
-    par::bands_by(out, ostride, 8, |y0, rows| {
-        for (g, group) in rows.chunks_exact_mut(8 * ostride).enumerate() {
-            let yg = y0 + 8 * g;
-            let mut dst: [&mut [u8]; 8] = {
-                let mut it = group.chunks_exact_mut(ostride);
-                std::array::from_fn(|_| it.next().expect("8 rows"))
-            };
-            if angle == 270 {
-                // Source columns ascend as output rows descend.
-                dst.reverse();
-            }
-            // The block's leftmost source column.
-            let col = if angle == 90 { yg } else { w - 8 - yg };
+    // Groups of 8 output rows per tile: 64 source bytes a row per step.
+    let groups = (TURN_GROUPS / cn).max(1);
+    let sstride = (w * cn) as isize;
+    par::bands_by(out, ostride, 8 * groups, |y0, rows| {
+        let whole_groups = rows.len() / ostride / 8;
+        for t0 in (0..whole_groups).step_by(groups) {
+            let ng = groups.min(whole_groups - t0);
+            // The tile's first output row (in the band and in the image) and leftmost
+            // source column.
+            let (r0, yt) = (8 * t0, y0 + 8 * t0);
+            let col = if angle == 90 { yt } else { w - 8 * ng - yt };
             for xb in (0..whole_cols).step_by(8) {
-                let src: [&[u8]; 8] = std::array::from_fn(|i| {
-                    let (sr, _) = source(xb + i, 0);
-                    let at = (sr * w + col) * cn;
-                    // What the group after next reads from this row (to the right for
-                    // 90 degrees, to the left for 270): a new cache line every
-                    // 64 / (8 * cn) groups.
-                    let ahead = 16 * cn;
-                    prefetch(
-                        d,
-                        if angle == 90 {
-                            at + ahead
+                for i in 0..8 {
+                    // This row of the step after next.
+                    if xb + 16 + i < ow {
+                        let (sr, _) = source(xb + 16 + i, 0);
+                        let at = (sr * w + col) * cn;
+                        let n = 8 * ng * cn;
+                        par::prefetch(&d[at..at + 1]);
+                        par::prefetch(&d[at + n - 1..at + n]);
+                    }
+                }
+                for g in 0..ng {
+                    // Block (xb, group g): source rows of output columns xb.., source
+                    // columns of output rows r0 + 8g...
+                    // SAFETY: the block's 8 source rows of 8 pixels lie in `d` (rows
+                    // below `h`, columns below `w`: whole blocks and groups only), and
+                    // its 8 output rows of 8 pixels in `rows` (whole groups of the band,
+                    // columns below `whole_cols`); the lengths are asserted above.
+                    unsafe {
+                        let (sp, ss, dp, ds) = if angle == 90 {
+                            // Output row r0 + 8g + j is source column col + 8g + j;
+                            // output column xb + i is source row h - 1 - xb - i.
+                            (
+                                d.as_ptr().add(((h - 1 - xb) * w + col + 8 * g) * cn),
+                                -sstride,
+                                rows.as_mut_ptr().add((r0 + 8 * g) * ostride + xb * cn),
+                                ostride as isize,
+                            )
                         } else {
-                            at.wrapping_sub(ahead)
-                        },
-                    );
-                    &d[at..at + 8 * cn]
-                });
-                let mut blk: [&mut [u8]; 8] = {
-                    let mut it = dst.iter_mut();
-                    std::array::from_fn(|_| &mut it.next().expect("8 rows")[xb * cn..(xb + 8) * cn])
-                };
-                // SAFETY: SSE2 is part of the x86_64 baseline.
-                unsafe { transpose8(&src, &mut blk, cn) };
+                            // Output row r0 + 8g + j is source column w - 1 - yt - 8g
+                            // - j: counted from the block's last output row up, its
+                            // columns ascend. Output column xb + i is source row xb + i.
+                            let c = col + 8 * (ng - 1 - g);
+                            (
+                                d.as_ptr().add((xb * w + c) * cn),
+                                sstride,
+                                rows.as_mut_ptr().add((r0 + 8 * g + 7) * ostride + xb * cn),
+                                -(ostride as isize),
+                            )
+                        };
+                        match cn {
+                            1 => transpose8::<1>(sp, ss, dp, ds),
+                            2 => transpose8::<2>(sp, ss, dp, ds),
+                            _ => transpose8::<4>(sp, ss, dp, ds),
+                        }
+                    }
+                }
             }
         }
         // The edges: columns past the last whole block in every row, and whole rows
         // past the last group of 8.
-        let whole_rows = rows.len() / ostride / 8 * 8;
+        let whole_rows = whole_groups * 8;
         for (r, row) in rows.chunks_exact_mut(ostride).enumerate() {
             let from = if r < whole_rows { whole_cols } else { 0 };
             for x in from..ow {
@@ -391,45 +417,28 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
     });
 }
 
-/// Asks the CPU to load the cache line of `d[at]`, if `at` is inside `d`.
-#[inline(always)]
-fn prefetch(d: &[u8], at: usize) {
-    if let Some(p) = d.get(at..at + 1) {
-        par::prefetch(p);
-    }
-}
+/// Groups of 8 output rows a gray quarter turn makes in one walk down the source (fewer
+/// for more channels: 64 source bytes a row per step).
+const TURN_GROUPS: usize = 8;
 
-/// `dst[j]` = column `j` of the 8x8-pixel block whose rows are `src` (`cn` of 1, 2 or
-/// 4 bytes a pixel): `dst[j][i] = src[i][j]`, pixel by pixel.
+/// Transposes an 8x8-pixel block of `CN`-byte pixels (1, 2 or 4): row `i` of the
+/// source starts at `sp + i * ss`, row `j` of the result at `dp + j * ds`, and pixel
+/// `i` of result row `j` is pixel `j` of source row `i`.
+///
+/// # Safety
+/// The 8 source rows and the 8 result rows of `8 * CN` bytes each are inside their
+/// buffers.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "sse2")]
-fn transpose8(src: &[&[u8]; 8], dst: &mut [&mut [u8]; 8], cn: usize) {
+#[inline(always)]
+unsafe fn transpose8<const CN: usize>(sp: *const u8, ss: isize, dp: *mut u8, ds: isize) {
     use std::arch::x86_64::*;
-    // Each load and store covers exactly the 8 pixels of its row slice (checked by the
-    // `try_into`s).
-    let load8 = |r: &[u8]| {
-        let r: &[u8; 8] = r.try_into().expect("8 bytes");
-        // SAFETY: reads the 8 bytes of `r`.
-        unsafe { _mm_loadl_epi64(r.as_ptr().cast()) }
-    };
-    let load16 = |r: &[u8]| {
-        let r: &[u8; 16] = r.try_into().expect("16 bytes");
-        // SAFETY: reads the 16 bytes of `r`, unaligned.
-        unsafe { _mm_loadu_si128(r.as_ptr().cast()) }
-    };
-    let store8 = |o: &mut [u8], v: __m128i| {
-        let o: &mut [u8; 8] = o.try_into().expect("8 bytes");
-        // SAFETY: writes the 8 bytes of `o`.
-        unsafe { _mm_storel_epi64(o.as_mut_ptr().cast(), v) }
-    };
-    let store16 = |o: &mut [u8], v: __m128i| {
-        let o: &mut [u8; 16] = o.try_into().expect("16 bytes");
-        // SAFETY: writes the 16 bytes of `o`, unaligned.
-        unsafe { _mm_storeu_si128(o.as_mut_ptr().cast(), v) }
-    };
-    match cn {
+    // SAFETY (all loads and stores): inside the rows the caller vouches for.
+    let src = |i: usize| unsafe { sp.offset(i as isize * ss) };
+    let dst = |j: usize| unsafe { dp.offset(j as isize * ds) };
+    match CN {
         1 => {
-            let r: [__m128i; 8] = std::array::from_fn(|i| load8(src[i]));
+            let r: [__m128i; 8] =
+                std::array::from_fn(|i| unsafe { _mm_loadl_epi64(src(i).cast()) });
             // Pairs of rows interleaved, then pairs of pairs: a, b = rows 0-3 and
             // 4-7, columns 0-3 (lo) and 4-7 (hi) of each.
             let p: [__m128i; 4] =
@@ -446,12 +455,15 @@ fn transpose8(src: &[&[u8]; 8], dst: &mut [&mut [u8]; 8], cn: usize) {
                 _mm_unpackhi_epi32(a_hi, b_hi),
             ];
             for (k, c) in cols.into_iter().enumerate() {
-                store8(dst[2 * k], c);
-                store8(dst[2 * k + 1], _mm_unpackhi_epi64(c, c));
+                unsafe {
+                    _mm_storel_epi64(dst(2 * k).cast(), c);
+                    _mm_storeh_pd(dst(2 * k + 1).cast(), _mm_castsi128_pd(c));
+                }
             }
         }
         2 => {
-            let r: [__m128i; 8] = std::array::from_fn(|i| load16(src[i]));
+            let r: [__m128i; 8] =
+                std::array::from_fn(|i| unsafe { _mm_loadu_si128(src(i).cast()) });
             let p: [__m128i; 8] = std::array::from_fn(|k| {
                 let (x, y) = (r[2 * (k / 2)], r[2 * (k / 2) + 1]);
                 if k % 2 == 0 {
@@ -474,15 +486,18 @@ fn transpose8(src: &[&[u8]; 8], dst: &mut [&mut [u8]; 8], cn: usize) {
             ];
             // q[k]: rows 0-3 of columns 2k, 2k+1; q[4 + k]: rows 4-7 of them.
             for k in 0..4 {
-                store16(dst[2 * k], _mm_unpacklo_epi64(q[k], q[4 + k]));
-                store16(dst[2 * k + 1], _mm_unpackhi_epi64(q[k], q[4 + k]));
+                unsafe {
+                    _mm_storeu_si128(dst(2 * k).cast(), _mm_unpacklo_epi64(q[k], q[4 + k]));
+                    _mm_storeu_si128(dst(2 * k + 1).cast(), _mm_unpackhi_epi64(q[k], q[4 + k]));
+                }
             }
         }
         _ => {
             // Four 4x4 transposes of 32-bit pixels.
             for (half_r, half_c) in [(0, 0), (0, 4), (4, 0), (4, 4)] {
-                let r: [__m128i; 4] =
-                    std::array::from_fn(|i| load16(&src[half_r + i][half_c * 4..half_c * 4 + 16]));
+                let r: [__m128i; 4] = std::array::from_fn(|i| unsafe {
+                    _mm_loadu_si128(src(half_r + i).add(half_c * 4).cast())
+                });
                 let t0 = _mm_unpacklo_epi32(r[0], r[1]);
                 let t1 = _mm_unpacklo_epi32(r[2], r[3]);
                 let t2 = _mm_unpackhi_epi32(r[0], r[1]);
@@ -494,7 +509,7 @@ fn transpose8(src: &[&[u8]; 8], dst: &mut [&mut [u8]; 8], cn: usize) {
                     _mm_unpackhi_epi64(t2, t3),
                 ];
                 for (j, c) in cols.into_iter().enumerate() {
-                    store16(&mut dst[half_c + j][half_r * 4..half_r * 4 + 16], c);
+                    unsafe { _mm_storeu_si128(dst(half_c + j).add(half_r * 4).cast(), c) };
                 }
             }
         }
@@ -2067,6 +2082,9 @@ mod tests {
             (9, 17),
             (64, 65),
             (130, 71),
+            // Tiles of 8 groups and a part-tile; output rows in several bands.
+            (203, 37),
+            (1000, 301),
         ];
         for (w, h) in sizes {
             for cn in 1..=4u8 {
