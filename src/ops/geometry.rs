@@ -309,7 +309,7 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
         return unsafe { move_rows(d, stride, true, |o, s| mirror_row_u8(o, s, cn)) };
     }
     #[cfg(target_arch = "x86_64")]
-    if cn != 3 {
+    if cn != 3 || std::arch::is_x86_feature_detected!("ssse3") {
         let fill = |out: &mut [u8]| quarter_turn_tiles(d, w, h, cn, angle, out);
         // SAFETY: `quarter_turn_tiles` writes every output pixel (blocks, then the
         // edges; see there).
@@ -318,9 +318,9 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
     rotate_t(d, w, h, cn, angle)
 }
 
-/// A quarter turn (90 or 270 degrees clockwise) of `d` (`w x h`, `cn` of 1, 2 or 4)
-/// into `out` (`h x w`), in parallel bands of output rows, by 8x8-pixel blocks through
-/// [`transpose8`]. A band's rows go in tiles of up to [`TURN_GROUPS`] groups of 8
+/// A quarter turn (90 or 270 degrees clockwise) of `d` (`w x h`, `cn` of 1 to 4; 3
+/// only where the CPU has SSSE3) into `out` (`h x w`), in parallel bands of output
+/// rows, by 8x8-pixel blocks through [`transpose8`] or [`transpose8_rgb`]. A band's rows go in tiles of up to [`TURN_GROUPS`] groups of 8
 /// output rows (as many source columns): the tile walks down the source 8 rows at a
 /// time, and each step reads one 64-byte stretch of each of those 8 rows and makes 8
 /// pixels of each of its output rows. Walking the source once per tile rather than once
@@ -341,7 +341,7 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
             (x, w - 1 - y)
         }
     };
-    assert!(d.len() >= w * h * cn && out.len() >= w * ostride && matches!(cn, 1 | 2 | 4));
+    assert!(d.len() >= w * h * cn && out.len() >= w * ostride && (1..=4).contains(&cn));
     let whole_cols = ow / 8 * 8;
     // Groups of 8 output rows per tile: 64 source bytes a row per step.
     let groups = (TURN_GROUPS / cn).max(1);
@@ -397,6 +397,8 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
                         match cn {
                             1 => transpose8::<1>(sp, ss, dp, ds),
                             2 => transpose8::<2>(sp, ss, dp, ds),
+                            // SSSE3 is present (checked in `rotate_u8`).
+                            3 => transpose8_rgb(sp, ss, dp, ds),
                             _ => transpose8::<4>(sp, ss, dp, ds),
                         }
                     }
@@ -420,6 +422,67 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
 /// Groups of 8 output rows a gray quarter turn makes in one walk down the source (fewer
 /// for more channels: 64 source bytes a row per step).
 const TURN_GROUPS: usize = 8;
+
+/// [`transpose8`] for 3-byte pixels: each source row's 8 pixels spread to 4 bytes
+/// apiece by a byte shuffle, transposed as 32-bit pixels, and packed back to 3 bytes.
+///
+/// # Safety
+/// The CPU has SSSE3; the 8 source rows and the 8 result rows of 24 bytes each are
+/// inside their buffers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn transpose8_rgb(sp: *const u8, ss: isize, dp: *mut u8, ds: isize) {
+    use std::arch::x86_64::*;
+    // SAFETY (all loads and stores): inside the rows the caller vouches for; each row's
+    // two 16-byte loads cover bytes 0-15 and 8-23.
+    let src = |i: usize| unsafe { sp.offset(i as isize * ss) };
+    let dst = |j: usize| unsafe { dp.offset(j as isize * ds) };
+    // Pixels 0-3 from bytes 0-11 of the first load; pixels 4-7 from bytes 4-15 of the
+    // second (row bytes 12-23). The fourth byte of each pixel is a don't-care.
+    let spread0 = _mm_setr_epi8(0, 1, 2, -1, 3, 4, 5, -1, 6, 7, 8, -1, 9, 10, 11, -1);
+    let spread1 = _mm_setr_epi8(4, 5, 6, -1, 7, 8, 9, -1, 10, 11, 12, -1, 13, 14, 15, -1);
+    let pack = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    let mut wide = [[_mm_setzero_si128(); 2]; 8];
+    for (i, row) in wide.iter_mut().enumerate() {
+        let (a, b) = unsafe {
+            (
+                _mm_loadu_si128(src(i).cast()),
+                _mm_loadu_si128(src(i).add(8).cast()),
+            )
+        };
+        *row = [_mm_shuffle_epi8(a, spread0), _mm_shuffle_epi8(b, spread1)];
+    }
+    // Result row j: pixels 0-3 (source rows 0-3) and 4-7, as 32-bit pixels.
+    let mut cols = [[_mm_setzero_si128(); 2]; 8];
+    for half_r in 0..2 {
+        for half_c in 0..2 {
+            let r: [__m128i; 4] = std::array::from_fn(|i| wide[4 * half_r + i][half_c]);
+            let t0 = _mm_unpacklo_epi32(r[0], r[1]);
+            let t1 = _mm_unpacklo_epi32(r[2], r[3]);
+            let t2 = _mm_unpackhi_epi32(r[0], r[1]);
+            let t3 = _mm_unpackhi_epi32(r[2], r[3]);
+            let c = [
+                _mm_unpacklo_epi64(t0, t1),
+                _mm_unpackhi_epi64(t0, t1),
+                _mm_unpacklo_epi64(t2, t3),
+                _mm_unpackhi_epi64(t2, t3),
+            ];
+            for (j, v) in c.into_iter().enumerate() {
+                cols[4 * half_c + j][half_r] = v;
+            }
+        }
+    }
+    for (j, [lo, hi]) in cols.into_iter().enumerate() {
+        // 12 bytes each; the first 16 of the row, then its last 8.
+        let lo = _mm_shuffle_epi8(lo, pack);
+        let hi = _mm_shuffle_epi8(hi, pack);
+        let first = _mm_or_si128(lo, _mm_slli_si128::<12>(hi));
+        unsafe {
+            _mm_storeu_si128(dst(j).cast(), first);
+            _mm_storel_epi64(dst(j).add(16).cast(), _mm_srli_si128::<4>(hi));
+        }
+    }
+}
 
 /// Transposes an 8x8-pixel block of `CN`-byte pixels (1, 2 or 4): row `i` of the
 /// source starts at `sp + i * ss`, row `j` of the result at `dp + j * ds`, and pixel
