@@ -3,7 +3,8 @@
 //! 3x3 Sobel with a replicated border, L1 magnitude, the channel with the strongest
 //! gradient on colour input, non-maximum suppression with OpenCV's fixed-point
 //! tan(22.5 deg) test, then hysteresis over 8-connected weak pixels. Rows are computed
-//! in parallel; the hysteresis is a sequential flood fill over the edge map.
+//! in parallel; the hysteresis fills bands of the edge map in parallel, then carries
+//! the edges across the bands' edges in one sequential fill.
 
 use super::filter::sobel_row;
 use super::par;
@@ -213,54 +214,85 @@ pub fn trace(c: Candidates) -> Image {
     Image::from_u8(width, height, 1, out)
 }
 
+/// Bytes of the map per band of the parallel part of [`hysteresis`].
+const FILL_BAND: usize = 1 << 20;
+
 /// Grows strong edges (2) through 8-connected weak candidates (0) of `map`, a bordered
-/// map `mw` wide whose border is never 0, with a stack of indices of type `I`.
+/// map `mw` wide whose border is never 0, with stacks of indices of type `I`. First
+/// each band of rows in parallel, the fill kept inside its band; then one fill over
+/// the whole map from the strong pixels of the rows where bands meet, which carries
+/// every edge on across them. The result is the pixels joined to a strong one through
+/// weak ones, which no order of filling changes.
 fn hysteresis<I: Copy + Send + TryFrom<usize> + TryInto<usize>>(map: &mut [u8], mw: usize) {
-    let idx = |i: usize| I::try_from(i).ok();
-    // The strong pixels to grow from, found in parallel spans, each span skipped in
-    // vector-wide blocks without one. The order does not matter: the pixels joined to
-    // a strong one through weak ones are the same whatever the order of the fill.
-    const SPAN: usize = 1 << 16;
-    let found: Vec<Vec<I>> = map
-        .par_chunks(SPAN)
-        .enumerate()
-        .map(|(k, span)| {
-            let mut v = Vec::new();
-            for (b, block) in span.chunks(64).enumerate() {
-                if block.iter().fold(false, |a, &m| a | (m == 2)) {
-                    let at = k * SPAN + b * 64;
-                    v.extend(
-                        block
-                            .iter()
-                            .enumerate()
-                            .filter(|&(_, &m)| m == 2)
-                            .filter_map(|(i, _)| idx(at + i)),
-                    );
-                }
-            }
-            v
-        })
-        .collect();
-    let mut stack: Vec<I> = Vec::with_capacity(found.iter().map(Vec::len).sum());
-    for v in found {
-        stack.extend(v);
+    let band_rows = (FILL_BAND / mw.max(1)).max(2);
+    map.par_chunks_mut(band_rows * mw).for_each(|band| {
+        let stack = strong_pixels::<I>(band, 0);
+        fill::<I>(band, mw, stack);
+    });
+    let mut stack = Vec::new();
+    for first in (0..map.len()).step_by(band_rows * mw) {
+        let last = (first + band_rows * mw).min(map.len()) - mw;
+        for row in [first, last] {
+            stack.extend(strong_pixels::<I>(&map[row..row + mw], row));
+        }
     }
+    fill::<I>(map, mw, stack);
+}
+
+/// The indices (plus `at`) of the strong pixels of `map`, 64 bytes at a time: a bit
+/// mask of the strong ones, then its set bits.
+fn strong_pixels<I: TryFrom<usize>>(map: &[u8], at: usize) -> Vec<I> {
+    let mut v = Vec::new();
+    for (b, block) in map.chunks(64).enumerate() {
+        let mut bits = strong_mask(block);
+        let at = at + b * 64;
+        while bits != 0 {
+            if let Ok(i) = I::try_from(at + bits.trailing_zeros() as usize) {
+                v.push(i);
+            }
+            bits &= bits - 1;
+        }
+    }
+    v
+}
+
+/// Bit `i` set where `block[i]` (at most 64 bytes) is 2: by SSE2 compares on whole
+/// 64-byte blocks.
+#[inline(always)]
+fn strong_mask(block: &[u8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    if let Ok(block) = <&[u8; 64]>::try_from(block) {
+        use std::arch::x86_64::*;
+        let mut bits = 0u64;
+        for (k, part) in block.chunks_exact(16).enumerate() {
+            // SAFETY: SSE2 is part of the x86_64 baseline; reads the 16 bytes of `part`.
+            let m = unsafe {
+                let v = _mm_loadu_si128(part.as_ptr().cast());
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(2))) as u32 as u64
+            };
+            bits |= m << (16 * k);
+        }
+        return bits;
+    }
+    block
+        .iter()
+        .enumerate()
+        .fold(0, |bits, (i, &m)| bits | (u64::from(m == 2) << i))
+}
+
+/// The fill from the pixels on `stack`: each weak 8-neighbour inside `map` becomes
+/// strong and is filled from in turn.
+fn fill<I: Copy + TryFrom<usize> + TryInto<usize>>(map: &mut [u8], mw: usize, mut stack: Vec<I>) {
+    let mw = mw as isize;
     while let Some(i) = stack.pop() {
         let Ok(i) = i.try_into() else { continue };
-        for off in [
-            -(mw as isize) - 1,
-            -(mw as isize),
-            -(mw as isize) + 1,
-            -1,
-            1,
-            mw as isize - 1,
-            mw as isize,
-            mw as isize + 1,
-        ] {
-            let n = (i as isize + off) as usize;
+        for off in [-mw - 1, -mw, -mw + 1, -1, 1, mw - 1, mw, mw + 1] {
+            let Some(n) = i.checked_add_signed(off).filter(|&n| n < map.len()) else {
+                continue;
+            };
             if map[n] == 0 {
                 map[n] = 2;
-                if let Some(n) = idx(n) {
+                if let Ok(n) = I::try_from(n) {
                     stack.push(n);
                 }
             }
@@ -334,9 +366,44 @@ mod tests {
     }
 
     #[test]
-    fn hysteresis_grows_from_every_strong_pixel_across_spans() {
-        // A map wider than one search span (65,536): strong pixels in the first and
-        // the last span, each joined to a run of weak ones; a weak run alone stays.
+    fn the_banded_hysteresis_equals_one_fill_over_the_map() {
+        // 70,000 wide: a band is 14 rows, so 61 rows make five bands (the last of 5).
+        // Weak pixels are dense, so that edges wind across the bands' edges.
+        let (mw, rows) = (70_000usize, 61usize);
+        let mut seed = 9u32;
+        let mut map: Vec<u8> = (0..mw * rows)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                match (seed >> 24) % 100 {
+                    0 => 2,
+                    1..=55 => 0,
+                    _ => 1,
+                }
+            })
+            .collect();
+        for (i, m) in map.iter_mut().enumerate() {
+            let (x, y) = (i % mw, i / mw);
+            if x == 0 || x == mw - 1 || y == 0 || y == rows - 1 {
+                *m = 1;
+            }
+        }
+        let mut want = map.clone();
+        let stack: Vec<u32> = (0..want.len())
+            .filter(|&i| want[i] == 2)
+            .map(|i| i as u32)
+            .collect();
+        fill::<u32>(&mut want, mw, stack);
+        hysteresis::<u32>(&mut map, mw);
+        assert!(
+            want.iter().filter(|&&m| m == 0).count() > 1000,
+            "some weak pixels stay"
+        );
+        assert_eq!(map, want);
+    }
+
+    #[test]
+    fn hysteresis_grows_from_every_strong_pixel_across_bands() {
+        // Strong pixels, each joined to a run of weak ones; a weak run alone stays.
         let mw = 70_000;
         let mut map = vec![1u8; mw * 4];
         map[mw + 1] = 2;
