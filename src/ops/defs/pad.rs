@@ -7,6 +7,7 @@
 
 use super::prelude::*;
 use crate::image::Samples;
+use crate::ops::par;
 
 /// Add a border.
 #[derive(Clone, Debug, PartialEq)]
@@ -122,27 +123,34 @@ fn fill<T: Copy>(cn: u8, alpha: bool, v: T, opaque: T) -> Vec<T> {
 }
 
 impl Pad {
-    /// The padded samples of a `w` x `h` image whose pixels are `fill.len()` samples.
-    fn pad<T: Copy>(&self, src: &[T], w: u32, h: u32, fill: &[T]) -> Vec<T> {
+    /// The padded samples of a `w` x `h` image whose pixels are `fill.len()` samples:
+    /// bands of output rows in parallel, each row written once (border, then source).
+    fn pad<T: Copy + Send + Sync>(&self, src: &[T], w: u32, h: u32, fill: &[T]) -> Vec<T> {
         let cn = fill.len();
         let (w, h) = (w as usize, h as usize);
         let (left, right) = (self.left as usize * cn, self.right as usize * cn);
+        let top = self.top as usize;
         let row = w * cn;
         let out_row = left + row + right;
         let border: Vec<T> = fill.iter().copied().cycle().take(out_row).collect();
-        let mut out = Vec::with_capacity(out_row * (h + (self.top + self.bottom) as usize));
-        for _ in 0..self.top {
-            out.extend_from_slice(&border);
-        }
-        for line in src.chunks_exact(row.max(1)).take(h) {
-            out.extend_from_slice(&border[..left]);
-            out.extend_from_slice(line);
-            out.extend_from_slice(&border[..right]);
-        }
-        for _ in 0..self.bottom {
-            out.extend_from_slice(&border);
-        }
-        out
+        let out_len = out_row * (h + top + self.bottom as usize);
+        let fill_rows = |out: &mut [T]| {
+            par::bands(out, out_row, |y0, band| {
+                for (r, orow) in band.chunks_exact_mut(out_row).enumerate() {
+                    let y = y0 + r;
+                    match y.checked_sub(top).filter(|&sy| sy < h) {
+                        Some(sy) => {
+                            orow[..left].copy_from_slice(&border[..left]);
+                            orow[left..left + row].copy_from_slice(&src[sy * row..(sy + 1) * row]);
+                            orow[left + row..].copy_from_slice(&border[..right]);
+                        }
+                        None => orow.copy_from_slice(&border),
+                    }
+                }
+            })
+        };
+        // SAFETY: every output row is written whole (border, or border and source).
+        unsafe { par::uninit(out_len, fill_rows) }
     }
 }
 
