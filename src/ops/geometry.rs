@@ -138,7 +138,19 @@ const fn mirror_masks(cn: usize) -> [[[u8; 16]; 3]; 3] {
 /// SSSE3 where present, the rest (or all) through [`mirror_row`].
 fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
     #[cfg(target_arch = "x86_64")]
-    let done = if std::arch::is_x86_feature_detected!("ssse3") {
+    let done = if std::arch::is_x86_feature_detected!("avx512bw")
+        && std::arch::is_x86_feature_detected!("avx512vbmi")
+    {
+        // SAFETY: the CPU has AVX-512BW and VBMI, checked just above.
+        unsafe {
+            match cn {
+                1 => mirror_vbmi::<1>(dst, src),
+                2 => mirror_vbmi::<2>(dst, src),
+                3 => mirror_vbmi::<3>(dst, src),
+                _ => mirror_vbmi::<4>(dst, src),
+            }
+        }
+    } else if std::arch::is_x86_feature_detected!("ssse3") {
         // SAFETY: the CPU has SSSE3, checked just above.
         unsafe {
             match cn {
@@ -195,6 +207,48 @@ fn mirror_ssse3<const CN: usize>(dst: &mut [u8], src: &[u8]) -> usize {
         }
     }
     blocks * MIRROR_BLOCK
+}
+
+/// [`mirror_ssse3`] by AVX-512 VBMI: blocks of 64 bytes (63 at 3 channels), each one
+/// masked load, one byte permute and one masked store. Returns the bytes of `dst`
+/// written, as [`mirror_ssse3`] does.
+///
+/// # Safety
+/// The CPU has AVX-512BW and VBMI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw,avx512vbmi")]
+unsafe fn mirror_vbmi<const CN: usize>(dst: &mut [u8], src: &[u8]) -> usize {
+    use std::arch::x86_64::*;
+    let block = 64 - 64 % CN;
+    let index: [u8; 64] = const {
+        let mut t = [0u8; 64];
+        let block = 64 - 64 % CN;
+        let mut j = 0;
+        while j < block {
+            t[j] = ((block / CN - 1 - j / CN) * CN + j % CN) as u8;
+            j += 1;
+        }
+        t
+    };
+    let mask = if block == 64 {
+        u64::MAX
+    } else {
+        (1u64 << block) - 1
+    };
+    let n = src.len().min(dst.len());
+    let blocks = n / block;
+    // SAFETY: reads the 64 index bytes.
+    let idx = unsafe { _mm512_loadu_si512(index.as_ptr().cast()) };
+    for k in 0..blocks {
+        // SAFETY: block `k` from the end of `src` and block `k` of `dst` lie inside
+        // their first `n` bytes (`blocks * block <= n`); the masks cover `block` bytes.
+        unsafe {
+            let v = _mm512_maskz_loadu_epi8(mask, src.as_ptr().add(n - (k + 1) * block).cast());
+            let r = _mm512_permutexvar_epi8(idx, v);
+            _mm512_mask_storeu_epi8(dst.as_mut_ptr().add(k * block).cast(), mask, r);
+        }
+    }
+    blocks * block
 }
 
 /// Mirror left-right (`horizontal`) or top-bottom.
@@ -2099,6 +2153,24 @@ mod tests {
                 mirror_row_u8(&mut fast, &src, cn);
                 mirror_row_cn(&mut slow, &src, cn);
                 assert_eq!(fast, slow, "{w} pixels of {cn} channels");
+                // The SSSE3 blocks too, which `mirror_row_u8` passes over where the
+                // CPU has AVX-512 VBMI.
+                #[cfg(target_arch = "x86_64")]
+                if std::arch::is_x86_feature_detected!("ssse3") {
+                    let mut s3 = vec![2; src.len()];
+                    // SAFETY: the CPU has SSSE3, checked just above.
+                    let done = unsafe {
+                        match cn {
+                            1 => mirror_ssse3::<1>(&mut s3, &src),
+                            2 => mirror_ssse3::<2>(&mut s3, &src),
+                            3 => mirror_ssse3::<3>(&mut s3, &src),
+                            _ => mirror_ssse3::<4>(&mut s3, &src),
+                        }
+                    };
+                    let n = src.len();
+                    mirror_row_cn(&mut s3[done..], &src[..n - done], cn);
+                    assert_eq!(s3, slow, "SSSE3, {w} pixels of {cn} channels");
+                }
                 // And the scalar one is a mirror: pixel x comes from w - 1 - x.
                 for x in 0..w {
                     assert_eq!(slow[x * cn..][..cn], src[(w - 1 - x) * cn..][..cn]);
