@@ -351,8 +351,8 @@ pub fn rotate(img: &Image, angle: u32) -> Image {
 }
 
 /// [`rotate`] on 8-bit samples: 180 degrees as two mirrors, a quarter turn by 8x8-pixel
-/// transposes in SSE2 registers (1, 2 or 4 channels), and
-/// [`rotate_n`] (a copy per pixel) for 3 channels and the other targets.
+/// transposes in vector registers ([`quarter_turn_tiles`]), and [`rotate_n`] (a copy
+/// per pixel) on other targets (and for 3 channels without SSSE3).
 fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
     let stride = w * cn;
     if d.is_empty() {
@@ -374,15 +374,16 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
 
 /// A quarter turn (90 or 270 degrees clockwise) of `d` (`w x h`, `cn` of 1 to 4; 3
 /// only where the CPU has SSSE3) into `out` (`h x w`), in parallel bands of output
-/// rows, by 8x8-pixel blocks through [`transpose8`] or [`transpose8_rgb`]. A band's rows go in tiles of up to [`TURN_GROUPS`] groups of 8
-/// output rows (as many source columns): the tile walks down the source 8 rows at a
-/// time, and each step reads one 64-byte stretch of each of those 8 rows and makes 8
-/// pixels of each of its output rows. Walking the source once per tile rather than once
-/// per group of 8 touches each source page a few times instead of dozens (the walk
-/// crosses a page per source row, so the TLB, not the cache, set the pace). The source
-/// rows of the step after next are asked for ahead, since the hardware prefetcher does
-/// not follow a column. The pixels left at the right and bottom edges are copied one by
-/// one. Every output pixel is written.
+/// rows, by 8x8-pixel blocks through [`transpose8`] or [`transpose8_rgb`]. A band's
+/// rows go in tiles of up to [`TURN_GROUPS`] groups of 8 output rows (as many source
+/// columns): the tile walks down the source 8 rows at a time, and each step reads one
+/// 64-byte stretch of each of those 8 rows and makes 8 pixels of each of its output
+/// rows. Walking the source once per tile rather than once per group of 8 touches each
+/// source page a few times instead of dozens (the walk crosses a page per source row,
+/// so the TLB, not the cache, set the pace). The source rows of the step after next
+/// are asked for ahead, since the hardware prefetcher does not follow a column. The
+/// pixels left at the right and bottom edges are copied one by one. Every output pixel
+/// is written. (16x16 gray blocks with 16-byte stores measured 0.76-0.88x these.)
 #[cfg(target_arch = "x86_64")]
 fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: &mut [u8]) {
     let ow = h;
