@@ -1075,58 +1075,61 @@ fn generic(
             }
         }
     };
-    let mut out = vec![0u8; dstride * dh];
     const BAND: usize = 16;
-    out.par_chunks_mut(dstride * BAND)
-        .enumerate()
-        .for_each(|(band, ob)| {
-            let mut rows = vec![vec![0i32; dstride]; k];
-            let mut have: Vec<Option<usize>> = vec![None; k];
-            let source_row = |dy: usize, j: usize| {
-                par::replicate(ay.ofs[dy] + j as isize - (k as isize / 2 - 1), sh)
-            };
-            for (r, orow) in ob.chunks_exact_mut(dstride).enumerate() {
-                let dy = band * BAND + r;
-                let b = &ay.alpha[dy * k..dy * k + k];
-                // The source rows the next output row adds: asked for now, so that
-                // they arrive while this row is made (the hardware prefetcher starts
-                // on a row only after its first misses).
-                if dy + 1 < dh {
+    let fill = |out: &mut [u8]| {
+        out.par_chunks_mut(dstride * BAND)
+            .enumerate()
+            .for_each(|(band, ob)| {
+                let mut rows = vec![vec![0i32; dstride]; k];
+                let mut have: Vec<Option<usize>> = vec![None; k];
+                let source_row = |dy: usize, j: usize| {
+                    par::replicate(ay.ofs[dy] + j as isize - (k as isize / 2 - 1), sh)
+                };
+                for (r, orow) in ob.chunks_exact_mut(dstride).enumerate() {
+                    let dy = band * BAND + r;
+                    let b = &ay.alpha[dy * k..dy * k + k];
+                    // The source rows the next output row adds: asked for now, so that
+                    // they arrive while this row is made (the hardware prefetcher starts
+                    // on a row only after its first misses).
+                    if dy + 1 < dh {
+                        for j in 0..k {
+                            let sy = source_row(dy + 1, j);
+                            if (0..k).all(|i| source_row(dy, i) != sy) {
+                                par::prefetch(&src[sy * sstride..(sy + 1) * sstride]);
+                            }
+                        }
+                    }
                     for j in 0..k {
-                        let sy = source_row(dy + 1, j);
-                        if (0..k).all(|i| source_row(dy, i) != sy) {
-                            par::prefetch(&src[sy * sstride..(sy + 1) * sstride]);
+                        let sy = source_row(dy, j);
+                        if have[j] == Some(sy) {
+                            continue;
+                        }
+                        // A row the previous output row summed in another slot (upscaling
+                        // moves each source row up a slot or two) is moved, not summed again.
+                        match (j + 1..k).find(|&i| have[i] == Some(sy)) {
+                            Some(i) => {
+                                rows.swap(i, j);
+                                have.swap(i, j);
+                            }
+                            None => {
+                                hrow(sy, &mut rows[j]);
+                                have[j] = Some(sy);
+                            }
                         }
                     }
-                }
-                for j in 0..k {
-                    let sy = source_row(dy, j);
-                    if have[j] == Some(sy) {
-                        continue;
-                    }
-                    // A row the previous output row summed in another slot (upscaling
-                    // moves each source row up a slot or two) is moved, not summed again.
-                    match (j + 1..k).find(|&i| have[i] == Some(sy)) {
-                        Some(i) => {
-                            rows.swap(i, j);
-                            have.swap(i, j);
-                        }
-                        None => {
-                            hrow(sy, &mut rows[j]);
-                            have[j] = Some(sy);
-                        }
+                    if !cubic {
+                        linear_column(orow, &rows[0], &rows[1], b[0], b[1]);
+                    } else {
+                        let scale = 1.0 / (COEF_SCALE * COEF_SCALE);
+                        let bf: Vec<f32> = b.iter().map(|&v| v as f32 * scale).collect();
+                        cubic_column(orow, &rows[0], &rows[1], &rows[2], &rows[3], &bf);
                     }
                 }
-                if !cubic {
-                    linear_column(orow, &rows[0], &rows[1], b[0], b[1]);
-                } else {
-                    let scale = 1.0 / (COEF_SCALE * COEF_SCALE);
-                    let bf: Vec<f32> = b.iter().map(|&v| v as f32 * scale).collect();
-                    cubic_column(orow, &rows[0], &rows[1], &rows[2], &rows[3], &bf);
-                }
-            }
-        });
-    out
+            })
+    };
+    // SAFETY: the bands cover the output in whole rows, and `linear_column` and
+    // `cubic_column` write every sample of their row.
+    unsafe { par::uninit(dstride * dh, fill) }
 }
 
 /// The horizontal pass of bilinear (2 taps) and bicubic (4 taps) on 3 or 4 channels
