@@ -1709,11 +1709,14 @@ unsafe fn halve_row_vbmi(r0: &[u8], r1: &[u8], out: &mut [u8], cn: usize) {
             (1u64 << m) - 1
         }
     };
+    // Only 3 channels have blocks reaching past their first 64 bytes (32 output samples
+    // of 1, 2 or 4 channels come from exactly 64).
+    let wide = cn == 3;
     let mut j = 0;
     let mut b = 0;
     while j < n {
         let base = first(j);
-        let (m0, m1) = (inside(base), inside(base + 64));
+        let (m0, m1) = (inside(base), if wide { inside(base + 64) } else { 0 });
         let idx = index[b];
         // One row's pair sums: its window (the masks cover only bytes of the rows,
         // `len`, and the second load is made only when it has some), permuted, summed.
