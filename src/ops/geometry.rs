@@ -1825,34 +1825,42 @@ fn area_float_n<const CN: usize>(
     let ys = tab_starts(&yt, dh);
     let sstride = sw * CN;
     let dstride = dw * CN;
-    let mut out = vec![0u8; dstride * dh];
-    par::bands(&mut out, dstride, |y0, band| {
-        let mut sum = vec![0f32; dstride];
-        let mut buf = vec![0f32; dstride];
-        for (r, orow) in band.chunks_exact_mut(dstride).enumerate() {
-            let dy = y0 + r;
-            sum.fill(0.0);
-            for &(_, sy, beta) in &yt[ys[dy]..ys[dy + 1]] {
-                let s = &src[sy * sstride..(sy + 1) * sstride];
-                for (dx, b) in buf.chunks_exact_mut(CN).enumerate() {
-                    let mut acc = [0f32; CN];
-                    for &(_, sx, a) in &xt[xs[dx]..xs[dx + 1]] {
-                        for c in 0..CN {
-                            acc[c] += s[sx * CN + c] as f32 * a;
+    let fill = |out: &mut [u8]| {
+        par::bands(out, dstride, |y0, band| {
+            let mut sum = vec![0f32; dstride];
+            let mut buf = vec![0f32; dstride];
+            // The source row whose horizontal sums `buf` holds: a row on the boundary
+            // of two output rows adds to both, and is summed once.
+            let mut held = None;
+            for (r, orow) in band.chunks_exact_mut(dstride).enumerate() {
+                let dy = y0 + r;
+                sum.fill(0.0);
+                for &(_, sy, beta) in &yt[ys[dy]..ys[dy + 1]] {
+                    if held != Some(sy) {
+                        let s = &src[sy * sstride..(sy + 1) * sstride];
+                        for (dx, b) in buf.chunks_exact_mut(CN).enumerate() {
+                            let mut acc = [0f32; CN];
+                            for &(_, sx, a) in &xt[xs[dx]..xs[dx + 1]] {
+                                for c in 0..CN {
+                                    acc[c] += s[sx * CN + c] as f32 * a;
+                                }
+                            }
+                            b.copy_from_slice(&acc);
                         }
+                        held = Some(sy);
                     }
-                    b.copy_from_slice(&acc);
+                    for (acc, &b) in sum.iter_mut().zip(&buf) {
+                        *acc += beta * b;
+                    }
                 }
-                for (acc, &b) in sum.iter_mut().zip(&buf) {
-                    *acc += beta * b;
+                for (o, &v) in orow.iter_mut().zip(&sum) {
+                    *o = par::round_to_u8(v);
                 }
             }
-            for (o, &v) in orow.iter_mut().zip(&sum) {
-                *o = par::round_to_u8(v);
-            }
-        }
-    });
-    out
+        })
+    };
+    // SAFETY: every output row is written whole (its sums, rounded).
+    unsafe { par::uninit(dstride * dh, fill) }
 }
 
 const LANCZOS_BITS: u32 = 22;
@@ -2653,6 +2661,58 @@ mod tests {
     fn lanczos_sums_fit_32_bits_at_every_scale() {
         for d in [1, 2, 3, 10, 37, 100, 299, 300, 301, 1000, 5000] {
             assert!(LanczosTaps::new(300, d).fits_i32(), "300 -> {d}");
+        }
+    }
+
+    #[test]
+    fn fractional_area_equals_a_per_output_row_reference() {
+        // Each output row summed from its own source rows, every row's horizontal sums
+        // made afresh: the same floating-point operations in the same order.
+        fn reference(src: &[u8], sw: usize, sh: usize, cn: usize, dw: usize, dh: usize) -> Vec<u8> {
+            let (sx, sy) = (sw as f64 / dw as f64, sh as f64 / dh as f64);
+            let (xt, yt) = (area_tab(sw, dw, sx), area_tab(sh, dh, sy));
+            let (xs, ys) = (tab_starts(&xt, dw), tab_starts(&yt, dh));
+            let mut out = vec![0u8; dw * dh * cn];
+            for dy in 0..dh {
+                let mut sum = vec![0f32; dw * cn];
+                for &(_, y, beta) in &yt[ys[dy]..ys[dy + 1]] {
+                    for dx in 0..dw {
+                        for c in 0..cn {
+                            let mut acc = 0f32;
+                            for &(_, x, a) in &xt[xs[dx]..xs[dx + 1]] {
+                                acc += src[(y * sw + x) * cn + c] as f32 * a;
+                            }
+                            sum[dx * cn + c] += beta * acc;
+                        }
+                    }
+                }
+                for (o, &v) in out[dy * dw * cn..(dy + 1) * dw * cn].iter_mut().zip(&sum) {
+                    *o = par::round_to_u8(v);
+                }
+            }
+            out
+        }
+        let mut seed = 77u32;
+        for (sw, sh, dw, dh) in [
+            (10, 10, 7, 3),
+            (100, 37, 37, 14),
+            (333, 250, 123, 92),
+            (61, 400, 60, 147),
+        ] {
+            for cn in 1..=4 {
+                let src: Vec<u8> = (0..sw * sh * cn)
+                    .map(|_| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        (seed >> 24) as u8
+                    })
+                    .collect();
+                let (sx, sy) = (sw as f64 / dw as f64, sh as f64 / dh as f64);
+                assert_eq!(
+                    area_float(&src, sw, sh, cn, dw, dh, sx, sy),
+                    reference(&src, sw, sh, cn, dw, dh),
+                    "{sw}x{sh} -> {dw}x{dh}, {cn} channels"
+                );
+            }
         }
     }
 }
