@@ -30,6 +30,19 @@ pub fn separable<H: Acc, V: Acc + From<H>>(
     kv: &[V],
     finish: impl Fn(V) -> u8 + Sync + Send,
 ) -> Vec<u8> {
+    separable_then(img, kh, kv, finish, |_, _| {})
+}
+
+/// [`separable`], then `post(y, row)` on each output row `y` as soon as it is made,
+/// while it is in cache: for a filter whose result mixes the blur with the source
+/// (sharpen), one pass over memory fewer than mixing afterwards.
+pub fn separable_then<H: Acc, V: Acc + From<H>>(
+    img: &Image,
+    kh: &[H],
+    kv: &[V],
+    finish: impl Fn(V) -> u8 + Sync + Send,
+    post: impl Fn(usize, &mut [u8]) + Sync + Send,
+) -> Vec<u8> {
     let (w, cn) = (img.width as usize, img.channels as usize);
     let src = img.u8_data();
     let stride = w * cn;
@@ -56,9 +69,9 @@ pub fn separable<H: Acc, V: Acc + From<H>>(
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: the CPU has AVX2, checked above.
-                return unsafe { band_avx2(&shape, i, out_band, kh, kv, &finish) };
+                return unsafe { band_avx2(&shape, i, out_band, kh, kv, &finish, &post) };
             }
-            band(&shape, i, out_band, kh, kv, &finish)
+            band(&shape, i, out_band, kh, kv, &finish, &post)
         });
     // SAFETY: the bands cover the whole output (par_chunks_mut over its full length),
     // and each wrote every one of its samples.
@@ -85,8 +98,9 @@ unsafe fn band_avx2<H: Acc, V: Acc + From<H>>(
     kh: &[H],
     kv: &[V],
     finish: &(impl Fn(V) -> u8 + Sync),
+    post: &(impl Fn(usize, &mut [u8]) + Sync),
 ) {
-    band(b, index, out_band, kh, kv, finish)
+    band(b, index, out_band, kh, kv, finish, post)
 }
 
 /// Band `index` of [`separable`]: the horizontal pass of the rows it needs into a
@@ -100,6 +114,7 @@ fn band<H: Acc, V: Acc + From<H>>(
     kh: &[H],
     kv: &[V],
     finish: &(impl Fn(V) -> u8 + Sync),
+    post: &(impl Fn(usize, &mut [u8]) + Sync),
 ) {
     let stride = b.w * b.cn;
     let (kx, ky) = (kh.len(), kv.len());
@@ -137,6 +152,7 @@ fn band<H: Acc, V: Acc + From<H>>(
                 }
             }
         }
+        post(y0 + r, out_row);
     }
 }
 
@@ -287,6 +303,18 @@ pub fn gaussian_ksize(ksize: u32, sigma: f64) -> u32 {
 
 /// Gaussian blur of every channel, bit-exact with OpenCV's 8-bit GaussianBlur.
 pub fn gaussian(img: &Image, ksize: u32, sigma: f64) -> Image {
+    let out = gaussian_then(img, ksize, sigma, |_, _| {});
+    Image::from_u8(img.width, img.height, img.channels, out)
+}
+
+/// [`gaussian`]'s samples, with `post(y, row)` run on each blurred row as it is made
+/// (see [`separable_then`]).
+fn gaussian_then(
+    img: &Image,
+    ksize: u32,
+    sigma: f64,
+    post: impl Fn(usize, &mut [u8]) + Sync + Send,
+) -> Vec<u8> {
     let n = gaussian_ksize(ksize, sigma) as usize;
     let k = gaussian_kernel_q8(n, sigma);
     // Horizontal sums fit 16 bits (255 * 256). When the kernel values share a factor
@@ -298,17 +326,26 @@ pub fn gaussian(img: &Image, ksize: u32, sigma: f64) -> Image {
         .unwrap_or(0)
         .min(8);
     let reduced: Vec<u16> = k.iter().map(|v| (v >> tz) as u16).collect();
-    let out = if 255u64 * (256 >> tz) * (256 >> tz) <= u16::MAX as u64 {
+    if 255u64 * (256 >> tz) * (256 >> tz) <= u16::MAX as u64 {
         let shift = 16 - 2 * tz;
         let round = 1u16 << (shift - 1);
-        separable::<u16, u16>(img, &reduced, &reduced, move |v| {
-            ((v as u32 + round as u32) >> shift) as u8
-        })
+        separable_then::<u16, u16>(
+            img,
+            &reduced,
+            &reduced,
+            move |v| ((v as u32 + round as u32) >> shift) as u8,
+            post,
+        )
     } else {
         let kh: Vec<u16> = k.iter().map(|&v| v as u16).collect();
-        separable::<u16, u32>(img, &kh, &k, |v| ((v + (1 << 15)) >> 16).min(255) as u8)
-    };
-    Image::from_u8(img.width, img.height, img.channels, out)
+        separable_then::<u16, u32>(
+            img,
+            &kh,
+            &k,
+            |v| ((v + (1 << 15)) >> 16).min(255) as u8,
+            post,
+        )
+    }
 }
 
 /// OpenCV 5 divides the 16-bit window sums of `blur` (area at most 256) by a 32-bit
@@ -377,14 +414,13 @@ pub(crate) fn box_blur_separable(img: &Image, ksize: u32) -> Image {
 /// Unsharp mask on colour channels: v*(1+amount) - gaussian(v)*amount, in single
 /// precision as OpenCV's addWeighted; alpha kept.
 pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
-    let blurred = gaussian(img, 0, sigma);
     let (a, b) = ((1.0 + amount) as f32, (-amount) as f32);
     // A whole amount (the default 1: 2v - blur) makes the single-precision sum an exact
     // integer, so 16-bit integer arithmetic gives the same bytes, twice as wide a step.
     let whole = amount.fract() == 0.0 && amount <= 10.0;
     let cn = img.channels as usize;
     let src = img.u8_data();
-    let bl = blurred.u8_data();
+    let stride = img.width as usize * cn;
     // Alpha (the last sample of each pixel of 2 or 4 channels) is kept: marked in a
     // block of 64 samples, a whole number of pixels.
     let alpha: [u8; 64] = std::array::from_fn(|i| {
@@ -394,58 +430,45 @@ pub fn sharpen(img: &Image, sigma: f64, amount: f64) -> Image {
             0
         }
     });
-    use rayon::prelude::*;
-    // A multiple of 64 samples, so that alpha keeps its place in every chunk.
-    let chunk = (1 << 16) * cn;
-    let fill = |out: &mut [u8]| {
-        out.par_chunks_mut(chunk)
-            .zip(src.par_chunks(chunk))
-            .zip(bl.par_chunks(chunk))
-            .for_each(|((o, s), b2)| {
-                if whole {
-                    sharpen_mix_whole(o, s, b2, a as i16, b as i16, &alpha);
-                } else {
-                    sharpen_mix(o, s, b2, a, b, &alpha);
-                }
-            })
-    };
-    // SAFETY: the chunks cover the output, and each mix writes all of its chunk.
-    let out = unsafe { par::uninit(src.len(), fill) };
+    // Each blurred row is mixed with its source row as soon as it is made, in cache:
+    // no image-sized blurred buffer, one pass over memory fewer.
+    let out = gaussian_then(img, 0, sigma, |y, row| {
+        let s = &src[y * stride..(y + 1) * stride];
+        if whole {
+            sharpen_mix_whole(row, s, a as i16, b as i16, &alpha);
+        } else {
+            sharpen_mix(row, s, a, b, &alpha);
+        }
+    });
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
-/// Runs `mix(sample, blurred)` over `o`, in blocks of 64 samples where `alpha` marks
-/// the samples copied from `s` unchanged (a blend, so that the loop vectorises; a
-/// separate pass to put alpha back took a fifth of a 2-channel sharpen).
+/// Runs `mix(sample, blurred)` over `o` (which holds the blurred samples), in blocks
+/// of 64 samples where `alpha` marks the samples copied from `s` unchanged (a blend, so
+/// that the loop vectorises; a separate pass to put alpha back took a fifth of a
+/// 2-channel sharpen).
 #[inline(always)]
-fn mix_keeping_alpha(
-    o: &mut [u8],
-    s: &[u8],
-    blurred: &[u8],
-    alpha: &[u8; 64],
-    mix: impl Fn(u8, u8) -> u8,
-) {
-    let n = o.len();
-    let (s, blurred) = (&s[..n], &blurred[..n]);
+fn mix_keeping_alpha(o: &mut [u8], s: &[u8], alpha: &[u8; 64], mix: impl Fn(u8, u8) -> u8) {
+    let s = &s[..o.len()];
     let mut oc = o.chunks_exact_mut(64);
     let mut sc = s.chunks_exact(64);
-    let mut bc = blurred.chunks_exact(64);
-    for ((o, s), b) in (&mut oc).zip(&mut sc).zip(&mut bc) {
+    for (o, s) in (&mut oc).zip(&mut sc) {
         for i in 0..64 {
-            o[i] = (mix(s[i], b[i]) & !alpha[i]) | (s[i] & alpha[i]);
+            o[i] = (mix(s[i], o[i]) & !alpha[i]) | (s[i] & alpha[i]);
         }
     }
-    let (o, s, b) = (oc.into_remainder(), sc.remainder(), bc.remainder());
+    let (o, s) = (oc.into_remainder(), sc.remainder());
     for i in 0..o.len() {
-        o[i] = (mix(s[i], b[i]) & !alpha[i]) | (s[i] & alpha[i]);
+        o[i] = (mix(s[i], o[i]) & !alpha[i]) | (s[i] & alpha[i]);
     }
 }
 
 par::avx512_dispatch! {
-    /// `o = s * a + blurred * b`, rounded half to even and saturated, in single
-    /// precision as OpenCV's addWeighted; the samples `alpha` marks are `s`'s.
-    fn sharpen_mix(o: &mut [u8], s: &[u8], blurred: &[u8], a: f32, b: f32, alpha: &[u8; 64]) {
-        mix_keeping_alpha(o, s, blurred, alpha, |s, bv| {
+    /// `o = s * a + o * b` (`o` holds the blurred samples), rounded half to even and
+    /// saturated, in single precision as OpenCV's addWeighted; the samples `alpha`
+    /// marks are `s`'s.
+    fn sharpen_mix(o: &mut [u8], s: &[u8], a: f32, b: f32, alpha: &[u8; 64]) {
+        mix_keeping_alpha(o, s, alpha, |s, bv| {
             par::round_to_u8(s as f32 * a + bv as f32 * b)
         })
     }
@@ -454,8 +477,8 @@ par::avx512_dispatch! {
 par::avx512_dispatch! {
     /// [`sharpen_mix`] for whole weights `a` and `b` (|a| <= 11, |b| <= 10): the sum in
     /// 16 bits, saturated.
-    fn sharpen_mix_whole(o: &mut [u8], s: &[u8], blurred: &[u8], a: i16, b: i16, alpha: &[u8; 64]) {
-        mix_keeping_alpha(o, s, blurred, alpha, |s, bv| {
+    fn sharpen_mix_whole(o: &mut [u8], s: &[u8], a: i16, b: i16, alpha: &[u8; 64]) {
+        mix_keeping_alpha(o, s, alpha, |s, bv| {
             (s as i16 * a + bv as i16 * b).clamp(0, 255) as u8
         })
     }
