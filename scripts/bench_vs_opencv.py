@@ -138,62 +138,73 @@ def main():
     if args.only:
         names = [n for n in names if n.startswith(args.only)]
     ours, ref, ratios = {}, {}, {}  # (name, channels, threads) -> MP/s, or imgproc/OpenCV
+    scaling = {}  # (name, channels) -> imgproc's many-thread MP/s over its one-thread MP/s
     for cn in channels:
         img = with_channels(rgb, cn)
         png = os.path.join(tmp, f"bench{cn}.png")
         Image.fromarray(img, {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[cn]).save(png, compress_level=1)
         cv_ops = opencv_ops(img)
-        for t in threads:
-            cv2.setNumThreads(t)
-            # imgproc serves one op at a time; each op runs on imgproc, then on OpenCV,
-            # then the next op, round after round, and each side's figure is the median
-            # of its rounds: a drift in the machine's speed hits both sides alike.
-            server = subprocess.Popen(optable + ["--image", png, "--threads", str(t), "--serve"],
-                                      cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      text=True)
-            runs = {}  # (name, side) -> MP/s per round
-            for _ in range(args.rounds):
-                for name in names:
+        # imgproc serves one op at a time, one server per thread count; each op runs on
+        # imgproc, then on OpenCV, at each thread count in turn, then the next op, round
+        # after round, and each figure is the median of its rounds: a drift in the
+        # machine's speed hits both sides and both thread counts alike.
+        servers = {t: subprocess.Popen(optable + ["--image", png, "--threads", str(t), "--serve"],
+                                       cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       text=True)
+                   for t in threads}
+        runs = {}  # (name, side, threads) -> MP/s per round
+        for _ in range(args.rounds):
+            for name in names:
+                for t in threads:
+                    server = servers[t]
                     server.stdin.write(f"{name} {args.iters}\n")
                     server.stdin.flush()
                     rec = json.loads(server.stdout.readline())
-                    runs.setdefault((name, "ours"), []).append(rec["mp_s"])
+                    runs.setdefault((name, "ours", t), []).append(rec["mp_s"])
                     f = cv_ops.get(name)
                     if f is None:
                         continue
+                    cv2.setNumThreads(t)
                     try:
                         f()
                     except cv2.error:
-                        runs.setdefault((name, "ref"), []).append(None)
+                        runs.setdefault((name, "ref", t), []).append(None)
                         continue
-                    runs.setdefault((name, "ref"), []).append(mp / timeit(f, args.iters))
+                    runs.setdefault((name, "ref", t), []).append(mp / timeit(f, args.iters))
+        for server in servers.values():
             server.stdin.close()
             server.wait()
-            mid = lambda v: None if not v or None in v else sorted(v)[len(v) // 2]
-            for name in names:
-                a, b = runs.get((name, "ours")), runs.get((name, "ref"))
+        mid = lambda v: None if not v or None in v else sorted(v)[len(v) // 2]
+        for name in names:
+            for t in threads:
+                a, b = runs.get((name, "ours", t)), runs.get((name, "ref", t))
                 ours[(name, cn, t)] = mid(a)
                 ref[(name, cn, t)] = mid(b)
                 # The ratio is the median of each round's ratio: the two runs of a round
                 # are seconds apart, so they share the machine's speed best.
                 if a and b and None not in a and None not in b and all(b):
                     ratios[(name, cn, t)] = mid([x / y for x, y in zip(a, b)])
-            if codecs and t == threads[0]:
-                out = subprocess.run(optable + ["--image", png, "--jpeg", jpg, "--iters", str(args.iters),
-                                                "--codecs-only"],
-                                     cwd=ROOT, check=True, capture_output=True, text=True).stdout
-                for line in out.splitlines():
-                    if line.startswith("{"):
-                        rec = json.loads(line)
-                        names += [rec["name"]] if rec["name"] not in names else []
-                        ours[(rec["name"], cn, t)] = rec["mp_s"]
-                jb = np.frombuffer(open(jpg, "rb").read(), np.uint8)
-                ref[("jpeg decode", cn, t)] = mp / timeit(lambda: cv2.imdecode(jb, cv2.IMREAD_COLOR), args.iters)
-                bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-                ref[("jpeg encode q90 4:2:0", cn, t)] = mp / timeit(lambda: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]), args.iters)
-                ref[("png encode", cn, t)] = mp / timeit(lambda: cv2.imencode(".png", bgr), args.iters)
-                pb = np.frombuffer(cv2.imencode(".png", bgr)[1].tobytes(), np.uint8)
-                ref[("png decode", cn, t)] = mp / timeit(lambda: cv2.imdecode(pb, cv2.IMREAD_COLOR), args.iters)
+            # Scaling likewise: each round's many-thread figure over its one-thread one.
+            a, b = runs.get((name, "ours", threads[0])), runs.get((name, "ours", threads[-1]))
+            if len(threads) > 1 and a and b and None not in a and None not in b:
+                scaling[(name, cn)] = mid([y / x for x, y in zip(a, b)])
+        if codecs:
+            t = threads[0]
+            out = subprocess.run(optable + ["--image", png, "--jpeg", jpg, "--iters", str(args.iters),
+                                            "--codecs-only"],
+                                 cwd=ROOT, check=True, capture_output=True, text=True).stdout
+            for line in out.splitlines():
+                if line.startswith("{"):
+                    rec = json.loads(line)
+                    names += [rec["name"]] if rec["name"] not in names else []
+                    ours[(rec["name"], cn, t)] = rec["mp_s"]
+            jb = np.frombuffer(open(jpg, "rb").read(), np.uint8)
+            ref[("jpeg decode", cn, t)] = mp / timeit(lambda: cv2.imdecode(jb, cv2.IMREAD_COLOR), args.iters)
+            bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+            ref[("jpeg encode q90 4:2:0", cn, t)] = mp / timeit(lambda: cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 90]), args.iters)
+            ref[("png encode", cn, t)] = mp / timeit(lambda: cv2.imencode(".png", bgr), args.iters)
+            pb = np.frombuffer(cv2.imencode(".png", bgr)[1].tobytes(), np.uint8)
+            ref[("png decode", cn, t)] = mp / timeit(lambda: cv2.imdecode(pb, cv2.IMREAD_COLOR), args.iters)
 
     fmt = lambda v: "-" if v is None else f"{v:.0f}"
     ratio = lambda a, b: "-" if a is None or not b else f"{a / b:.2f}"
@@ -204,8 +215,8 @@ def main():
         head += [f"imgproc {threads[-1]}t/{threads[0]}t"]
     lines = [
         f"12 MP (4000x3000 crop of Elephants_5640x3172.jpg) at 1-4 channels, MP/s: median over {args.rounds} "
-        f"rounds of the median of {args.iters} runs, imgproc and OpenCV alternating op by op; ratio: median "
-        f"of the rounds' ratios; "
+        f"rounds of the median of {args.iters} runs, imgproc and OpenCV alternating op by op and thread "
+        f"count by thread count; ratios and scaling: medians of the rounds' ratios; "
         f"OpenCV {cv2.__version__} (lanczos3: Pillow); ratio = imgproc / OpenCV; - = no such op",
         "",
         "| " + " | ".join(head) + " |",
@@ -221,7 +232,9 @@ def main():
                 r = ratios.get((name, cn, t))
                 row += [fmt(a), fmt(b), f"{r:.2f}" if r is not None else ratio(a, b)]
             if len(threads) > 1:
-                row += [ratio(ours.get((name, cn, threads[-1])), ours.get((name, cn, threads[0])))]
+                sc = scaling.get((name, cn))
+                row += [f"{sc:.2f}" if sc is not None else
+                        ratio(ours.get((name, cn, threads[-1])), ours.get((name, cn, threads[0])))]
             lines.append("| " + " | ".join(row) + " |")
     table = "\n".join(lines)
     print(table)
