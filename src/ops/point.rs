@@ -1196,6 +1196,31 @@ mod tests {
     }
 
     #[test]
+    fn threshold_equals_the_per_sample_rule_and_keeps_alpha_at_awkward_sizes() {
+        for ch in 1..=4u8 {
+            for (w, h) in [(1u32, 1u32), (17, 3), (65, 2), (1000, 1)] {
+                let data: Vec<u8> = (0..w * h * ch as u32)
+                    .map(|i| (i * 37 % 256) as u8)
+                    .collect();
+                for value in [0.0, 126.5, 127.0, 254.9, 255.0] {
+                    let out = threshold(Image::from_u8(w, h, ch, data.clone()), value);
+                    let alpha = ch == 2 || ch == 4;
+                    for (i, (&v, &o)) in data.iter().zip(out.u8_data()).enumerate() {
+                        let want = if alpha && i % ch as usize == ch as usize - 1 {
+                            v
+                        } else if f64::from(v) > value {
+                            255
+                        } else {
+                            0
+                        };
+                        assert_eq!(o, want, "{ch} channels, {w}x{h}, value {value}, sample {i}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
     fn equalize_maps_each_colour_channel_by_its_own_table_and_keeps_alpha() {
         for ch in [3u8, 4] {
             let (w, h) = (37u32, 11u32);
