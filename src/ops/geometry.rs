@@ -634,7 +634,9 @@ unsafe fn transpose8<const CN: usize>(sp: *const u8, ss: isize, dp: *mut u8, ds:
     }
 }
 
-fn crop_t<T: Copy>(
+/// The `cw x ch` rectangle at (`x`, `y`) of `d` (`w` pixels of `cn` samples a row), its
+/// rows copied in parallel bands.
+fn crop_t<T: Copy + Send + Sync>(
     d: &[T],
     w: usize,
     cn: usize,
@@ -643,12 +645,17 @@ fn crop_t<T: Copy>(
     cw: usize,
     ch: usize,
 ) -> Vec<T> {
-    let mut out = Vec::with_capacity(cw * ch * cn);
-    for row in y..y + ch {
-        let s = (row * w + x) * cn;
-        out.extend_from_slice(&d[s..s + cw * cn]);
-    }
-    out
+    let row = cw * cn;
+    let fill = |out: &mut [T]| {
+        par::bands(out, row, |r0, band| {
+            for (r, o) in band.chunks_exact_mut(row).enumerate() {
+                let s = ((y + r0 + r) * w + x) * cn;
+                o.copy_from_slice(&d[s..s + row]);
+            }
+        })
+    };
+    // SAFETY: every output row is copied whole (and an empty row leaves nothing).
+    unsafe { par::uninit(row * ch, fill) }
 }
 
 /// The error of a crop rectangle that does not lie inside a `w x h` image.
@@ -2713,6 +2720,33 @@ mod tests {
                     "{sw}x{sh} -> {dw}x{dh}, {cn} channels"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn crop_copies_the_rectangle_across_bands() {
+        // 3,000 samples a row, 400 rows: several parallel bands; 8 and 16 bits.
+        let img = ramp(1500, 450, 2);
+        let (x, y, cw, ch) = (7usize, 11usize, 1000usize, 400usize);
+        let got = crop(&img, x as u32, y as u32, cw as u32, ch as u32).expect("inside");
+        let d = img.u8_data();
+        for r in 0..ch {
+            let s = ((y + r) * 1500 + x) * 2;
+            assert_eq!(
+                got.u8_data()[r * cw * 2..(r + 1) * cw * 2],
+                d[s..s + cw * 2],
+                "row {r}"
+            );
+        }
+        let deep = Image::from_u16(1500, 450, 2, d.iter().map(|&v| v as u16 * 5).collect());
+        let got = crop(&deep, x as u32, y as u32, cw as u32, ch as u32).expect("inside");
+        let Samples::U16(g) = &got.samples else {
+            panic!("16-bit stays 16-bit")
+        };
+        for r in 0..ch {
+            let s = ((y + r) * 1500 + x) * 2;
+            let want: Vec<u16> = d[s..s + cw * 2].iter().map(|&v| v as u16 * 5).collect();
+            assert_eq!(g[r * cw * 2..(r + 1) * cw * 2], want[..], "16-bit row {r}");
         }
     }
 }
