@@ -512,17 +512,7 @@ unsafe fn transpose8_rgb(sp: *const u8, ss: isize, dp: *mut u8, ds: isize) {
     for half_r in 0..2 {
         for half_c in 0..2 {
             let r: [__m128i; 4] = std::array::from_fn(|i| wide[4 * half_r + i][half_c]);
-            let t0 = _mm_unpacklo_epi32(r[0], r[1]);
-            let t1 = _mm_unpacklo_epi32(r[2], r[3]);
-            let t2 = _mm_unpackhi_epi32(r[0], r[1]);
-            let t3 = _mm_unpackhi_epi32(r[2], r[3]);
-            let c = [
-                _mm_unpacklo_epi64(t0, t1),
-                _mm_unpackhi_epi64(t0, t1),
-                _mm_unpacklo_epi64(t2, t3),
-                _mm_unpackhi_epi64(t2, t3),
-            ];
-            for (j, v) in c.into_iter().enumerate() {
+            for (j, v) in transpose4x4_epi32(r).into_iter().enumerate() {
                 cols[4 * half_c + j][half_r] = v;
             }
         }
@@ -536,6 +526,27 @@ unsafe fn transpose8_rgb(sp: *const u8, ss: isize, dp: *mut u8, ds: isize) {
             _mm_storeu_si128(dst(j).cast(), first);
             _mm_storel_epi64(dst(j).add(16).cast(), _mm_srli_si128::<4>(hi));
         }
+    }
+}
+
+/// The transpose of four rows of four 32-bit lanes: lane `i` of result `j` is lane `j`
+/// of row `i`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn transpose4x4_epi32(r: [std::arch::x86_64::__m128i; 4]) -> [std::arch::x86_64::__m128i; 4] {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is part of the x86_64 baseline.
+    unsafe {
+        let t0 = _mm_unpacklo_epi32(r[0], r[1]);
+        let t1 = _mm_unpacklo_epi32(r[2], r[3]);
+        let t2 = _mm_unpackhi_epi32(r[0], r[1]);
+        let t3 = _mm_unpackhi_epi32(r[2], r[3]);
+        [
+            _mm_unpacklo_epi64(t0, t1),
+            _mm_unpackhi_epi64(t0, t1),
+            _mm_unpacklo_epi64(t2, t3),
+            _mm_unpackhi_epi64(t2, t3),
+        ]
     }
 }
 
@@ -616,17 +627,7 @@ unsafe fn transpose8<const CN: usize>(sp: *const u8, ss: isize, dp: *mut u8, ds:
                 let r: [__m128i; 4] = std::array::from_fn(|i| unsafe {
                     _mm_loadu_si128(src(half_r + i).add(half_c * 4).cast())
                 });
-                let t0 = _mm_unpacklo_epi32(r[0], r[1]);
-                let t1 = _mm_unpacklo_epi32(r[2], r[3]);
-                let t2 = _mm_unpackhi_epi32(r[0], r[1]);
-                let t3 = _mm_unpackhi_epi32(r[2], r[3]);
-                let cols = [
-                    _mm_unpacklo_epi64(t0, t1),
-                    _mm_unpackhi_epi64(t0, t1),
-                    _mm_unpacklo_epi64(t2, t3),
-                    _mm_unpackhi_epi64(t2, t3),
-                ];
-                for (j, c) in cols.into_iter().enumerate() {
+                for (j, c) in transpose4x4_epi32(r).into_iter().enumerate() {
                     unsafe { _mm_storeu_si128(dst(half_c + j).add(half_r * 4).cast(), c) };
                 }
             }
