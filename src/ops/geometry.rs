@@ -135,7 +135,7 @@ const fn mirror_masks(cn: usize) -> [[[u8; 16]; 3]; 3] {
 }
 
 /// `dst` = the pixels (`cn` bytes each) of `src` in reverse order: whole blocks with
-/// SSSE3 where present, the rest (or all) through [`mirror_row`].
+/// AVX-512 VBMI or else SSSE3 where present, the rest (or all) through [`mirror_row`].
 fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
     #[cfg(target_arch = "x86_64")]
     let done = if std::arch::is_x86_feature_detected!("avx512bw")
