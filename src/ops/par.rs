@@ -36,9 +36,9 @@ pub fn bands_by<T: Send>(
 }
 
 /// Bands per thread, at least, where a pool has several: with few bands the last ones
-/// leave threads idle (the 7 bands of a 12 MP image's resize to 0.37 ran 4 on one
-/// thread and 3 on the other: 1.75x at best). Not many more, since some filters redo a
-/// few rows at each band's edges (bicubic 3).
+/// leave threads idle (the 7 bands of a 12 MP gray image's area resize to 0.37 ran 4
+/// on one thread and 3 on the other: 1.75x at best). Not many more, since a band may
+/// redo a few rows at its edges.
 const BANDS_PER_THREAD: usize = 4;
 
 /// The most rows a band of `total` rows may have so that each of the pool's threads
