@@ -402,8 +402,9 @@ mod tests {
     }
 
     #[test]
-    fn hysteresis_grows_from_every_strong_pixel_across_bands() {
+    fn hysteresis_grows_from_every_strong_pixel_and_leaves_lone_weak_runs() {
         // Strong pixels, each joined to a run of weak ones; a weak run alone stays.
+        // (One band: the test above crosses bands.)
         let mw = 70_000;
         let mut map = vec![1u8; mw * 4];
         map[mw + 1] = 2;

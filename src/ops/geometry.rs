@@ -138,9 +138,7 @@ const fn mirror_masks(cn: usize) -> [[[u8; 16]; 3]; 3] {
 /// AVX-512 VBMI or else SSSE3 where present, the rest (or all) through [`mirror_row`].
 fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
     #[cfg(target_arch = "x86_64")]
-    let done = if std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vbmi")
-    {
+    let done = if par::has_vbmi() {
         // SAFETY: the CPU has AVX-512BW and VBMI, checked just above.
         unsafe {
             match cn {
@@ -152,14 +150,7 @@ fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
         }
     } else if std::arch::is_x86_feature_detected!("ssse3") {
         // SAFETY: the CPU has SSSE3, checked just above.
-        unsafe {
-            match cn {
-                1 => mirror_ssse3::<1>(dst, src),
-                2 => mirror_ssse3::<2>(dst, src),
-                3 => mirror_ssse3::<3>(dst, src),
-                _ => mirror_ssse3::<4>(dst, src),
-            }
-        }
+        unsafe { mirror_ssse3_cn(dst, src, cn) }
     } else {
         0
     };
@@ -167,6 +158,21 @@ fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
     let done = 0;
     let n = src.len();
     mirror_row_cn(&mut dst[done..], &src[..n - done], cn);
+}
+
+/// [`mirror_ssse3`] for `cn` channels (1 to 4).
+///
+/// # Safety
+/// The CPU has SSSE3.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "ssse3")]
+unsafe fn mirror_ssse3_cn(dst: &mut [u8], src: &[u8], cn: usize) -> usize {
+    match cn {
+        1 => mirror_ssse3::<1>(dst, src),
+        2 => mirror_ssse3::<2>(dst, src),
+        3 => mirror_ssse3::<3>(dst, src),
+        _ => mirror_ssse3::<4>(dst, src),
+    }
 }
 
 /// Mirrors the whole [`MIRROR_BLOCK`]s: the block ending `k` blocks before the end of
@@ -230,11 +236,7 @@ unsafe fn mirror_vbmi<const CN: usize>(dst: &mut [u8], src: &[u8]) -> usize {
         }
         t
     };
-    let mask = if block == 64 {
-        u64::MAX
-    } else {
-        (1u64 << block) - 1
-    };
+    let mask = par::mask_low(block);
     let n = src.len().min(dst.len());
     let blocks = n / block;
     // SAFETY: reads the 64 index bytes.
@@ -1321,10 +1323,7 @@ impl PermuteColumns {
     /// where the CPU has AVX-512 VBMI and every block's taps fit in its window.
     fn new(taps: &[usize], alpha: &[i32], sw: usize, cn: usize, k: usize) -> Option<Self> {
         #[cfg(target_arch = "x86_64")]
-        if (k == 2 || k == 4)
-            && std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
-        {
+        if (k == 2 || k == 4) && par::has_vbmi() {
             let samples = taps.len() / k * cn;
             let row_len = sw * cn;
             // Output sample j: pixel j / cn, channel j % cn.
@@ -1354,14 +1353,7 @@ impl PermuteColumns {
                 if reach - base >= 128 {
                     return None;
                 }
-                let inside = |from: usize| {
-                    let n = row_len.saturating_sub(base + from).min(64);
-                    if n == 64 {
-                        u64::MAX
-                    } else {
-                        (1u64 << n) - 1
-                    }
-                };
+                let inside = |from: usize| par::mask_low(row_len.saturating_sub(base + from));
                 p.windows.push((base, [inside(0), inside(64)]));
                 for pair in 0..k / 2 {
                     let mut idx = [0u8; 64];
@@ -1573,9 +1565,7 @@ fn area_int_n<const CN: usize>(
     let halving = fx == 2 && fy == 2;
     if halving {
         #[cfg(target_arch = "x86_64")]
-        let vbmi = std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vl")
-            && std::arch::is_x86_feature_detected!("avx512vbmi");
+        let vbmi = par::has_vbmi() && std::arch::is_x86_feature_detected!("avx512vl");
         let fill = |out: &mut [u8]| {
             par::bands(out, dw * CN, |y0, band| {
                 for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
@@ -1709,14 +1699,7 @@ unsafe fn halve_row_vbmi(r0: &[u8], r1: &[u8], out: &mut [u8], cn: usize) {
     let ones = _mm512_set1_epi8(1);
     let two = _mm512_set1_epi16(2);
     let (p0, p1, op) = (r0.as_ptr(), r1.as_ptr(), out.as_mut_ptr());
-    let inside = |from: usize| {
-        let m = len.saturating_sub(from).min(64);
-        if m == 64 {
-            u64::MAX
-        } else {
-            (1u64 << m) - 1
-        }
-    };
+    let inside = |from: usize| par::mask_low(len.saturating_sub(from));
     // Only 3 channels have blocks reaching past their first 64 bytes (32 output samples
     // of 1, 2 or 4 channels come from exactly 64).
     let wide = cn == 3;
@@ -2004,14 +1987,15 @@ par::avx512_dispatch! {
 const LANCZOS_SPAN: usize = 2048;
 
 par::avx512_dispatch! {
-    /// Lanczos down a column span: `out` from the `w.len()` source rows `rows` (each at
-    /// least `out.len()` long) weighted by `w`.
-    fn lanczos_column(rows: &[&[u8]], w: &[i32], out: &mut [u8]) {
+    /// Lanczos down a column span: `out` from the `w.len()` rows of `src` (`stride`
+    /// samples each) from row `start` on, each read from sample `x0`, weighted by `w`.
+    fn lanczos_column(src: &[u8], stride: usize, start: usize, x0: usize, w: &[i32], out: &mut [u8]) {
         let mut acc = [LANCZOS_HALF; LANCZOS_SPAN];
         let n = out.len().min(LANCZOS_SPAN);
         let acc = &mut acc[..n];
-        for (r, &wk) in rows.iter().zip(w) {
-            for (a, &v) in acc.iter_mut().zip(&r[..n]) {
+        for (j, &wk) in w.iter().enumerate() {
+            let at = (start + j) * stride + x0;
+            for (a, &v) in acc.iter_mut().zip(&src[at..at + n]) {
                 *a += v as i32 * wk;
             }
         }
@@ -2062,10 +2046,7 @@ fn lanczos3(src: &[u8], sw: usize, sh: usize, cn: usize, dw: usize, dh: usize) -
                     .step_by(LANCZOS_SPAN)
                     .zip(orow.chunks_mut(LANCZOS_SPAN))
                 {
-                    let rows: Vec<&[u8]> = (start..start + t.k)
-                        .map(|sy| &horizontal[sy * stride + x0..(sy + 1) * stride])
-                        .collect();
-                    lanczos_column(&rows, w, o);
+                    lanczos_column(&horizontal, stride, start, x0, w, o);
                 }
             }
         })
@@ -2182,14 +2163,7 @@ mod tests {
                 if std::arch::is_x86_feature_detected!("ssse3") {
                     let mut s3 = vec![2; src.len()];
                     // SAFETY: the CPU has SSSE3, checked just above.
-                    let done = unsafe {
-                        match cn {
-                            1 => mirror_ssse3::<1>(&mut s3, &src),
-                            2 => mirror_ssse3::<2>(&mut s3, &src),
-                            3 => mirror_ssse3::<3>(&mut s3, &src),
-                            _ => mirror_ssse3::<4>(&mut s3, &src),
-                        }
-                    };
+                    let done = unsafe { mirror_ssse3_cn(&mut s3, &src, cn) };
                     let n = src.len();
                     mirror_row_cn(&mut s3[done..], &src[..n - done], cn);
                     assert_eq!(s3, slow, "SSSE3, {w} pixels of {cn} channels");
@@ -2483,7 +2457,7 @@ mod tests {
             }
             // The permute path ran wherever the CPU has it.
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx512vbmi") {
+            if par::has_vbmi() {
                 assert!(
                     permuted >= 8,
                     "{cn} channels, cubic {cubic}: {permuted} sizes permuted"

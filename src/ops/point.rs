@@ -63,9 +63,7 @@ fn apply_lut(mut img: Image, lut: &[u8; 256]) -> Image {
 /// Looks every colour sample of `d` (`ch` channels, alpha last with 2 or 4) up in `lut`.
 fn lut_colour(d: &mut [u8], ch: usize, lut: &[u8; 256]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512bw")
-        && std::arch::is_x86_feature_detected!("avx512vbmi")
-    {
+    if par::has_vbmi() {
         return par::chunks(d, ch, |c| {
             // SAFETY: the CPU has AVX-512BW and VBMI, checked above.
             let done = unsafe { lut_vbmi(c, lut, ch) };
@@ -798,7 +796,9 @@ par::avx512_dispatch! {
 
 #[inline(always)]
 fn hsv_row_n<const CH: usize>(row: &mut [u8], vector_end: usize, shift: [i32; 3], t: &HsvTables) {
-    let vbmi = vbmi_present();
+    // The compiler's own code for the split and merge moved one byte at a time: over
+    // half of custom_processing's time.
+    let vbmi = par::has_vbmi();
     let mut blocks = row.chunks_exact_mut(LANES * CH);
     let mut x0 = 0;
     for block in &mut blocks {
@@ -820,21 +820,8 @@ fn hsv_row_n<const CH: usize>(row: &mut [u8], vector_end: usize, shift: [i32; 3]
 /// The red, green and blue samples of a block of [`LANES`] pixels, one array each.
 type Planes = [[u8; LANES]; 3];
 
-/// Whether the CPU has the AVX-512 byte permutes [`split_block`] and [`merge_block`]
-/// use (the compiler's own code for them moved one byte at a time: over half of
-/// custom_processing's time).
-fn vbmi_present() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512bw")
-            && std::arch::is_x86_feature_detected!("avx512vbmi")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
-}
-
 /// The colour planes of `block` (`LANES` pixels of `CH` bytes, 3 or 4), by byte
-/// permutes where `vbmi` (see [`vbmi_present`]), else sample by sample.
+/// permutes where `vbmi` ([`par::has_vbmi`]), else sample by sample.
 #[inline(always)]
 fn split_block<const CH: usize>(block: &[u8], vbmi: bool) -> Planes {
     let block = &block[..LANES * CH];
@@ -887,7 +874,7 @@ unsafe fn split_vbmi<const CH: usize>(block: &[u8]) -> Planes {
     let (lo, hi) = unsafe {
         (
             _mm512_loadu_si512(p.cast()),
-            _mm512_maskz_loadu_epi8(mask_low(LANES * CH - 64), p.add(64).cast()),
+            _mm512_maskz_loadu_epi8(par::mask_low(LANES * CH - 64), p.add(64).cast()),
         )
     };
     let mut out = [[0u8; LANES]; 3];
@@ -935,7 +922,7 @@ unsafe fn merge_vbmi<const CH: usize>(planes: &Planes, block: &mut [u8]) {
         // block only (masked).
         unsafe {
             let v = _mm512_permutex2var_epi8(rg, _mm512_loadu_si512(idx.as_ptr().cast()), b);
-            let keep = mask_low(n) & colour;
+            let keep = par::mask_low(n) & colour;
             _mm512_mask_storeu_epi8(block.as_mut_ptr().add(at).cast(), keep, v);
         }
     }
@@ -978,17 +965,6 @@ const MERGE_INDEX: [[[u8; 64]; 2]; 2] = {
     }
     t
 };
-
-/// A mask of the low `n` bits (all 64 from 64 on).
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-fn mask_low(n: usize) -> u64 {
-    if n >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << n) - 1
-    }
-}
 
 /// [`LANES`] pixels of [`hsv_shift`] as colour planes, branch-free so that the compiler
 /// vectorises it: the same arithmetic as [`rgb_to_hsv`] and [`hsv_to_rgb`].
@@ -1256,7 +1232,7 @@ mod tests {
                 std::array::from_fn(|c| std::array::from_fn(|i| (c * 91 + i * 3) as u8));
             let mut merged = block.clone();
             merge_block::<CH>(&planes, &mut merged, false);
-            if vbmi_present() {
+            if par::has_vbmi() {
                 assert_eq!(split_block::<CH>(&block, true), want);
                 let mut fast = block.clone();
                 merge_block::<CH>(&planes, &mut fast, true);
