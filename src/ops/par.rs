@@ -93,6 +93,25 @@ pub unsafe fn uninit<T: Copy>(len: usize, fill: impl FnOnce(&mut [T])) -> Vec<T>
     out
 }
 
+/// `dst.copy_from_slice(src)` (the same length) by moves of 64 elements, front to
+/// back, for a row copy whose source and destination shift against each other from
+/// row to row (pad's). `copy_from_slice` calls glibc's `memcpy`, which copies rows of a
+/// few KB with `rep movsb`, and on this AMD EPYC that instruction's speed depends on
+/// where the two rows sit in their cache lines relative to each other: 3,000 copies of
+/// 4,000 bytes took 0.40 ms with the destination 0 or 32 bytes past the source's
+/// offset and 0.87 ms at 16 (a C loop of `memcpy`, best of 60). Pad on gray ran at two
+/// thirds of a whole-image copy's speed with `copy_from_slice` and at the copy's speed
+/// with this. Where the offsets stay equal (flip's row copies), `rep movsb` is the
+/// faster one, so those keep `copy_from_slice`.
+pub fn copy_forward<T: Copy>(dst: &mut [T], src: &[T]) {
+    let (d, dt) = dst.as_chunks_mut::<64>();
+    let (s, st) = src.as_chunks::<64>();
+    for (d, s) in d.iter_mut().zip(s) {
+        *d = *s;
+    }
+    dt.copy_from_slice(st);
+}
+
 /// Asks the CPU to start loading every cache line of `bytes`: for a row a filter reads
 /// next, which the hardware prefetcher does not foresee when the reads jump from row to
 /// row (box_blur went 40% faster with it). A hint only; no effect off x86_64.
@@ -248,4 +267,30 @@ pub(crate) fn round_to_u8(t: f32) -> u8 {
     const MAGIC: f32 = 12_582_912.0;
     let rounded = ((t + MAGIC).to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
     rounded.clamp(0, 255) as u8
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_forward_copies_every_length_and_offset() {
+        let src: Vec<u16> = (0..400u16).map(|i| i.wrapping_mul(40_503)).collect();
+        for len in [0, 1, 63, 64, 65, 127, 128, 129, 300] {
+            for off in [0, 1, 7, 33] {
+                let mut dst = vec![0u16; len + 2 * off];
+                copy_forward(&mut dst[off..off + len], &src[off..off + len]);
+                assert_eq!(
+                    &dst[off..off + len],
+                    &src[off..off + len],
+                    "len {len} off {off}"
+                );
+                assert!(dst[..off].iter().chain(&dst[off + len..]).all(|&v| v == 0));
+                let bytes: Vec<u8> = src.iter().map(|&v| v as u8).collect();
+                let mut out = vec![0u8; len];
+                copy_forward(&mut out, &bytes[off..off + len]);
+                assert_eq!(out, &bytes[off..off + len]);
+            }
+        }
+    }
 }

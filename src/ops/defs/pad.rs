@@ -141,7 +141,10 @@ impl Pad {
                     match y.checked_sub(top).filter(|&sy| sy < h) {
                         Some(sy) => {
                             orow[..left].copy_from_slice(&border[..left]);
-                            orow[left..left + row].copy_from_slice(&src[sy * row..(sy + 1) * row]);
+                            par::copy_forward(
+                                &mut orow[left..left + row],
+                                &src[sy * row..(sy + 1) * row],
+                            );
                             orow[left + row..].copy_from_slice(&border[..right]);
                         }
                         None => orow.copy_from_slice(&border),
@@ -173,6 +176,39 @@ mod tests {
         }
         want.extend_from_slice(&[7, 255, 7, 255, 10, 20, 30, 40, 7, 255]);
         assert_eq!(out.u8_data(), &want[..]);
+    }
+
+    #[test]
+    fn rows_longer_than_a_copy_block_match_a_pixel_by_pixel_pad() {
+        // Odd widths at 1 to 4 channels: rows of 70 to 524 samples go through
+        // `copy_forward`'s 64-sample moves and its tail, at every alignment.
+        for (w, h, cn) in [(131u32, 5u32, 1u8), (70, 3, 2), (97, 4, 3), (131, 2, 4)] {
+            let n = (w * h) as usize * cn as usize;
+            let data: Vec<u8> = (0..n).map(|i| (i * 37 % 251) as u8).collect();
+            let img = Image::from_u8(w, h, cn, data.clone());
+            let (t, b, l, r) = (1usize, 2usize, 3usize, 5usize);
+            let op = parse_op_str("pad:top=1,bottom=2,left=3,right=5,value=9").unwrap();
+            let out = apply(&op, img).unwrap();
+            let (ow, c) = (w as usize + l + r, cn as usize);
+            let alpha = cn == 2 || cn == 4;
+            let mut want = Vec::new();
+            for y in 0..h as usize + t + b {
+                for x in 0..ow {
+                    let inside =
+                        (t..t + h as usize).contains(&y) && (l..l + w as usize).contains(&x);
+                    for k in 0..c {
+                        want.push(if inside {
+                            data[((y - t) * w as usize + x - l) * c + k]
+                        } else if alpha && k == c - 1 {
+                            255
+                        } else {
+                            9
+                        });
+                    }
+                }
+            }
+            assert_eq!(out.u8_data(), &want[..], "{w}x{h}x{cn}");
+        }
     }
 
     #[test]
