@@ -15,6 +15,8 @@ a fast one.
 
 With several thread counts it adds imgproc's scaling (last / first); with several
 channel counts each op gets a row per count (the image as gray, gray+alpha, RGB, RGBA).
+The first row, `copy`, is the memory bound: the whole image copied into a new buffer
+(imgproc: a crop of all of it; here: numpy's copy).
 """
 import argparse
 import json
@@ -98,6 +100,8 @@ def opencv_ops(img):
         "erode": lambda: cv2.erode(img, k3),
         "dilate": lambda: cv2.dilate(img, k3),
         "crop:x=100,y=100,width=3000,height=2000": lambda: img[100:2100, 100:3100].copy(),
+        # The yardstick: the whole image into a new array (numpy's one memcpy).
+        "copy": lambda: img.copy(),
         "pad:top=16,bottom=16,left=16,right=16": lambda: cv2.copyMakeBorder(img, 16, 16, 16, 16, cv2.BORDER_CONSTANT, value=(0, 0, 0, 255)),
     }
 
