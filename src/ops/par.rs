@@ -126,11 +126,23 @@ pub fn prefetch(bytes: &[u8]) {
     let _ = bytes;
 }
 
-/// Runs `f` over chunks of a flat buffer whose length is a multiple of `unit`.
+/// Runs `f` over chunks of a flat buffer whose length is a multiple of `unit`. Each
+/// chunk is a whole number of units and of 64 elements, so that on an aligned buffer
+/// every chunk starts on a cache line (as the 64-byte vectors of the point ops want: on
+/// RGB, chunks of whole pixels alone started anywhere in a line).
 pub fn chunks<T: Send>(data: &mut [T], unit: usize, f: impl Fn(&mut [T]) + Sync + Send) {
     let unit = unit.max(1);
-    let size = (TASK_SAMPLES / unit).max(1) * unit;
+    let block = unit / gcd(unit, 64) * 64;
+    let size = (TASK_SAMPLES / block).max(1) * block;
     data.par_chunks_mut(size).for_each(f);
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// Reflect-101 border index (`gfedcb|abcdefgh|gfedcba`), as OpenCV's BORDER_DEFAULT.
@@ -272,6 +284,32 @@ pub(crate) fn round_to_u8(t: f32) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chunks_are_whole_units_starting_on_64_element_boundaries() {
+        for unit in [1, 2, 3, 4, 6] {
+            let len = unit * 600_001;
+            let mut data = vec![0u8; len];
+            let base = data.as_ptr() as usize;
+            let seen = std::sync::Mutex::new(Vec::new());
+            chunks(&mut data, unit, |c| {
+                c.iter_mut().for_each(|v| *v += 1);
+                let start = c.as_ptr() as usize - base;
+                seen.lock().unwrap().push((start, c.len()));
+            });
+            let mut seen = seen.into_inner().unwrap();
+            seen.sort();
+            assert!(seen.len() > 1, "unit {unit}: one chunk only");
+            for &(start, n) in &seen {
+                assert_eq!(start % 64, 0, "unit {unit}: chunk at {start}");
+                assert_eq!(n % unit, 0, "unit {unit}: chunk of {n}");
+            }
+            assert!(
+                data.iter().all(|&v| v == 1),
+                "unit {unit}: each element once"
+            );
+        }
+    }
 
     #[test]
     fn copy_forward_copies_every_length_and_offset() {
