@@ -1724,13 +1724,14 @@ unsafe fn halve_row_vbmi(r0: &[u8], r1: &[u8], out: &mut [u8], cn: usize) {
         }
         let sums = _mm512_add_epi16(_mm512_add_epi16(pairs!(p0), pairs!(p1)), two);
         let bytes = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<2>(sums));
-        let keep = if n - j >= 32 {
-            u32::MAX
+        if n - j >= 32 {
+            // SAFETY: output samples j..j + 32 are inside `out`.
+            _mm256_storeu_si256(op.add(j).cast(), bytes);
         } else {
-            (1u32 << (n - j)) - 1
-        };
-        // SAFETY: only the lanes of output samples j.. inside `out` are written.
-        _mm256_mask_storeu_epi8(op.add(j).cast(), keep, bytes);
+            let keep = (1u32 << (n - j)) - 1;
+            // SAFETY: only the lanes of output samples j.. inside `out` are written.
+            _mm256_mask_storeu_epi8(op.add(j).cast(), keep, bytes);
+        }
         j += 32;
         b = (b + 1) % cn;
     }
