@@ -2,9 +2,11 @@
 //!
 //! The general separable convolution of `filter.rs` multiplies every tap by its weight
 //! and divides each sum with a 64-bit fixed-point product; for a box every weight is 1,
-//! so this module only adds. Each band keeps the horizontal window sums of the last
-//! `k` rows and one column sum per sample: an output row is the column sums divided by
-//! the area, and moving down one row adds the new row's sums and subtracts the oldest.
+//! so this module only adds. Each band keeps one column sum per sample, the sum of the
+//! window's k rows: moving down a row adds the entering image row and subtracts the
+//! leaving one (read k rows ago, still in the cache), and each output sample is the
+//! sum of k column sums, `cn` apart, divided by the area. No row of horizontal sums is
+//! written and read back.
 //! The division is a 16-bit multiply-high chosen and checked against OpenCV's 32-bit
 //! reciprocal for every possible sum, so results stay bit-exact. Windows whose sums
 //! do not fit 16 bits (ksize above 16) keep the separable path.
@@ -86,7 +88,7 @@ pub(crate) fn box_blur_u8(
             .for_each(|(i, band)| rows.band(i * rows_per_band, band, div))
     };
     // SAFETY: the bands cover the output in whole rows, and `Rows::band` writes every
-    // sample of each of its rows (`finish_row` over the whole row).
+    // sample of each of its rows (`window_divide` over the whole row).
     Some(unsafe { par::uninit(src.len(), fill) })
 }
 
@@ -100,35 +102,56 @@ struct Rows<'a> {
 }
 
 impl Rows<'_> {
+    /// Logical row `y`, reflected into the image.
+    fn row(&self, y: isize) -> &[u8] {
+        let stride = self.w * self.cn;
+        let sy = par::reflect101(y, self.h);
+        &self.src[sy * stride..(sy + 1) * stride]
+    }
+
     /// Writes the output rows of `band`, the first of which is image row `y0`.
     fn band(&self, y0: usize, band: &mut [u8], div: Div16) {
-        let (k, stride) = (self.k, self.w * self.cn);
+        let (k, cn, w) = (self.k, self.cn, self.w);
+        let stride = w * cn;
         let above = (k / 2) as isize;
-        let mut padded = vec![0u8; (self.w + k - 1) * self.cn];
-        // Horizontal sums of the window's rows, oldest at `ring[y % k]` for logical row y.
-        let mut ring = vec![vec![0u16; stride]; k];
-        let mut fresh = vec![0u16; stride];
-        let mut column = vec![0u16; stride];
+        // The sums of the window's k rows, sample by sample, with the `k / 2` pixels
+        // before the row and the `k - 1 - k / 2` after it reflected in: each output
+        // sample is then the sum of k of them, `cn` apart.
+        let mut column = vec![0u16; (w + k - 1) * cn];
+        let interior = (k / 2) * cn..(k / 2) * cn + stride;
         for j in 0..k as isize {
-            let y = y0 as isize - above + j;
-            let slot = y.rem_euclid(k as isize) as usize;
-            self.horizontal(y, &mut padded, &mut ring[slot]);
-            add_row(&mut column, &ring[slot]);
+            add_row(
+                &mut column[interior.clone()],
+                self.row(y0 as isize - above + j),
+            );
         }
         let rows = band.len() / stride;
         for (r, out) in band.chunks_exact_mut(stride).enumerate() {
-            let y = (y0 + r) as isize;
-            // The row that enters the window for y + 1 and the one that leaves it.
-            let (enter, leave) = (y - above + k as isize, y - above);
-            let slot = leave.rem_euclid(k as isize) as usize;
-            if y0 + r + 1 < self.h && r + 1 < rows {
+            self.reflect_edges(&mut column);
+            window_divide(out, &column, cn, k, div);
+            if r + 1 < rows {
+                // The row that enters the window for the next output row and the one
+                // that leaves it (read k rows ago, still in the cache).
+                let y = (y0 + r) as isize;
+                let (enter, leave) = (y - above + k as isize, y - above);
                 self.prefetch(enter + 1);
-                self.horizontal(enter, &mut padded, &mut fresh);
-                finish_row(out, &mut column, &fresh, &ring[slot], div);
-                std::mem::swap(&mut ring[slot], &mut fresh);
-            } else {
-                finish_row(out, &mut column, &ring[slot], &ring[slot], div);
+                move_down(
+                    &mut column[interior.clone()],
+                    self.row(enter),
+                    self.row(leave),
+                );
             }
+        }
+    }
+
+    /// Copies the column sums of the pixels that the window reaches beyond the row's
+    /// ends from the pixels they reflect (border reflect-101).
+    fn reflect_edges(&self, column: &mut [u16]) {
+        let (k, cn, w) = (self.k, self.cn, self.w);
+        let left = k / 2;
+        for p in (0..left).chain(left + w..w + k - 1) {
+            let sx = par::reflect101(p as isize - left as isize, w);
+            column.copy_within((left + sx) * cn..(left + sx + 1) * cn, p * cn);
         }
     }
 
@@ -136,158 +159,72 @@ impl Rows<'_> {
     /// first (reading each new row straight from memory was half the time of the
     /// horizontal sums).
     fn prefetch(&self, y: isize) {
-        let stride = self.w * self.cn;
-        let sy = par::reflect101(y, self.h);
-        par::prefetch(&self.src[sy * stride..(sy + 1) * stride]);
-    }
-
-    /// The horizontal window sums of logical row `y` (reflected into the image): the
-    /// interior straight from the image row, the `k / 2` pixels at each end from a
-    /// reflected copy of the pixels they reach.
-    fn horizontal(&self, y: isize, padded: &mut [u8], sums: &mut [u16]) {
-        let (w, cn, k) = (self.w, self.cn, self.k);
-        let stride = w * cn;
-        let sy = par::reflect101(y, self.h);
-        let row = &self.src[sy * stride..(sy + 1) * stride];
-        let (left, right) = (k / 2, k - 1 - k / 2);
-        // `count` pixels of the row from pixel `from` (which may lie outside it) into
-        // `padded`, reflected.
-        let reflected = |padded: &mut [u8], from: isize, count: usize| {
-            for i in 0..count {
-                let sx = par::reflect101(from + i as isize, w);
-                padded[i * cn..(i + 1) * cn].copy_from_slice(&row[sx * cn..(sx + 1) * cn]);
-            }
-        };
-        if w < k {
-            reflected(padded, -(left as isize), w + k - 1);
-            return window_sums(sums, padded, cn, k);
-        }
-        window_sums(&mut sums[left * cn..(w - right) * cn], row, cn, k);
-        reflected(padded, -(left as isize), left + k - 1);
-        window_sums(&mut sums[..left * cn], padded, cn, k);
-        reflected(padded, (w - right - left) as isize, right + k - 1);
-        window_sums(&mut sums[(w - right) * cn..], padded, cn, k);
-    }
-}
-
-/// `sums[i]` = the sum of `K` samples of `from` from `i`, `cn` apart, kept in registers.
-#[inline(always)]
-fn window_sums_k<const K: usize>(sums: &mut [u16], from: &[u8], cn: usize) {
-    let n = sums.len();
-    let taps: [&[u8]; K] = std::array::from_fn(|j| &from[j * cn..j * cn + n]);
-    for (i, s) in sums.iter_mut().enumerate() {
-        *s = taps.iter().map(|t| t[i] as u16).sum();
+        par::prefetch(self.row(y));
     }
 }
 
 par::avx2_dispatch! {
-    /// `sums[i]` = the sum of `k` samples of `from` from `i`, `cn` apart (`from` holds
-    /// at least `sums.len() + (k - 1) * cn` samples).
-    fn window_sums(sums: &mut [u16], from: &[u8], cn: usize, k: usize) {
+    /// `column += row`, sample by sample.
+    fn add_row(column: &mut [u16], row: &[u8]) {
+        for (c, &p) in column.iter_mut().zip(row) {
+            *c = c.wrapping_add(p as u16);
+        }
+    }
+}
+
+par::avx512_dispatch! {
+    /// `column += enter - leave`, sample by sample: the window moves down a row.
+    fn move_down(column: &mut [u16], enter: &[u8], leave: &[u8]) {
+        let n = column.len();
+        let (enter, leave) = (&enter[..n], &leave[..n]);
+        for i in 0..n {
+            column[i] = column[i].wrapping_add(enter[i] as u16).wrapping_sub(leave[i] as u16);
+        }
+    }
+}
+
+/// Samples per block of [`window_divide`]'s loop for the window sizes it has no
+/// specialised loop for.
+const BLOCK: usize = 512;
+
+/// `out[i]` = the sum of the `K` column sums from `i`, `cn` apart, divided by the area.
+#[inline(always)]
+fn window_divide_k<const K: usize>(out: &mut [u8], column: &[u16], cn: usize, div: Div16) {
+    let n = out.len();
+    let taps: [&[u16]; K] = std::array::from_fn(|j| &column[j * cn..j * cn + n]);
+    for (i, o) in out.iter_mut().enumerate() {
+        let s = taps.iter().fold(0u16, |s, t| s.wrapping_add(t[i]));
+        *o = div.apply(s);
+    }
+}
+
+par::avx512_dispatch! {
+    /// `out[i]` = the sum of the `k` column sums from `i`, `cn` apart, divided by the
+    /// area.
+    fn window_divide(out: &mut [u8], column: &[u16], cn: usize, k: usize, div: Div16) {
         match k {
-            3 => window_sums_k::<3>(sums, from, cn),
-            5 => window_sums_k::<5>(sums, from, cn),
-            7 => window_sums_k::<7>(sums, from, cn),
+            3 => window_divide_k::<3>(out, column, cn, div),
+            5 => window_divide_k::<5>(out, column, cn, div),
+            7 => window_divide_k::<7>(out, column, cn, div),
             _ => {
-                for (s, &p) in sums.iter_mut().zip(from) {
-                    *s = p as u16;
-                }
-                for j in 1..k {
-                    for (s, &p) in sums.iter_mut().zip(&from[j * cn..]) {
-                        *s += p as u16;
+                // In blocks, so that the partial sums stay in the first-level cache.
+                let mut sums = [0u16; BLOCK];
+                for (b, out) in out.chunks_mut(BLOCK).enumerate() {
+                    let (at, sums) = (b * BLOCK, &mut sums[..out.len()]);
+                    sums.copy_from_slice(&column[at..at + out.len()]);
+                    for j in 1..k {
+                        let tap = &column[at + j * cn..at + j * cn + out.len()];
+                        for (s, &c) in sums.iter_mut().zip(tap) {
+                            *s = s.wrapping_add(c);
+                        }
+                    }
+                    for (o, &s) in out.iter_mut().zip(sums.iter()) {
+                        *o = div.apply(s);
                     }
                 }
             }
         }
     }
-}
-
-par::avx2_dispatch! {
-    /// `column += rows`, sample by sample.
-    fn add_row(column: &mut [u16], row: &[u16]) {
-        for (c, &r) in column.iter_mut().zip(row) {
-            *c = c.wrapping_add(r);
-        }
-    }
-}
-
-/// One output row from the column sums, which then move down a row: `enter` comes in,
-/// `leave` goes out (the same row at the band's end, which changes nothing).
-fn finish_row(out: &mut [u8], column: &mut [u16], enter: &[u16], leave: &[u16], div: Div16) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        let done = unsafe { finish_row_avx2(out, column, enter, leave, div) };
-        return finish_row_scalar(
-            &mut out[done..],
-            &mut column[done..],
-            &enter[done..],
-            &leave[done..],
-            div,
-        );
-    }
-    finish_row_scalar(out, column, enter, leave, div)
-}
-
-/// [`finish_row`], sample by sample: the reference of the vector path, and its tail.
-fn finish_row_scalar(out: &mut [u8], column: &mut [u16], enter: &[u16], leave: &[u16], div: Div16) {
-    for (((o, c), &e), &l) in out.iter_mut().zip(column.iter_mut()).zip(enter).zip(leave) {
-        *o = div.apply(*c);
-        *c = c.wrapping_add(e).wrapping_sub(l);
-    }
-}
-
-/// [`finish_row`] 32 samples at a time; returns how many samples it did.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn finish_row_avx2(
-    out: &mut [u8],
-    column: &mut [u16],
-    enter: &[u16],
-    leave: &[u16],
-    div: Div16,
-) -> usize {
-    use std::arch::x86_64::*;
-    const N: usize = 32;
-    let n = out
-        .len()
-        .min(column.len())
-        .min(enter.len())
-        .min(leave.len())
-        / N
-        * N;
-    let add = _mm256_set1_epi16(div.add as i16);
-    let mul = _mm256_set1_epi16(div.mul as i16);
-    let shift = _mm_cvtsi32_si128(div.shift as i32);
-    let load = |v: &[u16]| {
-        let v: &[u16; 16] = v.try_into().expect("16 samples");
-        // SAFETY: reads the 32 bytes of `v`, unaligned.
-        unsafe { _mm256_loadu_si256(v.as_ptr().cast()) }
-    };
-    for i in (0..n).step_by(N) {
-        let (c0, c1) = (load(&column[i..i + 16]), load(&column[i + 16..i + N]));
-        let quotient =
-            |c| _mm256_srl_epi16(_mm256_mulhi_epu16(_mm256_add_epi16(c, add), mul), shift);
-        // packus interleaves the 128-bit lanes of its two inputs; the permute restores
-        // their order.
-        let packed =
-            _mm256_permute4x64_epi64::<0xD8>(_mm256_packus_epi16(quotient(c0), quotient(c1)));
-        let o: &mut [u8; N] = (&mut out[i..i + N]).try_into().expect("32 bytes");
-        // SAFETY: writes the 32 bytes of `o`, unaligned.
-        unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), packed) };
-        for (h, c) in [(0, c0), (16, c1)] {
-            let moved = _mm256_sub_epi16(
-                _mm256_add_epi16(c, load(&enter[i + h..i + h + 16])),
-                load(&leave[i + h..i + h + 16]),
-            );
-            let c: &mut [u16; 16] = (&mut column[i + h..i + h + 16])
-                .try_into()
-                .expect("16 samples");
-            // SAFETY: writes the 32 bytes of `c`, unaligned.
-            unsafe { _mm256_storeu_si256(c.as_mut_ptr().cast(), moved) };
-        }
-    }
-    n
 }
 
 #[cfg(test)]
@@ -315,17 +252,35 @@ mod tests {
     }
 
     #[test]
-    fn the_vector_row_finish_equals_the_scalar_one() {
-        let div = Div16::find(25, 255 * 25, filter::box_division(25)).expect("ksize 5");
-        for n in [0, 1, 31, 32, 33, 100, 6375] {
-            let column: Vec<u16> = (0..n as u16).map(|i| i % 6376).collect();
-            let enter: Vec<u16> = (0..n as u16).map(|i| (i * 7) % 1276).collect();
-            let leave: Vec<u16> = column.iter().map(|&c| c.min(1275) / 2).collect();
-            let (mut c1, mut c2) = (column.clone(), column.clone());
-            let (mut o1, mut o2) = (vec![0u8; n], vec![1u8; n]);
-            finish_row(&mut o1, &mut c1, &enter, &leave, div);
-            finish_row_scalar(&mut o2, &mut c2, &enter, &leave, div);
-            assert_eq!((o1, c1), (o2, c2), "{n} samples");
+    fn the_vector_window_division_equals_a_scalar_sum() {
+        // Every window size, channel count and row lengths around the vector widths;
+        // column sums up to the largest a window of 16 rows makes (16 x 255).
+        let mut seed = 7u32;
+        for k in 2..=16usize {
+            let area = (k * k) as u32;
+            let Some(div) = Div16::find(area, 255 * area, filter::box_division(area)) else {
+                continue;
+            };
+            for cn in 1..=4 {
+                for n in [1, 15, 16, 31, 32, 33, 63, 64, 65, 200] {
+                    let n = n * cn;
+                    let column: Vec<u16> = (0..n + (k - 1) * cn)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                            ((seed >> 8) % (k as u32 * 255 + 1)) as u16
+                        })
+                        .collect();
+                    let mut out = vec![0u8; n];
+                    window_divide(&mut out, &column, cn, k, div);
+                    let want: Vec<u8> = (0..n)
+                        .map(|i| {
+                            let s: u32 = (0..k).map(|j| column[i + j * cn] as u32).sum();
+                            filter::box_division(area)(s)
+                        })
+                        .collect();
+                    assert_eq!(out, want, "ksize {k}, {cn} channels, {n} samples");
+                }
+            }
         }
     }
 
