@@ -622,22 +622,6 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
     // Horizontal pass of source row `sy` into `row`.
     let across = |sy: usize, row: &mut [u8]| {
         let s = &src[sy * stride..(sy + 1) * stride];
-        if k == 3 && w >= 2 {
-            // One pass over the interior with the three shifted reads fused; the two
-            // edge pixels see only two.
-            let n = stride - 2 * cn;
-            fold3(
-                &mut row[cn..cn + n],
-                &s[..n],
-                &s[cn..cn + n],
-                &s[2 * cn..],
-                dilate,
-            );
-            fold3(&mut row[..cn], &s[..cn], &s[..cn], &s[cn..2 * cn], dilate);
-            let (l, m) = (stride - cn, stride - 2 * cn);
-            fold3(&mut row[l..], &s[m..l], &s[l..], &s[l..], dilate);
-            return;
-        }
         row.copy_from_slice(s);
         for i in 0..k {
             if i == a {
@@ -657,11 +641,59 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
             fold(dst, from, dilate);
         }
     };
+    if k == 3 && w >= 2 {
+        // The 3x3 window vertically first, straight from the image rows (two output
+        // rows at a time share the extremum of their middle two rows), into a row that
+        // stays in the first-level cache, then across it: no image-sized or band-sized
+        // intermediate is written and read back.
+        let row = |y: usize| &src[y * stride..(y + 1) * stride];
+        let across3 = |out: &mut [u8], v: &[u8]| {
+            let n = stride - 2 * cn;
+            fold3(
+                &mut out[cn..cn + n],
+                &v[..n],
+                &v[cn..cn + n],
+                &v[2 * cn..],
+                dilate,
+            );
+            fold3(&mut out[..cn], &v[..cn], &v[..cn], &v[cn..2 * cn], dilate);
+            let (l, m) = (stride - cn, stride - 2 * cn);
+            fold3(&mut out[l..], &v[m..l], &v[l..], &v[l..], dilate);
+        };
+        let fill = |out: &mut [u8]| {
+            par::bands_by(out, stride, 2, |y0, band| {
+                let (mut v0, mut v1) = (vec![0u8; stride], vec![0u8; stride]);
+                let n = band.len() / stride;
+                let mut pairs = band.chunks_exact_mut(2 * stride);
+                for (p, pair) in pairs.by_ref().enumerate() {
+                    // Rows y and y + 1; at an image edge the row beyond is ignored
+                    // (folded as the edge row itself).
+                    let y = y0 + 2 * p;
+                    let (o0, o1) = pair.split_at_mut(stride);
+                    let (above, below) = (row(y.saturating_sub(1)), row((y + 2).min(h - 1)));
+                    fold_pair(&mut v0, &mut v1, above, row(y), row(y + 1), below, dilate);
+                    across3(o0, &v0);
+                    across3(o1, &v1);
+                }
+                let last = pairs.into_remainder();
+                if !last.is_empty() {
+                    let y = y0 + n - 1;
+                    let (above, below) = (row(y.saturating_sub(1)), row((y + 1).min(h - 1)));
+                    fold3(&mut v0, above, row(y), below, dilate);
+                    across3(last, &v0);
+                }
+            });
+        };
+        // SAFETY: every band writes each of its rows, pairs and the last odd row, each
+        // whole by `across3`'s three folds.
+        let out = unsafe { par::uninit(src.len(), fill) };
+        return Image::from_u8(img.width, img.height, img.channels, out);
+    }
     // Each band folds the rows of its windows from a scratch of its own rows' horizontal
     // passes (and the few beyond its edges), which stays in the cache: no image-sized
     // intermediate is written and read back.
     let fill = |out: &mut [u8]| {
-        par::bands_by(out, stride, 2, |y0, band| {
+        par::bands_by(out, stride, 1, |y0, band| {
             let n = band.len() / stride;
             let (ylo, yhi) = (y0.saturating_sub(a), (y0 + n + a).min(h));
             let mut rows = vec![0u8; (yhi - ylo) * stride];
@@ -669,27 +701,6 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
                 across(ylo + i, row);
             }
             let row_of = |sy: usize| &rows[(sy - ylo) * stride..(sy - ylo + 1) * stride];
-            if k == 3 {
-                // Output rows in pairs: y and y + 1 share the extremum of rows y and
-                // y + 1, and each adds one row of its own (itself at an image edge,
-                // where the row beyond is ignored).
-                let mut pairs = band.chunks_exact_mut(2 * stride);
-                for (p, pair) in pairs.by_ref().enumerate() {
-                    let y = y0 + 2 * p;
-                    let (o0, o1) = pair.split_at_mut(stride);
-                    let above = row_of(y.saturating_sub(1));
-                    let below = row_of((y + 2).min(h - 1));
-                    fold_pair(o0, o1, above, row_of(y), row_of(y + 1), below, dilate);
-                }
-                let last = pairs.into_remainder();
-                if !last.is_empty() {
-                    let y = y0 + n - 1;
-                    let above = row_of(y.saturating_sub(1));
-                    let below = row_of((y + 1).min(h - 1));
-                    fold3(last, above, row_of(y), below, dilate);
-                }
-                return;
-            }
             for (r, row) in band.chunks_exact_mut(stride).enumerate() {
                 let y = y0 + r;
                 row.copy_from_slice(row_of(y));
@@ -701,8 +712,7 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
             }
         });
     };
-    // SAFETY: every band writes each of its rows: the pairs and the last odd row for
-    // k = 3, a copy and folds otherwise.
+    // SAFETY: every band writes each of its rows, a copy and folds.
     let out = unsafe { par::uninit(src.len(), fill) };
     Image::from_u8(img.width, img.height, img.channels, out)
 }
