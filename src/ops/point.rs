@@ -149,12 +149,8 @@ pub fn add(mut img: Image, amount: i32) -> Image {
     let a = amount.unsigned_abs();
     match &mut img.samples {
         Samples::U8(d) => {
-            let a = a as u8;
-            if amount >= 0 {
-                map_color(d, ch, |v: u8| v.saturating_add(a));
-            } else {
-                map_color(d, ch, |v: u8| v.saturating_sub(a));
-            }
+            let (a, up) = (a.min(255) as u8, amount >= 0);
+            par::chunks(d, ch, |c| add_u8(c, ch, a, up));
         }
         Samples::U16(d) => {
             let a = (a * 257) as u16;
@@ -168,6 +164,38 @@ pub fn add(mut img: Image, amount: i32) -> Image {
     img
 }
 
+par::avx2_dispatch! {
+    /// Adds `a` to the colour samples of whole pixels of `ch` channels, saturating
+    /// (subtracts where `up` is false): a saturating add of a 64-sample pattern, `a` on
+    /// colour and 0 on alpha, the same instruction for every sample. The blend of
+    /// [`map_color`] that put alpha back vectorised or not as the compiler's inlining
+    /// went: an unrelated change elsewhere in the crate once left brighten on RGBA at
+    /// 0.1x OpenCV. Built for AVX2, as [`invert_u8`].
+    fn add_u8(c: &mut [u8], ch: usize, a: u8, up: bool) {
+        const L: usize = 64;
+        let pattern: [u8; L] = std::array::from_fn(|i| {
+            if (ch == 2 || ch == 4) && i % ch == ch - 1 { 0 } else { a }
+        });
+        let mut blocks = c.chunks_exact_mut(L);
+        if up {
+            for b in &mut blocks {
+                for (v, p) in b.iter_mut().zip(&pattern) {
+                    *v = v.saturating_add(*p);
+                }
+            }
+        } else {
+            for b in &mut blocks {
+                for (v, p) in b.iter_mut().zip(&pattern) {
+                    *v = v.saturating_sub(*p);
+                }
+            }
+        }
+        for (v, p) in blocks.into_remainder().iter_mut().zip(&pattern) {
+            *v = if up { v.saturating_add(*p) } else { v.saturating_sub(*p) };
+        }
+    }
+}
+
 /// 255 where v > value, else 0 (65535 and value*257 on 16-bit).
 pub fn threshold(mut img: Image, value: f64) -> Image {
     let ch = img.channels as usize;
@@ -175,13 +203,7 @@ pub fn threshold(mut img: Image, value: f64) -> Image {
         Samples::U8(d) => {
             // v > value  <=>  v > floor(value) for integer v and value >= 0.
             let t = value.floor() as u8;
-            if ch == 1 || ch == 3 {
-                par::chunks(d, ch, |c| threshold_u8(c, t));
-            } else {
-                // With alpha, as a table: the lookup keeps alpha in the same pass.
-                let lut: [u8; 256] = std::array::from_fn(|v| if v > t as usize { 255 } else { 0 });
-                lut_colour(d, ch, &lut);
-            }
+            par::chunks(d, ch, |c| threshold_u8(c, ch, t));
         }
         Samples::U16(d) => {
             let t = (value * 257.0).floor().min(65535.0) as u16;
@@ -192,8 +214,28 @@ pub fn threshold(mut img: Image, value: f64) -> Image {
 }
 
 par::avx2_dispatch! {
-    fn threshold_u8(d: &mut [u8], t: u8) {
-        d.iter_mut().for_each(|v| *v = if *v > t { 255 } else { 0 });
+    /// Thresholds the colour samples of whole pixels of `ch` channels: the compare's
+    /// 0 or 255 kept by a 64-sample mask of 0xff on colour and alpha by its complement,
+    /// bitwise, so that it vectorises whatever the compiler inlines (as [`add_u8`];
+    /// with alpha this ran 1.0x OpenCV as a VBMI table lookup on RGBA).
+    fn threshold_u8(c: &mut [u8], ch: usize, t: u8) {
+        const L: usize = 64;
+        let colour: [u8; L] = std::array::from_fn(|i| {
+            if (ch == 2 || ch == 4) && i % ch == ch - 1 { 0 } else { 0xff }
+        });
+        let apply = |v: &mut u8, m: u8| {
+            let above = if *v > t { 0xff } else { 0 };
+            *v = (above & m) | (*v & !m);
+        };
+        let mut blocks = c.chunks_exact_mut(L);
+        for b in &mut blocks {
+            for (v, &m) in b.iter_mut().zip(&colour) {
+                apply(v, m);
+            }
+        }
+        for (v, &m) in blocks.into_remainder().iter_mut().zip(&colour) {
+            apply(v, m);
+        }
     }
 }
 
@@ -1316,6 +1358,31 @@ mod tests {
                 let mut got = src.clone();
                 super::map_color(&mut got, cn, |v: u8| v.saturating_add(60));
                 assert_eq!(got, want, "{cn} channels, {n} pixels");
+                let mut got = src.clone();
+                super::add_u8(&mut got, cn, 60, true);
+                assert_eq!(got, want, "brighten, {cn} channels, {n} pixels");
+                let mut got = src.clone();
+                super::threshold_u8(&mut got, cn, 127);
+                for (i, (g, s)) in got.iter().zip(&src).enumerate() {
+                    let t = if i % cn == cn - 1 {
+                        *s
+                    } else if *s > 127 {
+                        255
+                    } else {
+                        0
+                    };
+                    assert_eq!(*g, t, "threshold, {cn} channels, {n} pixels");
+                }
+                let mut got = src.clone();
+                super::add_u8(&mut got, cn, 60, false);
+                for (i, (g, s)) in got.iter().zip(&src).enumerate() {
+                    let dark = if i % cn == cn - 1 {
+                        *s
+                    } else {
+                        s.saturating_sub(60)
+                    };
+                    assert_eq!(*g, dark, "darken, {cn} channels, {n} pixels");
+                }
                 let mut got = src.clone();
                 super::invert_u8(&mut got, cn);
                 for (i, (g, s)) in got.iter().zip(&src).enumerate() {
