@@ -58,6 +58,8 @@ pub fn separable_then<H: Acc, V: Acc + From<H>>(
     };
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = std::arch::is_x86_feature_detected!("avx512bw");
     use rayon::prelude::*;
     out.spare_capacity_mut()
         .par_chunks_mut(rows_per_band * stride)
@@ -66,6 +68,11 @@ pub fn separable_then<H: Acc, V: Acc + From<H>>(
             // SAFETY: `MaybeUninit<u8>` and `u8` have the same layout, and `band`
             // writes every sample of `out_band` before anything reads it.
             let out_band = unsafe { &mut *(out_band as *mut [_] as *mut [u8]) };
+            #[cfg(target_arch = "x86_64")]
+            if avx512 {
+                // SAFETY: the CPU has AVX-512BW, checked above.
+                return unsafe { band_avx512(&shape, i, out_band, kh, kv, &finish, &post) };
+            }
             #[cfg(target_arch = "x86_64")]
             if avx2 {
                 // SAFETY: the CPU has AVX2, checked above.
@@ -92,6 +99,21 @@ struct Band<'a> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn band_avx2<H: Acc, V: Acc + From<H>>(
+    b: &Band,
+    index: usize,
+    out_band: &mut [u8],
+    kh: &[H],
+    kv: &[V],
+    finish: &(impl Fn(V) -> u8 + Sync),
+    post: &(impl Fn(usize, &mut [u8]) + Sync),
+) {
+    band(b, index, out_band, kh, kv, finish, post)
+}
+
+/// [`band`] compiled for AVX-512BW.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn band_avx512<H: Acc, V: Acc + From<H>>(
     b: &Band,
     index: usize,
     out_band: &mut [u8],
