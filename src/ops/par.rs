@@ -243,10 +243,12 @@ macro_rules! avx512_dispatch {
 }
 pub(crate) use avx512_dispatch;
 
-/// [`dispatch`] for AVX2 and FMA: for bodies that call `mul_add`.
+/// [`dispatch`] for AVX-512F and FMA, else AVX2 and FMA: for bodies that call
+/// `mul_add` (bicubic's vertical pass ran 1.03-1.07x faster with 64-byte vectors than
+/// with AVX2's on an Intel Xeon).
 macro_rules! fma_dispatch {
     ($($item:tt)*) => {
-        $crate::ops::par::dispatch! { ["avx2", "fma"] $($item)* }
+        $crate::ops::par::dispatch! { ["avx512f", "fma"] else ["avx2", "fma"] $($item)* }
     };
 }
 pub(crate) use fma_dispatch;
