@@ -85,7 +85,7 @@ pub(crate) trait Operation: Sized {
 /// do not keep 16 bits (see [`OpSpec::keeps_16bit`]). Point ops work in place.
 pub fn apply(op: &Op, img: Image) -> Result<Image, OpError> {
     let img = if img.is_16bit() && !op.keeps_16bit() {
-        img.into_u8()
+        point::reduced_to_u8(&img)
     } else {
         img
     };
@@ -96,7 +96,7 @@ pub fn apply(op: &Op, img: Image) -> Result<Image, OpError> {
 /// point ops work on a copy.
 pub fn apply_ref(op: &Op, img: &Image) -> Result<Image, OpError> {
     if img.is_16bit() && !op.keeps_16bit() {
-        return apply(op, img.clone());
+        return op.run(Cow::Owned(point::reduced_to_u8(img)));
     }
     op.run(Cow::Borrowed(img))
 }
