@@ -147,32 +147,59 @@ pub fn invert(mut img: Image) -> Image {
     let ch = img.channels as usize;
     match &mut img.samples {
         Samples::U8(d) => par::chunks(d, ch, |c| invert_u8(c, ch)),
-        Samples::U16(d) => map_color(d, ch, |v: u16| !v),
+        Samples::U16(d) => par::chunks(d, ch, |c| invert_u16(c, ch)),
     }
     img
 }
 
+/// `c[i] = f(c[i], pattern[i % L])` over whole pixels of `ch` channels (a chunk of
+/// [`par::chunks`] starts on a multiple of L, and L = 64 is a whole number of pixels
+/// of 1, 2 or 4 channels; 3 channels have no alpha). The point ops with alpha map
+/// every sample with a pattern that leaves alpha as it is (0 to add, 0 to exclusive-or,
+/// a mask), the same instruction for every sample: the blend of [`map_color`] that put
+/// alpha back vectorised or not as the compiler's inlining went (an unrelated change
+/// elsewhere in the crate once left brighten on RGBA at 0.1x OpenCV).
+#[inline(always)]
+fn with_pattern<T: Copy, const L: usize>(c: &mut [T], pattern: &[T; L], f: impl Fn(T, T) -> T) {
+    let mut blocks = c.chunks_exact_mut(L);
+    for b in &mut blocks {
+        for (v, &p) in b.iter_mut().zip(pattern) {
+            *v = f(*v, p);
+        }
+    }
+    for (v, &p) in blocks.into_remainder().iter_mut().zip(pattern) {
+        *v = f(*v, p);
+    }
+}
+
+/// A pattern of [`with_pattern`]: `colour` on colour samples, `alpha` on alpha ones.
+#[inline(always)]
+fn pattern<T: Copy, const L: usize>(ch: usize, colour: T, alpha: T) -> [T; L] {
+    std::array::from_fn(|i| {
+        if (ch == 2 || ch == 4) && i % ch == ch - 1 {
+            alpha
+        } else {
+            colour
+        }
+    })
+}
+
+// The point ops below are built for AVX2, not AVX-512: on the AMD EPYC (Zen 4) of our
+// test machines invert ran 1.09-1.21x faster with 32-byte vectors than with 64-byte
+// ones (12 MP, every channel count); on an Intel Xeon the two builds ran alike.
+
 par::avx2_dispatch! {
     /// Inverts the colour samples of whole pixels of `ch` channels: an exclusive or
-    /// with 0xff on colour and 0 on alpha, 64 samples at a time (a whole number of
-    /// pixels of 1, 2 or 4 channels; 3 channels have no alpha). Built for AVX2, not
-    /// AVX-512: on the AMD EPYC (Zen 4) of our test machines the pass ran 1.09-1.21x
-    /// faster with 32-byte vectors than with 64-byte ones, on 12 MP at every channel
-    /// count.
+    /// with 0xff on colour and 0 on alpha.
     fn invert_u8(c: &mut [u8], ch: usize) {
-        const L: usize = 64;
-        let mask: [u8; L] = std::array::from_fn(|i| {
-            if (ch == 2 || ch == 4) && i % ch == ch - 1 { 0 } else { 0xff }
-        });
-        let mut blocks = c.chunks_exact_mut(L);
-        for b in &mut blocks {
-            for (v, m) in b.iter_mut().zip(&mask) {
-                *v ^= m;
-            }
-        }
-        for (v, m) in blocks.into_remainder().iter_mut().zip(&mask) {
-            *v ^= m;
-        }
+        with_pattern(c, &pattern::<u8, 64>(ch, 0xff, 0), |v, m| v ^ m);
+    }
+}
+
+par::avx2_dispatch! {
+    /// [`invert_u8`] on 16-bit samples.
+    fn invert_u16(c: &mut [u16], ch: usize) {
+        with_pattern(c, &pattern::<u16, 64>(ch, 0xffff, 0), |v, m| v ^ m);
     }
 }
 
@@ -186,12 +213,8 @@ pub fn add(mut img: Image, amount: i32) -> Image {
             par::chunks(d, ch, |c| add_u8(c, ch, a, up));
         }
         Samples::U16(d) => {
-            let a = (a * 257) as u16;
-            if amount >= 0 {
-                map_color(d, ch, |v: u16| v.saturating_add(a));
-            } else {
-                map_color(d, ch, |v: u16| v.saturating_sub(a));
-            }
+            let (a, up) = ((a.min(255) * 257) as u16, amount >= 0);
+            par::chunks(d, ch, |c| add_u16(c, ch, a, up));
         }
     }
     img
@@ -199,32 +222,26 @@ pub fn add(mut img: Image, amount: i32) -> Image {
 
 par::avx2_dispatch! {
     /// Adds `a` to the colour samples of whole pixels of `ch` channels, saturating
-    /// (subtracts where `up` is false): a saturating add of a 64-sample pattern, `a` on
-    /// colour and 0 on alpha, the same instruction for every sample. The blend of
-    /// [`map_color`] that put alpha back vectorised or not as the compiler's inlining
-    /// went: an unrelated change elsewhere in the crate once left brighten on RGBA at
-    /// 0.1x OpenCV. Built for AVX2, as [`invert_u8`].
+    /// (subtracts where `up` is false): a saturating add of `a` on colour and 0 on
+    /// alpha.
     fn add_u8(c: &mut [u8], ch: usize, a: u8, up: bool) {
-        const L: usize = 64;
-        let pattern: [u8; L] = std::array::from_fn(|i| {
-            if (ch == 2 || ch == 4) && i % ch == ch - 1 { 0 } else { a }
-        });
-        let mut blocks = c.chunks_exact_mut(L);
+        let p = pattern::<u8, 64>(ch, a, 0);
         if up {
-            for b in &mut blocks {
-                for (v, p) in b.iter_mut().zip(&pattern) {
-                    *v = v.saturating_add(*p);
-                }
-            }
+            with_pattern(c, &p, |v, a| v.saturating_add(a));
         } else {
-            for b in &mut blocks {
-                for (v, p) in b.iter_mut().zip(&pattern) {
-                    *v = v.saturating_sub(*p);
-                }
-            }
+            with_pattern(c, &p, |v, a| v.saturating_sub(a));
         }
-        for (v, p) in blocks.into_remainder().iter_mut().zip(&pattern) {
-            *v = if up { v.saturating_add(*p) } else { v.saturating_sub(*p) };
+    }
+}
+
+par::avx2_dispatch! {
+    /// [`add_u8`] on 16-bit samples.
+    fn add_u16(c: &mut [u16], ch: usize, a: u16, up: bool) {
+        let p = pattern::<u16, 64>(ch, a, 0);
+        if up {
+            with_pattern(c, &p, |v, a| v.saturating_add(a));
+        } else {
+            with_pattern(c, &p, |v, a| v.saturating_sub(a));
         }
     }
 }
@@ -240,7 +257,7 @@ pub fn threshold(mut img: Image, value: f64) -> Image {
         }
         Samples::U16(d) => {
             let t = (value * 257.0).floor().min(65535.0) as u16;
-            map_color(d, ch, |v: u16| if v > t { 65535 } else { 0 });
+            par::chunks(d, ch, |c| threshold_u16(c, ch, t));
         }
     }
     img
@@ -248,27 +265,23 @@ pub fn threshold(mut img: Image, value: f64) -> Image {
 
 par::avx2_dispatch! {
     /// Thresholds the colour samples of whole pixels of `ch` channels: the compare's
-    /// 0 or 255 kept by a 64-sample mask of 0xff on colour and alpha by its complement,
-    /// bitwise, so that it vectorises whatever the compiler inlines (as [`add_u8`];
-    /// with alpha this ran 1.0x OpenCV as a VBMI table lookup on RGBA).
+    /// 0 or 255 kept by a mask of 0xff on colour, the sample by its complement on
+    /// alpha, bitwise (as a VBMI table lookup with alpha, this ran 1.0x OpenCV on RGBA).
     fn threshold_u8(c: &mut [u8], ch: usize, t: u8) {
-        const L: usize = 64;
-        let colour: [u8; L] = std::array::from_fn(|i| {
-            if (ch == 2 || ch == 4) && i % ch == ch - 1 { 0 } else { 0xff }
+        with_pattern(c, &pattern::<u8, 64>(ch, 0xff, 0), |v, m| {
+            let above = if v > t { 0xff } else { 0 };
+            (above & m) | (v & !m)
         });
-        let apply = |v: &mut u8, m: u8| {
-            let above = if *v > t { 0xff } else { 0 };
-            *v = (above & m) | (*v & !m);
-        };
-        let mut blocks = c.chunks_exact_mut(L);
-        for b in &mut blocks {
-            for (v, &m) in b.iter_mut().zip(&colour) {
-                apply(v, m);
-            }
-        }
-        for (v, &m) in blocks.into_remainder().iter_mut().zip(&colour) {
-            apply(v, m);
-        }
+    }
+}
+
+par::avx2_dispatch! {
+    /// [`threshold_u8`] on 16-bit samples (65535 above).
+    fn threshold_u16(c: &mut [u16], ch: usize, t: u16) {
+        with_pattern(c, &pattern::<u16, 64>(ch, 0xffff, 0), |v, m| {
+            let above = if v > t { 0xffff } else { 0 };
+            (above & m) | (v & !m)
+        });
     }
 }
 
@@ -1446,12 +1459,39 @@ mod tests {
                 for (i, (g, s)) in got.iter().zip(&src).enumerate() {
                     assert_eq!(*g, if i % cn == cn - 1 { *s } else { !*s }, "invert");
                 }
-                let wide: Vec<u16> = src.iter().map(|&v| v as u16 * 257).collect();
+                let wide: Vec<u16> = src.iter().map(|&v| v as u16 * 257 + v as u16 % 3).collect();
                 let mut got = wide.clone();
                 super::map_color(&mut got, cn, |v: u16| !v);
                 for (i, (g, w)) in got.iter().zip(&wide).enumerate() {
                     assert_eq!(*g, if i % cn == cn - 1 { *w } else { !*w });
                 }
+                // The 16-bit pattern passes, each against the same map sample by sample.
+                let per_sample = |f: &dyn Fn(u16) -> u16| -> Vec<u16> {
+                    let keep = |i: usize| i % cn == cn - 1;
+                    wide.iter()
+                        .enumerate()
+                        .map(|(i, &w)| if keep(i) { w } else { f(w) })
+                        .collect()
+                };
+                let mut got = wide.clone();
+                super::invert_u16(&mut got, cn);
+                assert_eq!(
+                    got,
+                    per_sample(&|w| !w),
+                    "invert 16, {cn} channels, {n} pixels"
+                );
+                let mut got = wide.clone();
+                super::add_u16(&mut got, cn, 60 * 257, true);
+                let want = per_sample(&|w| w.saturating_add(60 * 257));
+                assert_eq!(got, want, "brighten 16, {cn} channels, {n} pixels");
+                let mut got = wide.clone();
+                super::add_u16(&mut got, cn, 60 * 257, false);
+                let want = per_sample(&|w| w.saturating_sub(60 * 257));
+                assert_eq!(got, want, "darken 16, {cn} channels, {n} pixels");
+                let mut got = wide.clone();
+                super::threshold_u16(&mut got, cn, 127 * 257);
+                let want = per_sample(&|w| if w > 127 * 257 { 65535 } else { 0 });
+                assert_eq!(got, want, "threshold 16, {cn} channels, {n} pixels");
             }
         }
     }
