@@ -85,7 +85,10 @@ pub(crate) trait Operation: Sized {
 /// do not keep 16 bits (see [`OpSpec::keeps_16bit`]). Point ops work in place.
 pub fn apply(op: &Op, img: Image) -> Result<Image, OpError> {
     let img = if img.is_16bit() && !op.keeps_16bit() {
-        point::reduced_to_u8(&img)
+        // The 16-bit input goes before the op runs, as the memory model counts it.
+        let reduced = point::reduced_to_u8(&img);
+        drop(img);
+        reduced
     } else {
         img
     };
