@@ -134,7 +134,8 @@ impl Rows<'_> {
                 // that leaves it (read k rows ago, still in the cache).
                 let y = (y0 + r) as isize;
                 let (enter, leave) = (y - above + k as isize, y - above);
-                self.prefetch(enter + 1);
+                // Start loading the row the next step adds.
+                par::prefetch(self.row(enter + 1));
                 move_down(
                     &mut column[interior.clone()],
                     self.row(enter),
@@ -153,13 +154,6 @@ impl Rows<'_> {
             let sx = par::reflect101(p as isize - left as isize, w);
             column.copy_within((left + sx) * cn..(left + sx + 1) * cn, p * cn);
         }
-    }
-
-    /// Asks the CPU to start loading logical row `y`, which the next output row reads
-    /// first (reading each new row straight from memory was half the time of the
-    /// horizontal sums).
-    fn prefetch(&self, y: isize) {
-        par::prefetch(self.row(y));
     }
 }
 

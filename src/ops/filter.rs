@@ -638,31 +638,8 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
         img.height as usize,
         img.channels as usize,
     );
-    let a = k / 2;
     let src = img.u8_data();
     let stride = w * cn;
-    // Horizontal pass of source row `sy` into `row`.
-    let across = |sy: usize, row: &mut [u8]| {
-        let s = &src[sy * stride..(sy + 1) * stride];
-        row.copy_from_slice(s);
-        for i in 0..k {
-            if i == a {
-                continue;
-            }
-            // Window column i reads x + i - a; pixels outside the image are ignored.
-            let off = i as isize - a as isize;
-            let (lo, hi) = (
-                (-off).max(0) as usize,
-                (w as isize - off).min(w as isize).max(0) as usize,
-            );
-            if lo >= hi {
-                continue;
-            }
-            let dst = &mut row[lo * cn..hi * cn];
-            let from = &s[(lo as isize + off) as usize * cn..(hi as isize + off) as usize * cn];
-            fold(dst, from, dilate);
-        }
-    };
     if k == 3 && w >= 2 {
         // The 3x3 window vertically first, straight from the image rows (two output
         // rows at a time share the extremum of their middle two rows), into a row that
@@ -711,6 +688,29 @@ fn morph_once(img: &Image, k: usize, dilate: bool) -> Image {
         let out = unsafe { par::uninit(src.len(), fill) };
         return Image::from_u8(img.width, img.height, img.channels, out);
     }
+    let a = k / 2;
+    // Horizontal pass of source row `sy` into `row`.
+    let across = |sy: usize, row: &mut [u8]| {
+        let s = &src[sy * stride..(sy + 1) * stride];
+        row.copy_from_slice(s);
+        for i in 0..k {
+            if i == a {
+                continue;
+            }
+            // Window column i reads x + i - a; pixels outside the image are ignored.
+            let off = i as isize - a as isize;
+            let (lo, hi) = (
+                (-off).max(0) as usize,
+                (w as isize - off).min(w as isize).max(0) as usize,
+            );
+            if lo >= hi {
+                continue;
+            }
+            let dst = &mut row[lo * cn..hi * cn];
+            let from = &s[(lo as isize + off) as usize * cn..(hi as isize + off) as usize * cn];
+            fold(dst, from, dilate);
+        }
+    };
     // Each band folds the rows of its windows from a scratch of its own rows' horizontal
     // passes (and the few beyond its edges), which stays in the cache: no image-sized
     // intermediate is written and read back.

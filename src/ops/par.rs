@@ -114,7 +114,8 @@ pub fn copy_forward<T: Copy>(dst: &mut [T], src: &[T]) {
 
 /// Asks the CPU to start loading every cache line of `bytes`: for a row a filter reads
 /// next, which the hardware prefetcher does not foresee when the reads jump from row to
-/// row (box_blur went 40% faster with it). A hint only; no effect off x86_64.
+/// row (box_blur's running column sums on gray: 1.07-1.16x with it; on RGBA about
+/// even). A hint only; no effect off x86_64.
 pub fn prefetch(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
     for line in bytes.chunks(64) {

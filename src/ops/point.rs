@@ -109,10 +109,9 @@ fn lut_vbmi(c: &mut [u8], lut: &[u8; 256], channels: usize) -> usize {
     whole
 }
 
-/// The 8-bit image of a 16-bit one, each sample `v / 257` rounded as
-/// [`Image::into_u8`] rounds it, in parallel chunks; an 8-bit image is copied. For the
-/// ops that reduce 16-bit input to 8 bits. Before, a copy of the 16-bit input and
-/// `into_u8`'s serial division made a 12 MP 16-bit gray halving take 14-16 ms, of which
+/// [`Image::into_u8`] of a borrowed image, in parallel chunks built for AVX-512 where
+/// the CPU has it; an 8-bit image is copied. For the ops that reduce 16-bit input to 8
+/// bits. Before, a copy of the 16-bit input and `into_u8`'s serial division made a 12 MP 16-bit gray halving take 14-16 ms, of which
 /// the halving was 0.5.
 pub(crate) fn reduced_to_u8(img: &Image) -> Image {
     let Samples::U16(v) = &img.samples else {
@@ -131,13 +130,10 @@ pub(crate) fn reduced_to_u8(img: &Image) -> Image {
 }
 
 par::avx512_dispatch! {
-    /// `out[i]` = `src[i] / 257`, rounded: with t = v + 128, t / 257 is
-    /// (t - t / 256) / 256 for every 16-bit v (checked for all of them by a test),
-    /// shifts and a subtraction that vectorise where a division does not.
+    /// `out[i]` = `src[i] / 257`, rounded ([`crate::image::u16_to_u8`]).
     fn reduce_u16(out: &mut [u8], src: &[u16]) {
         for (o, &s) in out.iter_mut().zip(src) {
-            let t = s as u32 + 128;
-            *o = ((t - (t >> 8)) >> 8) as u8;
+            *o = crate::image::u16_to_u8(s);
         }
     }
 }
