@@ -3,7 +3,7 @@
 //!
 //!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg [--iters 7] [--threads 1] [--ops-only]
 //!     cargo bench --bench optable -- --image photo.png --backend opencl [--device 0]
-//!     cargo bench --bench optable -- --image photo.png --serve [--threads 1]   (then `OP ITERS` lines)
+//!     cargo bench --bench optable -- --image photo.png --serve [--threads 1]   (then `OP ITERS [WARM_MS]` lines)
 //!     cargo bench --bench optable -- --names          (the ops of the table, one a line)
 //!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg --codecs-only
 //!
@@ -92,10 +92,14 @@ fn timed_run(op: &Op, in_place: bool, img: &Image, work: &mut Option<Image>) -> 
     t.elapsed().as_secs_f64()
 }
 
-/// `--serve`: reads lines `OP ITERS` on standard input and answers each with a JSON
-/// line of the op's median MP/s over ITERS runs (null where the image cannot take it),
-/// timed as the table times it. scripts/bench_vs_opencv.py drives it so that imgproc
-/// and OpenCV alternate op by op, round after round, on a machine whose speed drifts.
+/// `--serve`: reads lines `OP ITERS [WARM_MS]` on standard input and answers each with
+/// a JSON line of the op's median MP/s over ITERS runs (null where the image cannot take
+/// it), timed as the table times it, after untimed runs for WARM_MS milliseconds (at
+/// least one). scripts/bench_vs_opencv.py drives it so that imgproc and OpenCV alternate
+/// op by op, round after round, on a machine whose speed drifts. The warm-up is for
+/// several threads: after an idle spell this VM's kernel packs the pool's threads onto
+/// one vCPU for tens of milliseconds (README, Speed), so a short timed
+/// burst straight after the other side's turn measured one core, not two.
 fn serve(img: &Image) {
     use std::io::{BufRead, Write};
     let mp = img.megapixels();
@@ -106,12 +110,17 @@ fn serve(img: &Image) {
             continue;
         };
         let iters: usize = iters.parse().expect("ITERS");
+        let warm_ms: u64 = words.next().map_or(0, |w| w.parse().expect("WARM_MS"));
         let op = table_op(op_text, img);
         let rate = if apply_ref(&op, img).is_err() {
             "null".to_string()
         } else {
             let in_place = IN_PLACE.iter().any(|p| op_text.starts_with(p));
             let mut work = Some(img.clone());
+            let warm = Instant::now();
+            while warm.elapsed().as_millis() < u128::from(warm_ms) {
+                timed_run(&op, in_place, img, &mut work);
+            }
             let secs = median(
                 (0..iters)
                     .map(|_| timed_run(&op, in_place, img, &mut work))

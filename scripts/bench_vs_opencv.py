@@ -17,6 +17,11 @@ With several thread counts it adds imgproc's scaling (last / first); with severa
 channel counts each op gets a row per count (the image as gray, gray+alpha, RGB, RGBA).
 The first row, `copy`, is the memory bound: the whole image copied into a new buffer
 (imgproc: a crop of all of it; here: numpy's copy).
+
+Each side runs an op untimed for --warmup-ms (150) before timing it. The development
+VM's kernel packs a process's threads onto one vCPU after an idle spell (its
+/proc/sys/kernel/sched_vcpu_pack; README, Speed), so without a warm-up a two-thread
+figure taken right after the other side's turn often measured one core.
 """
 import argparse
 import json
@@ -33,7 +38,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "..", "shared", "corpus")
 
 
-def timeit(f, iters):
+def timeit(f, iters, warm_ms=0):
+    """Median seconds of `iters` runs of `f`, after untimed runs for `warm_ms` ms."""
+    start = time.perf_counter()
+    while (time.perf_counter() - start) * 1000 < warm_ms:
+        f()
     times = []
     for _ in range(iters):
         t = time.perf_counter()
@@ -121,6 +130,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds over all ops, alternating imgproc and OpenCV op by op")
     ap.add_argument("--threads", default="1", help="comma-separated thread counts, e.g. 1,2")
+    ap.add_argument("--warmup-ms", type=int, default=150,
+                    help="untimed runs of an op for this long before each side times it")
     ap.add_argument("--channels", default="3", help="comma-separated channel counts, e.g. 1,2,3,4")
     ap.add_argument("--only", help="only the ops whose string starts with this")
     ap.add_argument("--out", help="also write the table (markdown) here")
@@ -161,7 +172,7 @@ def main():
             for name in names:
                 for t in threads:
                     server = servers[t]
-                    server.stdin.write(f"{name} {args.iters}\n")
+                    server.stdin.write(f"{name} {args.iters} {args.warmup_ms}\n")
                     server.stdin.flush()
                     rec = json.loads(server.stdout.readline())
                     runs.setdefault((name, "ours", t), []).append(rec["mp_s"])
@@ -174,7 +185,7 @@ def main():
                     except cv2.error:
                         runs.setdefault((name, "ref", t), []).append(None)
                         continue
-                    runs.setdefault((name, "ref", t), []).append(mp / timeit(f, args.iters))
+                    runs.setdefault((name, "ref", t), []).append(mp / timeit(f, args.iters, args.warmup_ms))
         for server in servers.values():
             server.stdin.close()
             server.wait()

@@ -661,6 +661,20 @@ fn crop_t<T: Copy + Send + Sync>(
     unsafe { par::uninit(row * ch, fill) }
 }
 
+/// A copy of `img` made in parallel bands (`Image::clone` copies on one thread), for
+/// the ops that return their input unchanged from a borrowed image.
+pub fn copy(img: &Image) -> Image {
+    let (w, cn) = (img.width as usize, img.channels as usize);
+    let h = img.height as usize;
+    map_samples(
+        img,
+        |d| crop_t(d, w, cn, 0, 0, w, h),
+        |d| crop_t(d, w, cn, 0, 0, w, h),
+        img.width,
+        img.height,
+    )
+}
+
 /// The error of a crop rectangle that does not lie inside a `w x h` image.
 pub(crate) fn check_crop(
     w: u32,
@@ -777,7 +791,7 @@ fn choose(sw: usize, sh: usize, dw: usize, dh: usize, filter: Filter) -> (Method
 /// Resize an image to `dw x dh` (16-bit images are reduced to 8 bits by the caller).
 pub fn resize(img: &Image, dw: u32, dh: u32, filter: Filter) -> Image {
     if (dw, dh) == (img.width, img.height) {
-        return img.clone();
+        return copy(img);
     }
     let (sw, sh, cn) = (
         img.width as usize,

@@ -1,7 +1,7 @@
 //! `grayscale`: BT.601 luma, as `cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)`.
 
 use super::prelude::*;
-use crate::ops::point;
+use crate::ops::{geometry, point};
 
 /// To one gray channel (alpha kept).
 #[derive(Clone, Debug, PartialEq)]
@@ -47,11 +47,40 @@ impl Operation for Grayscale {
     }
 
     fn run(&self, img: Cow<'_, Image>) -> Result<Image, OpError> {
-        Ok(point::grayscale(&img))
+        // Gray (and gray+alpha) stays as it is: an owned image is returned untouched,
+        // a borrowed one copied in parallel.
+        Ok(match img {
+            Cow::Owned(img) if img.channels < 3 => img,
+            Cow::Borrowed(img) if img.channels < 3 => geometry::copy(img),
+            img => point::grayscale(&img),
+        })
     }
 
     #[cfg(feature = "opencl")]
     fn lower(&self, channels: u8) -> Option<Step> {
         (channels >= 3).then_some(Step::Gray)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::image::Image;
+    use crate::ops::{apply, apply_ref, parse_op_str};
+
+    #[test]
+    fn gray_and_gray_alpha_come_back_unchanged_owned_or_borrowed() {
+        let op = parse_op_str("grayscale").unwrap();
+        for (w, h, cn) in [(1u32, 1u32, 1u8), (131, 67, 1), (97, 300, 2)] {
+            let n = (w * h) as usize * cn as usize;
+            let d8: Vec<u8> = (0..n).map(|i| (i * 37 % 251) as u8).collect();
+            let d16: Vec<u16> = (0..n).map(|i| (i * 4099 % 65521) as u16).collect();
+            for img in [
+                Image::from_u8(w, h, cn, d8.clone()),
+                Image::from_u16(w, h, cn, d16.clone()),
+            ] {
+                assert_eq!(apply_ref(&op, &img).unwrap(), img);
+                assert_eq!(apply(&op, img.clone()).unwrap(), img);
+            }
+        }
     }
 }
