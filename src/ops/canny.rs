@@ -202,15 +202,18 @@ pub fn trace(c: Candidates) -> Image {
     } else {
         hysteresis::<usize>(&mut map, mw);
     }
-    let mut out = vec![0u8; w * h];
-    out.par_chunks_mut(w.max(1))
-        .enumerate()
-        .for_each(|(y, row)| {
-            let mrow = &map[(y + 1) * mw + 1..(y + 1) * mw + 1 + w];
-            for (o, &m) in row.iter_mut().zip(mrow) {
-                *o = if m == 2 { 255 } else { 0 };
-            }
-        });
+    let fill = |out: &mut [u8]| {
+        out.par_chunks_mut(w.max(1))
+            .enumerate()
+            .for_each(|(y, row)| {
+                let mrow = &map[(y + 1) * mw + 1..(y + 1) * mw + 1 + w];
+                for (o, &m) in row.iter_mut().zip(mrow) {
+                    *o = if m == 2 { 255 } else { 0 };
+                }
+            })
+    };
+    // SAFETY: every pixel of every row is set from the map's row (`w` long).
+    let out = unsafe { par::uninit(w * h, fill) };
     Image::from_u8(width, height, 1, out)
 }
 

@@ -601,24 +601,30 @@ pub fn sobel(img: &Image, dir: super::SobelDir) -> Image {
     let colors = img.color_channels();
     let src = img.u8_data();
     let stride = w * cn;
-    let mut out = vec![0u8; src.len()];
-    par::bands(&mut out, stride, |y0, band| {
-        let (mut dx, mut dy) = (vec![0i16; stride], vec![0i16; stride]);
-        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-            sobel_row(src, w, h, cn, y0 + r, par::reflect101, &mut dx, &mut dy);
-            match dir {
-                SobelDir::X => sobel_abs(row, &dx),
-                SobelDir::Y => sobel_abs(row, &dy),
-                SobelDir::Xy => sobel_abs_sum(row, &dx, &dy),
-            }
-            if colors < cn {
-                let srow = &src[(y0 + r) * stride..(y0 + r + 1) * stride];
-                for (o, s) in row.chunks_exact_mut(cn).zip(srow.chunks_exact(cn)) {
-                    o[cn - 1] = s[cn - 1];
+    // Not zeroed first: a one-thread memset of the whole output that the bands then
+    // overwrite (RGBA at two threads scaled 1.72x with it).
+    let fill = |out: &mut [u8]| {
+        par::bands(out, stride, |y0, band| {
+            let (mut dx, mut dy) = (vec![0i16; stride], vec![0i16; stride]);
+            for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+                sobel_row(src, w, h, cn, y0 + r, par::reflect101, &mut dx, &mut dy);
+                match dir {
+                    SobelDir::X => sobel_abs(row, &dx),
+                    SobelDir::Y => sobel_abs(row, &dy),
+                    SobelDir::Xy => sobel_abs_sum(row, &dx, &dy),
+                }
+                if colors < cn {
+                    let srow = &src[(y0 + r) * stride..(y0 + r + 1) * stride];
+                    for (o, s) in row.chunks_exact_mut(cn).zip(srow.chunks_exact(cn)) {
+                        o[cn - 1] = s[cn - 1];
+                    }
                 }
             }
-        }
-    });
+        });
+    };
+    // SAFETY: every sample of every row is written by `sobel_abs` or `sobel_abs_sum`
+    // (the whole row of `dx`/`dy`), alpha after that.
+    let out = unsafe { par::uninit(src.len(), fill) };
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 

@@ -889,17 +889,19 @@ fn nearest_index(i: usize, scale: f64, len: usize) -> usize {
 fn nearest(src: &[u8], sw: usize, cn: usize, dw: usize, dh: usize, ifx: f64, ify: f64) -> Vec<u8> {
     let sh = src.len() / (sw * cn);
     let xs: Vec<usize> = (0..dw).map(|x| nearest_index(x, ifx, sw) * cn).collect();
-    let mut out = vec![0u8; dw * dh * cn];
-    par::bands(&mut out, dw * cn, |y0, band| {
-        for (r, row) in band.chunks_exact_mut(dw * cn).enumerate() {
-            let sy = nearest_index(y0 + r, ify, sh);
-            let s = &src[sy * sw * cn..(sy + 1) * sw * cn];
-            for (o, &sx) in row.chunks_exact_mut(cn).zip(&xs) {
-                o.copy_from_slice(&s[sx..sx + cn]);
+    let fill = |out: &mut [u8]| {
+        par::bands(out, dw * cn, |y0, band| {
+            for (r, row) in band.chunks_exact_mut(dw * cn).enumerate() {
+                let sy = nearest_index(y0 + r, ify, sh);
+                let s = &src[sy * sw * cn..(sy + 1) * sw * cn];
+                for (o, &sx) in row.chunks_exact_mut(cn).zip(&xs) {
+                    o.copy_from_slice(&s[sx..sx + cn]);
+                }
             }
-        }
-    });
-    out
+        });
+    };
+    // SAFETY: every pixel of every row is copied from its source pixel.
+    unsafe { par::uninit(dw * dh * cn, fill) }
 }
 
 const COEF_SCALE: f32 = 2048.0;
@@ -1725,34 +1727,37 @@ fn area_int_n<const CN: usize>(
         // SAFETY: every output row is written whole, by `halve_row_vbmi` or `halve_row`.
         return unsafe { par::uninit(dw * dh * CN, fill) };
     }
-    let mut out = vec![0u8; dw * dh * CN];
-    par::bands(&mut out, dw * CN, |y0, band| {
-        let mut sums = vec![0u32; used];
-        for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
-            let y = (y0 + r) * fy;
-            sums.fill(0);
-            for yy in y..y + fy {
-                let s = &src[yy * sstride..yy * sstride + used];
-                for (a, &v) in sums.iter_mut().zip(s) {
-                    *a += v as u32;
-                }
-            }
-            for (o, p) in row.chunks_exact_mut(CN).zip(sums.chunks_exact(fx * CN)) {
-                for c in 0..CN {
-                    let mut sum = 0u32;
-                    for k in 0..fx {
-                        sum += p[k * CN + c];
+    let fill = |out: &mut [u8]| {
+        par::bands(out, dw * CN, |y0, band| {
+            let mut sums = vec![0u32; used];
+            for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
+                let y = (y0 + r) * fy;
+                sums.fill(0);
+                for yy in y..y + fy {
+                    let s = &src[yy * sstride..yy * sstride + used];
+                    for (a, &v) in sums.iter_mut().zip(s) {
+                        *a += v as u32;
                     }
-                    o[c] = if halving {
-                        ((sum + 2) >> 2) as u8
-                    } else {
-                        par::round_ties_even_small(sum as f32 * scale).min(255.0) as u8
-                    };
+                }
+                for (o, p) in row.chunks_exact_mut(CN).zip(sums.chunks_exact(fx * CN)) {
+                    for c in 0..CN {
+                        let mut sum = 0u32;
+                        for k in 0..fx {
+                            sum += p[k * CN + c];
+                        }
+                        o[c] = if halving {
+                            ((sum + 2) >> 2) as u8
+                        } else {
+                            par::round_ties_even_small(sum as f32 * scale).min(255.0) as u8
+                        };
+                    }
                 }
             }
-        }
-    });
-    out
+        });
+    };
+    // SAFETY: every pixel of every row is written from its block's sum (`sums` has
+    // `fx * CN` samples for each of the `dw` pixels).
+    unsafe { par::uninit(dw * dh * CN, fill) }
 }
 
 /// One output row of a halving: each pixel the rounded-up mean of its 2x2 block.

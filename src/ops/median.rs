@@ -100,42 +100,46 @@ fn median_lanes(img: &Image, ksize: u32) -> Image {
     let unit = 32 * cn;
     let tile = ((16 * 1024 / size) / unit).max(1) * unit;
     let tile = tile.min(stride);
-    let mut out = vec![0u8; src.len()];
-    par::bands(&mut out, stride, |y0, band| {
-        let mut lanes = vec![255u8; size * tile];
-        for (r, row) in band.chunks_exact_mut(stride).enumerate() {
-            let y = y0 + r;
-            let rows: Vec<&[u8]> = (0..k)
-                .map(|j| {
-                    let sy = par::replicate(y as isize + j as isize - a, h);
-                    &src[sy * stride..(sy + 1) * stride]
-                })
-                .collect();
-            for t0 in (0..stride).step_by(tile) {
-                let len = tile.min(stride - t0);
-                for (j, srow) in rows.iter().enumerate() {
-                    for i in 0..k {
-                        let off = (i as isize - a) * cn as isize;
-                        let lane = &mut lanes[(j * k + i) * len..(j * k + i + 1) * len];
-                        let (lo, hi) = (t0 as isize + off, (t0 + len) as isize + off);
-                        if lo >= 0 && hi <= stride as isize {
-                            lane.copy_from_slice(&srow[lo as usize..hi as usize]);
-                        } else {
-                            for (n, v) in lane.iter_mut().enumerate() {
-                                let s = t0 + n;
-                                let sx = par::replicate((s / cn) as isize + i as isize - a, w);
-                                *v = srow[sx * cn + s % cn];
+    // Not zeroed first (see `median5`).
+    let fill = |out: &mut [u8]| {
+        par::bands(out, stride, |y0, band| {
+            let mut lanes = vec![255u8; size * tile];
+            for (r, row) in band.chunks_exact_mut(stride).enumerate() {
+                let y = y0 + r;
+                let rows: Vec<&[u8]> = (0..k)
+                    .map(|j| {
+                        let sy = par::replicate(y as isize + j as isize - a, h);
+                        &src[sy * stride..(sy + 1) * stride]
+                    })
+                    .collect();
+                for t0 in (0..stride).step_by(tile) {
+                    let len = tile.min(stride - t0);
+                    for (j, srow) in rows.iter().enumerate() {
+                        for i in 0..k {
+                            let off = (i as isize - a) * cn as isize;
+                            let lane = &mut lanes[(j * k + i) * len..(j * k + i + 1) * len];
+                            let (lo, hi) = (t0 as isize + off, (t0 + len) as isize + off);
+                            if lo >= 0 && hi <= stride as isize {
+                                lane.copy_from_slice(&srow[lo as usize..hi as usize]);
+                            } else {
+                                for (n, v) in lane.iter_mut().enumerate() {
+                                    let s = t0 + n;
+                                    let sx = par::replicate((s / cn) as isize + i as isize - a, w);
+                                    *v = srow[sx * cn + s % cn];
+                                }
                             }
                         }
                     }
+                    lanes[k * k * len..size * len].fill(255);
+                    run_network(&mut lanes[..size * len], len, &net);
+                    let m = k * k / 2;
+                    row[t0..t0 + len].copy_from_slice(&lanes[m * len..(m + 1) * len]);
                 }
-                lanes[k * k * len..size * len].fill(255);
-                run_network(&mut lanes[..size * len], len, &net);
-                let m = k * k / 2;
-                row[t0..t0 + len].copy_from_slice(&lanes[m * len..(m + 1) * len]);
             }
-        }
-    });
+        });
+    };
+    // SAFETY: each row is written tile by tile, every tile from the middle lane.
+    let out = unsafe { par::uninit(src.len(), fill) };
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
@@ -305,50 +309,56 @@ fn median5(img: &Image) -> Image {
     // `tail` and is copied out.
     let whole = stride / BLOCK * BLOCK;
     let padded = whole + BLOCK + 2 * pad;
-    let mut out = vec![0u8; src.len()];
-    par::bands_by(&mut out, stride, 2, |y0, band| {
-        let mut cols: [Vec<u8>; 4] = std::array::from_fn(|_| vec![0u8; padded]);
-        let mut top = vec![0u8; padded];
-        let mut bottom = top.clone();
-        let mut spare = vec![0u8; stride];
-        let mut tail = [[0u8; BLOCK]; 2];
-        let mut rows = band.chunks_exact_mut(stride);
-        let mut y = y0 as isize;
-        while let Some(out0) = rows.next() {
-            let out1 = match rows.next() {
-                Some(r) => r,
-                None => &mut spare[..],
-            };
-            sort_columns(
-                [row(y - 1), row(y), row(y + 1), row(y + 2)],
-                cols.each_mut().map(|c| &mut c[pad..pad + stride]),
-            );
-            for c in &mut cols {
-                replicate_margins(c, cn, stride);
+    // Not zeroed first: a one-thread memset of the whole output, overwritten by the
+    // bands (RGBA at two threads scaled 1.70-1.74x with it).
+    let fill = |out: &mut [u8]| {
+        par::bands_by(out, stride, 2, |y0, band| {
+            let mut cols: [Vec<u8>; 4] = std::array::from_fn(|_| vec![0u8; padded]);
+            let mut top = vec![0u8; padded];
+            let mut bottom = top.clone();
+            let mut spare = vec![0u8; stride];
+            let mut tail = [[0u8; BLOCK]; 2];
+            let mut rows = band.chunks_exact_mut(stride);
+            let mut y = y0 as isize;
+            while let Some(out0) = rows.next() {
+                let out1 = match rows.next() {
+                    Some(r) => r,
+                    None => &mut spare[..],
+                };
+                sort_columns(
+                    [row(y - 1), row(y), row(y + 1), row(y + 2)],
+                    cols.each_mut().map(|c| &mut c[pad..pad + stride]),
+                );
+                for c in &mut cols {
+                    replicate_margins(c, cn, stride);
+                }
+                for (buf, sy) in [(&mut top, y - 2), (&mut bottom, y + 3)] {
+                    buf[pad..pad + stride].copy_from_slice(row(sy));
+                    replicate_margins(buf, cn, stride);
+                }
+                let cols = cols.each_ref().map(|c| &c[..]);
+                median5_rows(
+                    cols,
+                    &top,
+                    &bottom,
+                    cn,
+                    &mut out0[..whole],
+                    &mut out1[..whole],
+                );
+                if whole < stride {
+                    let [t0, t1] = &mut tail;
+                    let rest = cols.map(|c| &c[whole..]);
+                    median5_rows(rest, &top[whole..], &bottom[whole..], cn, t0, t1);
+                    out0[whole..].copy_from_slice(&t0[..stride - whole]);
+                    out1[whole..].copy_from_slice(&t1[..stride - whole]);
+                }
+                y += 2;
             }
-            for (buf, sy) in [(&mut top, y - 2), (&mut bottom, y + 3)] {
-                buf[pad..pad + stride].copy_from_slice(row(sy));
-                replicate_margins(buf, cn, stride);
-            }
-            let cols = cols.each_ref().map(|c| &c[..]);
-            median5_rows(
-                cols,
-                &top,
-                &bottom,
-                cn,
-                &mut out0[..whole],
-                &mut out1[..whole],
-            );
-            if whole < stride {
-                let [t0, t1] = &mut tail;
-                let rest = cols.map(|c| &c[whole..]);
-                median5_rows(rest, &top[whole..], &bottom[whole..], cn, t0, t1);
-                out0[whole..].copy_from_slice(&t0[..stride - whole]);
-                out1[whole..].copy_from_slice(&t1[..stride - whole]);
-            }
-            y += 2;
-        }
-    });
+        });
+    };
+    // SAFETY: each pair of rows is written whole: the whole blocks by `median5_rows`,
+    // the rest from `tail`.
+    let out = unsafe { par::uninit(src.len(), fill) };
     Image::from_u8(img.width, img.height, img.channels, out)
 }
 
