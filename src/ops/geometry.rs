@@ -807,9 +807,15 @@ pub fn resize(img: &Image, dw: u32, dh: u32, filter: Filter) -> Image {
         Method::AreaInt(fx, fy) => area_int(src, sw, cn, dwu, dhu, fx, fy),
         Method::AreaFloat => area_float(src, sw, sh, cn, dwu, dhu, sc.x, sc.y),
         Method::Separable { cubic, area } => {
-            let ax = axis(sw, dwu, sc.x, sc.inv_x, cubic, area);
-            let ay = axis(sh, dhu, sc.y, sc.inv_y, cubic, area);
-            generic(src, sw, sh, cn, dwu, dhu, &ax, &ay, cubic)
+            // The column tables and the row weights are made side by side; besides
+            // halving their time, this wakes the pool's other threads while the tables
+            // are made rather than after (waking a sleeping vCPU took about 0.1 ms of a
+            // 0.46 ms gray 0.37 bilinear at two threads).
+            let (columns, ay) = rayon::join(
+                || Columns::new(&axis(sw, dwu, sc.x, sc.inv_x, cubic, area), sw, cn, cubic),
+                || axis(sh, dhu, sc.y, sc.inv_y, cubic, area),
+            );
+            generic(src, sw, sh, cn, dwu, dhu, &columns, &ay, cubic)
         }
     };
     Image::from_u8(dw, dh, img.channels, out)
@@ -1086,6 +1092,35 @@ fn horizontal_row(
     done
 }
 
+/// The horizontal pass's tables for one source width: taps and weights per output
+/// column, and the permute or vector plans built from them where the CPU has them.
+struct Columns {
+    taps: Vec<usize>,
+    alpha: Vec<i32>,
+    k: usize,
+    permute: Option<PermuteColumns>,
+    fast: Option<VectorColumns>,
+}
+
+impl Columns {
+    fn new(ax: &Axis, sw: usize, cn: usize, cubic: bool) -> Columns {
+        let k = ax.ksize;
+        let (taps, alpha) = column_taps(ax, sw, cubic);
+        let permute = PermuteColumns::new(&taps, &alpha, sw, cn, k);
+        let fast = match permute {
+            Some(_) => None,
+            None => VectorColumns::new(&taps, &alpha, sw, cn, k),
+        };
+        Columns {
+            taps,
+            alpha,
+            k,
+            permute,
+            fast,
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn generic(
     src: &[u8],
@@ -1094,20 +1129,21 @@ fn generic(
     cn: usize,
     dw: usize,
     dh: usize,
-    ax: &Axis,
+    columns: &Columns,
     ay: &Axis,
     cubic: bool,
 ) -> Vec<u8> {
     let sstride = sw * cn;
     let dstride = dw * cn;
-    let k = ax.ksize;
-    let (taps, alpha) = column_taps(ax, sw, cubic);
+    let Columns {
+        taps,
+        alpha,
+        k,
+        permute,
+        fast,
+    } = columns;
+    let k = *k;
     let h = hpass_for(cn, k);
-    let permute = PermuteColumns::new(&taps, &alpha, sw, cn, k);
-    let fast = match permute {
-        Some(_) => None,
-        None => VectorColumns::new(&taps, &alpha, sw, cn, k),
-    };
     let row = |sy: usize| &src[sy * sstride..(sy + 1) * sstride];
     let ask = |sy: usize| par::prefetch(row(sy));
     let fill = |out: &mut [u8]| match &permute {
@@ -1134,7 +1170,7 @@ fn generic(
                         if let Some(a) = ahead {
                             ask(a);
                         }
-                        horizontal_row(s, &taps, &alpha, cn, k, h, fast.as_ref(), out);
+                        horizontal_row(s, taps, alpha, cn, k, h, fast.as_ref(), out);
                     }
                 }
             };
