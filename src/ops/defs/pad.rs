@@ -134,6 +134,8 @@ impl Pad {
         let out_row = left + row + right;
         let border: Vec<T> = fill.iter().copied().cycle().take(out_row).collect();
         let out_len = out_row * (h + top + self.bottom as usize);
+        // The row copies: see `par::copy_forward` for which is faster where.
+        let forward = par::is_amd();
         let fill_rows = |out: &mut [T]| {
             par::bands(out, out_row, |y0, band| {
                 for (r, orow) in band.chunks_exact_mut(out_row).enumerate() {
@@ -141,10 +143,13 @@ impl Pad {
                     match y.checked_sub(top).filter(|&sy| sy < h) {
                         Some(sy) => {
                             orow[..left].copy_from_slice(&border[..left]);
-                            par::copy_forward(
-                                &mut orow[left..left + row],
-                                &src[sy * row..(sy + 1) * row],
-                            );
+                            let (o, s) =
+                                (&mut orow[left..left + row], &src[sy * row..(sy + 1) * row]);
+                            if forward {
+                                par::copy_forward(o, s);
+                            } else {
+                                o.copy_from_slice(s);
+                            }
                             orow[left + row..].copy_from_slice(&border[..right]);
                         }
                         None => orow.copy_from_slice(&border),
