@@ -119,9 +119,9 @@ pub unsafe fn uninit<T: Copy>(len: usize, fill: impl FnOnce(&mut [T])) -> Vec<T>
 /// thirds of a whole-image copy's speed with `copy_from_slice` and at the copy's speed
 /// with this. Where the offsets stay equal (flip's row copies), `rep movsb` is the
 /// faster one, so those keep `copy_from_slice`. On an Intel Xeon (model 167) it is the
-/// other way round: pad with `copy_from_slice` ran 1.02x (gray+alpha) to 1.26x (RGB) faster
-/// than with this (median of 7 alternating rounds, 12 MP), so pad calls this only
-/// where [`is_amd`].
+/// other way round: pad with `copy_from_slice` ran 1.02x (gray+alpha) to 1.26x (RGB)
+/// faster than with this (median of 7 alternating rounds, 12 MP), so pad calls this
+/// only where [`is_amd`].
 pub fn copy_forward<T: Copy>(dst: &mut [T], src: &[T]) {
     let (d, dt) = dst.as_chunks_mut::<64>();
     let (s, st) = src.as_chunks::<64>();

@@ -111,8 +111,8 @@ fn lut_vbmi(c: &mut [u8], lut: &[u8; 256], channels: usize) -> usize {
 
 /// [`Image::into_u8`] of a borrowed image, in parallel chunks built for AVX-512 where
 /// the CPU has it; an 8-bit image is copied. For the ops that reduce 16-bit input to 8
-/// bits. Before, a copy of the 16-bit input and `into_u8`'s serial division made a 12 MP 16-bit gray halving take 14-16 ms, of which
-/// the halving was 0.5.
+/// bits. Before, a copy of the 16-bit input and `into_u8`'s serial division made a
+/// 12 MP 16-bit gray halving take 14-16 ms, of which the halving was 0.5.
 pub(crate) fn reduced_to_u8(img: &Image) -> Image {
     let Samples::U16(v) = &img.samples else {
         return img.clone();
@@ -296,7 +296,7 @@ fn gray8(p: &[u8]) -> u8 {
 pub fn grayscale(img: &Image) -> Image {
     let ch = img.channels as usize;
     if ch < 3 {
-        return img.clone();
+        return super::geometry::copy(img);
     }
     let out_ch = ch - 2; // 3 -> 1, 4 -> 2
     let (w, h) = (img.width, img.height);

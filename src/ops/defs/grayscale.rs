@@ -1,7 +1,7 @@
 //! `grayscale`: BT.601 luma, as `cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)`.
 
 use super::prelude::*;
-use crate::ops::{geometry, point};
+use crate::ops::point;
 
 /// To one gray channel (alpha kept).
 #[derive(Clone, Debug, PartialEq)]
@@ -47,11 +47,10 @@ impl Operation for Grayscale {
     }
 
     fn run(&self, img: Cow<'_, Image>) -> Result<Image, OpError> {
-        // Gray (and gray+alpha) stays as it is: an owned image is returned untouched,
-        // a borrowed one copied in parallel.
+        // Gray (and gray+alpha) stays as it is: an owned image is returned untouched
+        // (`point::grayscale` copies a borrowed one).
         Ok(match img {
             Cow::Owned(img) if img.channels < 3 => img,
-            Cow::Borrowed(img) if img.channels < 3 => geometry::copy(img),
             img => point::grayscale(&img),
         })
     }
