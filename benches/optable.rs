@@ -3,7 +3,8 @@
 //!
 //!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg [--iters 7] [--threads 1] [--ops-only]
 //!     cargo bench --bench optable -- --image photo.png --backend opencl [--device 0]
-//!     cargo bench --bench optable -- --image photo.png --serve [--threads 1]   (then `OP ITERS [WARM_MS]` lines)
+//!     cargo bench --bench optable -- --image photo.png --serve [--threads 1] [--depth 16]
+//!         (then `OP ITERS [WARM_MS]` lines; `via8:OP` times the op through 8 bits and back)
 //!     cargo bench --bench optable -- --names          (the ops of the table, one a line)
 //!     cargo bench --bench optable -- --image photo.png --jpeg photo.jpg --codecs-only
 //!
@@ -80,9 +81,15 @@ const IN_PLACE: &[&str] = &[
     "equalize",
 ];
 
+/// Prefix of a `--serve` op that times [`via_8bit`] instead of the op itself.
+const VIA8: &str = "via8:";
+
 /// One timed CPU run of `op`, as the OpenCV side runs it: point ops in place on the
-/// buffer in `work`, the others reading `img` and allocating their output.
+/// buffer in `work`, the others reading `img` and allocating their output. A 16-bit
+/// image reduced to 8 bits for the op is a new buffer anyway, so ops that do not keep
+/// 16 bits read `img` there.
 fn timed_run(op: &Op, in_place: bool, img: &Image, work: &mut Option<Image>) -> f64 {
+    let in_place = in_place && (!img.is_16bit() || op.keeps_16bit());
     let t = Instant::now();
     if in_place {
         *work = Some(apply(op, work.take().expect("buffer")).expect("apply"));
@@ -90,6 +97,60 @@ fn timed_run(op: &Op, in_place: bool, img: &Image, work: &mut Option<Image>) -> 
         std::hint::black_box(apply_ref(op, img).expect("apply"));
     }
     t.elapsed().as_secs_f64()
+}
+
+/// The yardstick of the 16-bit table: what a user gets by converting a 16-bit image to
+/// 8 bits, running the op there and converting back (`v / 257` rounded, then `v * 257`),
+/// both conversions in parallel chunks that the compiler vectorises. An op that keeps
+/// 16 bits should beat it (it keeps precision as well), and one that reduces to 8 bits
+/// should be no slower (it skips the way back).
+fn via_8bit(op: &Op, img: &Image) -> f64 {
+    use imgproc::image::Samples;
+    let Samples::U16(wide) = &img.samples else {
+        panic!("{VIA8} needs --depth 16");
+    };
+    let t = Instant::now();
+    let narrow = convert(wide, |s| {
+        let t = s as u32 + 128;
+        ((t - (t >> 8)) >> 8) as u8
+    });
+    let narrow = Image::from_u8(img.width, img.height, img.channels, narrow);
+    let out = apply(op, narrow).expect("apply");
+    let back = convert(out.u8_data(), |s| s as u16 * 257);
+    std::hint::black_box(Image::from_u16(out.width, out.height, out.channels, back));
+    t.elapsed().as_secs_f64()
+}
+
+/// `f` of every sample of `src` into a new buffer, in parallel chunks, without zeroing
+/// the buffer first (a one-thread memset, and page faults where the allocator maps
+/// fresh memory, would make the yardstick slower than it need be).
+fn convert<A: Copy + Sync, B: Copy + Send>(src: &[A], f: impl Fn(A) -> B + Sync) -> Vec<B> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 1 << 16;
+    let mut out: Vec<B> = Vec::with_capacity(src.len());
+    out.spare_capacity_mut()[..src.len()]
+        .par_chunks_mut(CHUNK)
+        .zip(src.par_chunks(CHUNK))
+        .for_each(|(o, s)| {
+            for (o, &s) in o.iter_mut().zip(s) {
+                o.write(f(s));
+            }
+        });
+    // SAFETY: the chunks pair up over all of `src.len()` samples, and each was written.
+    unsafe { out.set_len(src.len()) };
+    out
+}
+
+/// `--depth 16`: the decoded 8-bit image as 16 bits, each sample `v * 256` plus a low
+/// byte that varies from sample to sample, so that the low bits carry something.
+fn widen(img: Image) -> Image {
+    let data = img
+        .u8_data()
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| (v as u16) << 8 | (i.wrapping_mul(151) & 0xff) as u16)
+        .collect();
+    Image::from_u16(img.width, img.height, img.channels, data)
 }
 
 /// `--serve`: reads lines `OP ITERS [WARM_MS]` on standard input and answers each with
@@ -111,9 +172,20 @@ fn serve(img: &Image) {
         };
         let iters: usize = iters.parse().expect("ITERS");
         let warm_ms: u64 = words.next().map_or(0, |w| w.parse().expect("WARM_MS"));
-        let op = table_op(op_text, img);
+        let (via8, op_name) = match op_text.strip_prefix(VIA8) {
+            Some(rest) => (true, rest),
+            None => (false, op_text),
+        };
+        let op = table_op(op_name, img);
         let rate = if apply_ref(&op, img).is_err() {
             "null".to_string()
+        } else if via8 {
+            let warm = Instant::now();
+            while warm.elapsed().as_millis() < u128::from(warm_ms) {
+                via_8bit(&op, img);
+            }
+            let secs = median((0..iters).map(|_| via_8bit(&op, img)).collect());
+            format!("{:.1}", mp / secs)
         } else {
             let in_place = IN_PLACE.iter().any(|p| op_text.starts_with(p));
             let mut work = Some(img.clone());
@@ -175,11 +247,14 @@ fn main() {
         imgproc::ops::opencl::Gpu::open(device).expect("an OpenCL device")
     });
     let bytes = std::fs::read(&image).expect("read --image");
-    let img = codec::decode(&bytes, &DecodeOptions::default())
+    let mut img = codec::decode(&bytes, &DecodeOptions::default())
         .expect("decode --image")
         .frames
         .remove(0)
         .image;
+    if arg(&args, "--depth").as_deref() == Some("16") && !img.is_16bit() {
+        img = widen(img);
+    }
     let mp = img.megapixels();
     let time = |f: &mut dyn FnMut() -> f64| median((0..iters).map(|_| f()).collect());
     if args.iter().any(|a| a == "--serve") {

@@ -18,6 +18,12 @@ channel counts each op gets a row per count (the image as gray, gray+alpha, RGB,
 The first row, `copy`, is the memory bound: the whole image copied into a new buffer
 (imgproc: a crop of all of it; here: numpy's copy).
 
+With --depth 16 the image is widened to 16 bits (v * 256 plus a varying low byte) and
+the reference is not OpenCV but imgproc itself going through 8 bits: the 16-bit image
+converted to 8 bits (v / 257, rounded), the op run there and the result converted back
+(v * 257), both conversions in parallel (optable's `via8:` ops). Ops that keep 16 bits
+should beat it, and ops that reduce to 8 bits anyway should not lose to it.
+
 Each side runs an op untimed for --warmup-ms (150) before timing it. The development
 VM's kernel packs a process's threads onto one vCPU after an idle spell (its
 /proc/sys/kernel/sched_vcpu_pack; README, Speed), so without a warm-up a two-thread
@@ -134,6 +140,8 @@ def main():
                     help="untimed runs of an op for this long before each side times it")
     ap.add_argument("--channels", default="3", help="comma-separated channel counts, e.g. 1,2,3,4")
     ap.add_argument("--only", help="only the ops whose string starts with this")
+    ap.add_argument("--depth", type=int, choices=[8, 16], default=8,
+                    help="16: a 16-bit image, against imgproc through 8 bits and back")
     ap.add_argument("--out", help="also write the table (markdown) here")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
@@ -144,7 +152,8 @@ def main():
     tmp = tempfile.mkdtemp()
     jpg = os.path.join(tmp, "bench.jpg")
     cv2.imwrite(jpg, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    codecs = channels == [3] and not args.only
+    wide = args.depth == 16
+    codecs = channels == [3] and not args.only and not wide
     subprocess.run(["cargo", "bench", "-q", "--bench", "optable", "--no-run"], cwd=ROOT, check=True, capture_output=True)
 
     optable = ["cargo", "bench", "-q", "--bench", "optable", "--"]
@@ -163,7 +172,8 @@ def main():
         # imgproc, then on OpenCV, at each thread count in turn, then the next op, round
         # after round, and each figure is the median of its rounds: a drift in the
         # machine's speed hits both sides and both thread counts alike.
-        servers = {t: subprocess.Popen(optable + ["--image", png, "--threads", str(t), "--serve"],
+        depth = ["--depth", "16"] if wide else []
+        servers = {t: subprocess.Popen(optable + ["--image", png, "--threads", str(t), "--serve"] + depth,
                                        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                        text=True)
                    for t in threads}
@@ -172,10 +182,16 @@ def main():
             for name in names:
                 for t in threads:
                     server = servers[t]
-                    server.stdin.write(f"{name} {args.iters} {args.warmup_ms}\n")
-                    server.stdin.flush()
-                    rec = json.loads(server.stdout.readline())
-                    runs.setdefault((name, "ours", t), []).append(rec["mp_s"])
+
+                    def serve(op):
+                        server.stdin.write(f"{op} {args.iters} {args.warmup_ms}\n")
+                        server.stdin.flush()
+                        return json.loads(server.stdout.readline())["mp_s"]
+
+                    runs.setdefault((name, "ours", t), []).append(serve(name))
+                    if wide:
+                        runs.setdefault((name, "ref", t), []).append(serve("via8:" + name))
+                        continue
                     f = cv_ops.get(name)
                     if f is None:
                         continue
@@ -225,14 +241,22 @@ def main():
     ratio = lambda a, b: "-" if a is None or not b else f"{a / b:.2f}"
     head = ["op", "ch"]
     for t in threads:
-        head += [f"imgproc {t}t", f"OpenCV {t}t", f"ratio {t}t"]
+        head += [f"imgproc {t}t", f"{'via 8-bit' if wide else 'OpenCV'} {t}t", f"ratio {t}t"]
     if len(threads) > 1:
         head += [f"imgproc {threads[-1]}t/{threads[0]}t"]
+    if wide:
+        caption = (f"16-bit 12 MP (4000x3000 crop of Elephants_5640x3172.jpg, v * 256 plus a varying low "
+                   f"byte) at 1-4 channels, MP/s: median over {args.rounds} rounds of the median of "
+                   f"{args.iters} runs; via 8-bit = imgproc converting to 8 bits, running the op and "
+                   f"converting back, alternating with the 16-bit op; ratio = 16-bit / via 8-bit; ops "
+                   f"marked 8-bit in the README reduce to 8 bits and do not convert back")
+    else:
+        caption = (f"12 MP (4000x3000 crop of Elephants_5640x3172.jpg) at 1-4 channels, MP/s: median over "
+                   f"{args.rounds} rounds of the median of {args.iters} runs, imgproc and OpenCV alternating "
+                   f"op by op and thread count by thread count; ratios and scaling: medians of the rounds' "
+                   f"ratios; OpenCV {cv2.__version__} (lanczos3: Pillow); ratio = imgproc / OpenCV; - = no such op")
     lines = [
-        f"12 MP (4000x3000 crop of Elephants_5640x3172.jpg) at 1-4 channels, MP/s: median over {args.rounds} "
-        f"rounds of the median of {args.iters} runs, imgproc and OpenCV alternating op by op and thread "
-        f"count by thread count; ratios and scaling: medians of the rounds' ratios; "
-        f"OpenCV {cv2.__version__} (lanczos3: Pillow); ratio = imgproc / OpenCV; - = no such op",
+        caption,
         "",
         "| " + " | ".join(head) + " |",
         "|---|---:|" + "---:|" * (len(head) - 2),

@@ -179,8 +179,9 @@ impl Op {
         format!("{}:{}", self.name(), params.join(","))
     }
 
-    /// Whether 16-bit input stays 16-bit through this op.
-    pub(crate) fn keeps_16bit(&self) -> bool {
+    /// Whether 16-bit input stays 16-bit through this op; the others reduce it to
+    /// 8 bits (`v / 257`, rounded) before they run.
+    pub fn keeps_16bit(&self) -> bool {
         self.spec().keeps_16bit
     }
 }
