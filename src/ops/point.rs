@@ -312,42 +312,56 @@ pub fn grayscale(img: &Image) -> Image {
             Image::from_u8(w, h, 2, out)
         }
         Samples::U16(src) => {
-            let mut out = vec![0u16; w as usize * h as usize * out_ch];
-            gray_rows(src, &mut out, ch, out_ch, |r, g, b| {
-                ((r as u64 * GRAY_R as u64
-                    + g as u64 * GRAY_G as u64
-                    + b as u64 * GRAY_B as u64
-                    + (1 << 14))
-                    >> 15) as u16
-            });
+            let fill = |out: &mut [u16]| {
+                use rayon::prelude::*;
+                let px = par::TASK_SAMPLES / ch;
+                out.par_chunks_mut(px * out_ch)
+                    .zip(src.par_chunks(px * ch))
+                    .for_each(|(o, s)| gray_u16(o, s, ch));
+            };
+            // SAFETY: the chunks pair up pixel for pixel over the whole image, and
+            // `gray_u16` writes every sample of its chunk.
+            let out = unsafe { par::uninit(w as usize * h as usize * out_ch, fill) };
             Image::from_u16(w, h, out_ch as u8, out)
         }
     }
 }
 
-fn gray_rows<T: Copy + Send + Sync>(
-    src: &[T],
-    out: &mut [T],
-    ch: usize,
-    out_ch: usize,
-    f: impl Fn(T, T, T) -> T + Sync + Send,
-) {
-    let px_per_task = 1 << 16;
-    use rayon::prelude::*;
-    out.par_chunks_mut(px_per_task * out_ch)
-        .zip(src.par_chunks(px_per_task * ch))
-        .for_each(|(o, s)| {
-            if out_ch == 1 {
-                for (o, p) in o.iter_mut().zip(s.chunks_exact(3)) {
-                    *o = f(p[0], p[1], p[2]);
-                }
-            } else {
-                for (o, p) in o.chunks_exact_mut(2).zip(s.chunks_exact(4)) {
-                    o[0] = f(p[0], p[1], p[2]);
-                    o[1] = p[3];
-                }
-            }
-        });
+/// 16-bit `ch`-channel (3 or 4) pixels of `src` to gray (with alpha for 4) in `out`,
+/// by the 8-bit formula: the weights sum to 2^15, so a 16-bit sum fits in 32 bits.
+/// In 32-bit lanes it vectorises (the 64-bit products it replaced did not: 12 MP RGB,
+/// one thread: RGB 3.5x, RGBA 2.5x).
+#[inline(always)]
+fn gray_u16(out: &mut [u16], src: &[u16], ch: usize) {
+    if ch == 3 {
+        gray_u16_rgb(out, src)
+    } else {
+        gray_u16_rgba(out, src)
+    }
+}
+
+#[inline(always)]
+fn gray16(r: u16, g: u16, b: u16) -> u16 {
+    ((r as u32 * GRAY_R + g as u32 * GRAY_G + b as u32 * GRAY_B + (1 << 14)) >> 15) as u16
+}
+
+par::avx512_dispatch! {
+    /// [`gray_u16`] of RGB.
+    fn gray_u16_rgb(out: &mut [u16], src: &[u16]) {
+        for (o, p) in out.iter_mut().zip(src.chunks_exact(3)) {
+            *o = gray16(p[0], p[1], p[2]);
+        }
+    }
+}
+
+par::avx512_dispatch! {
+    /// [`gray_u16`] of RGBA, alpha kept.
+    fn gray_u16_rgba(out: &mut [u16], src: &[u16]) {
+        for (o, p) in out.chunks_exact_mut(2).zip(src.chunks_exact(4)) {
+            o[0] = gray16(p[0], p[1], p[2]);
+            o[1] = p[3];
+        }
+    }
 }
 
 /// 8-bit RGB to gray, 16 pixels at a time with SSSE3 where the CPU has it; bit-identical
@@ -1204,6 +1218,53 @@ mod tests {
         assert_eq!(out.samples, Samples::U16(vec![65535, 64535, 0]));
         let g = grayscale(&img);
         assert!(g.is_16bit());
+    }
+
+    #[test]
+    fn sixteen_bit_grayscale_equals_the_wide_formula_on_awkward_widths() {
+        // In 64 bits, as it was before the 32-bit lanes: white must not overflow them.
+        let want = |p: &[u16]| {
+            ((p[0] as u64 * GRAY_R as u64
+                + p[1] as u64 * GRAY_G as u64
+                + p[2] as u64 * GRAY_B as u64
+                + (1 << 14))
+                >> 15) as u16
+        };
+        let mut seed = 7u32;
+        for (w, h) in [(1u32, 1u32), (7, 3), (33, 5), (65, 1), (1000, 300)] {
+            for ch in [3u8, 4] {
+                let n = (w * h) as usize * ch as usize;
+                let data: Vec<u16> = (0..n)
+                    .map(|i| {
+                        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                        // Every fifth sample white, to reach the largest sums.
+                        if i % 5 == 0 {
+                            65535
+                        } else {
+                            (seed >> 16) as u16
+                        }
+                    })
+                    .collect();
+                let g = grayscale(&Image::from_u16(w, h, ch, data.clone()));
+                let Samples::U16(got) = &g.samples else {
+                    panic!("16-bit in, 16-bit out");
+                };
+                let expect: Vec<u16> = data
+                    .chunks_exact(ch as usize)
+                    .flat_map(|p| {
+                        let v = want(p);
+                        if ch == 4 {
+                            vec![v, p[3]]
+                        } else {
+                            vec![v]
+                        }
+                    })
+                    .collect();
+                assert_eq!(got, &expect, "{w}x{h}x{ch}");
+            }
+        }
+        let white = grayscale(&Image::from_u16(2, 1, 3, vec![65535; 6]));
+        assert_eq!(white.samples, Samples::U16(vec![65535, 65535]));
     }
 
     #[test]
