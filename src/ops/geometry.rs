@@ -2313,12 +2313,16 @@ fn lanczos_kernel(x: f64) -> f64 {
     }
 }
 
-/// Pillow-style antialiased coefficients: (first source index, fixed-point weights) per output.
+/// Pillow-style antialiased coefficients: (first source index, fixed-point weights) per
+/// output, made in parallel: two sines a tap took about 5% of a one-thread 12 MP gray
+/// 0.37 shrink, on one thread before the passes.
 fn lanczos_coeffs(slen: usize, dlen: usize) -> Vec<(usize, Vec<i32>)> {
+    use rayon::prelude::*;
     let scale = slen as f64 / dlen as f64;
     let fscale = scale.max(1.0);
     let support = 3.0 * fscale;
     (0..dlen)
+        .into_par_iter()
         .map(|d| {
             let center = (d as f64 + 0.5) * scale;
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
