@@ -420,7 +420,7 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
 /// are asked for ahead, since the hardware prefetcher does not follow a column. The
 /// pixels left at the right and bottom edges are copied one by one. Every output pixel
 /// is written. (16x16 gray blocks with 16-byte stores measured 0.76-0.88x these.)
-/// Images of 4-byte pixels too large for the cache go to [`quarter_turn_streamed`].
+/// Images of 4- and 8-byte pixels too large for the cache go to [`quarter_turn_streamed`].
 #[cfg(target_arch = "x86_64")]
 fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: &mut [u8]) {
     let ow = h;
@@ -434,8 +434,12 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
         }
     };
     assert!(d.len() >= w * h * cn && out.len() >= w * ostride && matches!(cn, 1..=4 | 6 | 8));
-    if cn == 4 && d.len() >= STREAM_MIN_BYTES {
-        return quarter_turn_streamed(d, w, h, angle, out);
+    if d.len() >= STREAM_MIN_BYTES {
+        match cn {
+            4 => return quarter_turn_streamed::<4>(d, w, h, angle, out),
+            8 => return quarter_turn_streamed::<8>(d, w, h, angle, out),
+            _ => {}
+        }
     }
     let whole_cols = ow / 8 * 8;
     // Groups of 8 output rows per tile: 64 source bytes a row per step.
@@ -539,7 +543,7 @@ fn turn_edges(
 }
 
 /// Source images from this size on (bytes) take [`quarter_turn_streamed`] when their
-/// pixels are 4 bytes. Below it, source and result mostly stay in the cache, where the
+/// pixels are 4 or 8 bytes. Below it, source and result mostly stay in the cache, where the
 /// tiles' cached writes are faster. One thread, RGBA, MP/s of the tiles against the
 /// streamed walk on the development VM: 3 MP (12 MB) 2,851 against 1,887; 5.9 MP (23
 /// MB) 2,562 against 2,055; 7 MP (28 MB) 1,209 against 1,762; 8.7 MP (35 MB) 863
@@ -548,12 +552,12 @@ fn turn_edges(
 #[cfg(target_arch = "x86_64")]
 const STREAM_MIN_BYTES: usize = 24 << 20;
 
-/// [`quarter_turn_tiles`] for 4-byte pixels (RGBA, 16-bit gray+alpha) of images too
-/// large for the cache. The tiles walk down source columns, reading one 64-byte line
+/// [`quarter_turn_tiles`] for `CN`-byte pixels, 4 (RGBA, 16-bit gray+alpha) or 8
+/// (16-bit RGBA), of images too large for the cache. The tiles walk down source columns, reading one 64-byte line
 /// per source row; from memory that ran at a third of a copy's speed, however far
 /// ahead the lines were prefetched and however tall the tiles. Here a band of up to
-/// [`STREAM_BAND_ROWS`] output rows (as many source columns) walks down the source 16
-/// rows at a time, reading each of those rows along the band's width, and each step
+/// [`STREAM_BAND_ROWS`] output rows (as many source columns) walks down the source 64 /
+/// `CN` rows at a time, reading each of those rows along the band's width, and each step
 /// makes 64 bytes of each of the band's output rows: a whole cache line, stored past
 /// the cache (non-temporal), so that the line is not first read from memory. Where an
 /// output row does not start on a line, its line is made of the previous step's last
@@ -562,13 +566,21 @@ const STREAM_MIN_BYTES: usize = 24 << 20;
 /// 2,046 MP/s, about a copy's speed), two threads 2.0x; 16-bit gray+alpha 2.3x. With
 /// normal stores this walk ran at 0.64x the tiles.
 #[cfg(target_arch = "x86_64")]
-fn quarter_turn_streamed(d: &[u8], w: usize, h: usize, angle: u32, out: &mut [u8]) {
-    const CN: usize = 4;
+fn quarter_turn_streamed<const CN: usize>(
+    d: &[u8],
+    w: usize,
+    h: usize,
+    angle: u32,
+    out: &mut [u8],
+) {
+    // Source rows a step (output pixels a line): two 8x8 blocks of 4-byte pixels, one
+    // of 8-byte pixels.
+    let step = 64 / CN;
     let ow = h;
     let ostride = ow * CN;
     let sstride = (w * CN) as isize;
     // Output columns made by whole steps.
-    let cols = ow / 16 * 16;
+    let cols = ow / step * step;
     // Wide bands, but several per thread.
     let band_rows = (w / (rayon::current_num_threads() * 4)).clamp(8, STREAM_BAND_ROWS) / 8 * 8;
     par::bands_by(out, ostride, band_rows, |y0, rows| {
@@ -578,12 +590,12 @@ fn quarter_turn_streamed(d: &[u8], w: usize, h: usize, angle: u32, out: &mut [u8
             .map(|r| rows[r * ostride..].as_ptr() as usize % 64)
             .collect();
         let mut carry = vec![[0u8; 64]; whole_rows];
-        for xb in (0..cols).step_by(16) {
+        for xb in (0..cols).step_by(step) {
             for g in 0..whole_rows / 8 {
                 let yt = y0 + 8 * g;
-                // Output rows yt.. (8 of them), columns xb.. (16): two 8x8 blocks.
+                // Output rows yt.. (8 of them), columns xb.. (`step`): 8x8 blocks.
                 let mut made = [[0u8; 64]; 8];
-                for half in 0..2 {
+                for half in 0..step / 8 {
                     let x = xb + 8 * half;
                     // SAFETY: source rows x..x + 8 (90 degrees: h - 1 - x down to h - 8
                     // - x) below `h` since x + 8 <= cols <= h, and source columns yt..
@@ -593,12 +605,13 @@ fn quarter_turn_streamed(d: &[u8], w: usize, h: usize, angle: u32, out: &mut [u8
                         let m = made.as_mut_ptr().cast::<u8>();
                         if angle == 90 {
                             let sp = d.as_ptr().add(((h - 1 - x) * w + yt) * CN);
-                            transpose8::<4>(sp, -sstride, m.add(32 * half), 64);
+                            transpose8::<CN>(sp, -sstride, m.add(8 * CN * half), 64);
                         } else {
                             // Output row yt + j is source column w - 1 - yt - j: the
                             // block's last result row is its first source column.
                             let sp = d.as_ptr().add((x * w + (w - 8 - yt)) * CN);
-                            transpose8::<4>(sp, sstride, m.add(7 * 64 + 32 * half), -64);
+                            let dp = m.add(7 * 64 + 8 * CN * half);
+                            transpose8::<CN>(sp, sstride, dp, -64);
                         }
                     }
                 }
@@ -2710,7 +2723,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     fn the_streamed_quarter_turn_equals_the_per_pixel_one() {
         // Rows starting anywhere in a cache line (the output slice is offset), widths
-        // and heights around the steps of 16 and the groups of 8, bands on 1 and 3
+        // and heights around the steps of 16 and 8 and the groups of 8, bands on 1 and 3
         // threads.
         let pool = par::test_pool(3);
         for (w, h) in [
@@ -2722,28 +2735,42 @@ mod tests {
             (77, 130),
             (1030, 47),
         ] {
-            let img = ramp(w, h, 4);
             let (wu, hu) = (w as usize, h as usize);
-            for angle in [90, 270] {
-                let want = rotate_t(img.u8_data(), wu, hu, 4, angle);
+            // 4-byte pixels (RGBA), and 8-byte ones (16-bit RGBA) whose reference turns
+            // them whole, as u64.
+            let rgba = ramp(w, h, 4).u8_data().to_vec();
+            let wide: Vec<u64> = (0..wu * hu)
+                .map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                .collect();
+            let wide_bytes: Vec<u8> = wide.iter().flat_map(|v| v.to_ne_bytes()).collect();
+            for (cn, angle) in [(4, 90), (4, 270), (8, 90), (8, 270)] {
+                let (src, want): (&[u8], Vec<u8>) = if cn == 4 {
+                    (&rgba, rotate_t(&rgba, wu, hu, 4, angle))
+                } else {
+                    let turned = rotate_t(&wide, wu, hu, 1, angle);
+                    (
+                        &wide_bytes,
+                        turned.iter().flat_map(|v| v.to_ne_bytes()).collect(),
+                    )
+                };
                 for offset in [0, 4, 13, 32, 60] {
                     for threads in [1, 3] {
                         let mut out = vec![0xEEu8; want.len() + offset + 64];
                         let mut turn = || {
-                            quarter_turn_streamed(
-                                img.u8_data(),
-                                wu,
-                                hu,
-                                angle,
-                                &mut out[offset..offset + want.len()],
-                            )
+                            let o = &mut out[offset..offset + want.len()];
+                            if cn == 4 {
+                                quarter_turn_streamed::<4>(src, wu, hu, angle, o)
+                            } else {
+                                quarter_turn_streamed::<8>(src, wu, hu, angle, o)
+                            }
                         };
                         if threads == 1 {
                             turn()
                         } else {
                             pool.install(turn)
                         }
-                        let label = format!("{w}x{h} by {angle} at {offset} on {threads}");
+                        let label =
+                            format!("{w}x{h}x{cn} bytes by {angle} at {offset} on {threads}");
                         assert_eq!(out[offset..offset + want.len()], want[..], "{label}");
                         assert!(out[..offset].iter().all(|&v| v == 0xEE), "{label}");
                         assert!(
