@@ -420,19 +420,14 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
 /// are asked for ahead, since the hardware prefetcher does not follow a column. The
 /// pixels left at the right and bottom edges are copied one by one. Every output pixel
 /// is written. (16x16 gray blocks with 16-byte stores measured 0.76-0.88x these.)
-/// Images of 4- and 8-byte pixels too large for the cache go to [`quarter_turn_streamed`].
+/// Images of 4- and 8-byte pixels too large for the cache go to
+/// [`quarter_turn_streamed`].
 #[cfg(target_arch = "x86_64")]
 fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: &mut [u8]) {
     let ow = h;
     let ostride = ow * cn;
     // The source (row, column) of output pixel (x, y).
-    let source = |x: usize, y: usize| {
-        if angle == 90 {
-            (h - 1 - x, y)
-        } else {
-            (x, w - 1 - y)
-        }
-    };
+    let source = |x: usize, y: usize| turn_source(w, h, angle, x, y);
     assert!(d.len() >= w * h * cn && out.len() >= w * ostride && matches!(cn, 1..=4 | 6 | 8));
     if d.len() >= STREAM_MIN_BYTES {
         match cn {
@@ -517,6 +512,18 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
     });
 }
 
+/// The source (row, column) of output pixel (`x`, `y`) of a quarter turn of a `w x h`
+/// image by `angle` (90 or 270) degrees clockwise.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn turn_source(w: usize, h: usize, angle: u32, x: usize, y: usize) -> (usize, usize) {
+    if angle == 90 {
+        (h - 1 - x, y)
+    } else {
+        (x, w - 1 - y)
+    }
+}
+
 /// The pixels of a band of a quarter turn (of `w x h` pixels of `cn` bytes) that the
 /// blocks left: columns from `whole_cols` on in the band's first `whole_rows` rows, and
 /// all of the rows after them; copied one by one.
@@ -532,10 +539,8 @@ fn turn_edges(
     let ow = h;
     for (r, row) in rows.chunks_exact_mut(ow * cn).enumerate() {
         let from = if r < whole_rows { whole_cols } else { 0 };
-        // The source (row, column) of output pixel (x, y0 + r).
-        let sc = if angle == 90 { y0 + r } else { w - 1 - y0 - r };
         for x in from..ow {
-            let sr = if angle == 90 { h - 1 - x } else { x };
+            let (sr, sc) = turn_source(w, h, angle, x, y0 + r);
             row[x * cn..(x + 1) * cn]
                 .copy_from_slice(&d[(sr * w + sc) * cn..(sr * w + sc + 1) * cn]);
         }
@@ -543,8 +548,8 @@ fn turn_edges(
 }
 
 /// Source images from this size on (bytes) take [`quarter_turn_streamed`] when their
-/// pixels are 4 or 8 bytes. Below it, source and result mostly stay in the cache, where the
-/// tiles' cached writes are faster. One thread, RGBA, MP/s of the tiles against the
+/// pixels are 4 or 8 bytes. Below it, source and result mostly stay in the cache, where
+/// the tiles' cached writes are faster. One thread, RGBA, MP/s of the tiles against the
 /// streamed walk on the development VM: 3 MP (12 MB) 2,851 against 1,887; 5.9 MP (23
 /// MB) 2,562 against 2,055; 7 MP (28 MB) 1,209 against 1,762; 8.7 MP (35 MB) 863
 /// against 1,947. (At 2600x2048, 21 MB, the tiles ran at 959 and the streamed walk at
@@ -553,9 +558,10 @@ fn turn_edges(
 const STREAM_MIN_BYTES: usize = 24 << 20;
 
 /// [`quarter_turn_tiles`] for `CN`-byte pixels, 4 (RGBA, 16-bit gray+alpha) or 8
-/// (16-bit RGBA), of images too large for the cache. The tiles walk down source columns, reading one 64-byte line
-/// per source row; from memory that ran at a third of a copy's speed, however far
-/// ahead the lines were prefetched and however tall the tiles. Here a band of up to
+/// (16-bit RGBA), of images too large for the cache. The tiles walk down source
+/// columns, reading one 64-byte line per source row; from memory that ran at a third of
+/// a copy's speed, however far ahead the lines were prefetched and however tall the
+/// tiles. Here a band of up to
 /// [`STREAM_BAND_ROWS`] output rows (as many source columns) walks down the source 64 /
 /// `CN` rows at a time, reading each of those rows along the band's width, and each step
 /// makes 64 bytes of each of the band's output rows: a whole cache line, stored past
@@ -2133,18 +2139,19 @@ unsafe fn halve_row_vbmi(r0: &[u8], r1: &[u8], out: &mut [u8], cn: usize, prefet
     let wide = cn == 3;
     let mut j = 0;
     let mut b = 0;
-    // The next line to ask for, and where asking stops (the rows' end).
+    // The next line to ask for.
     let mut ask = HALVE_PREFETCH_AHEAD;
-    let asked = if prefetch { len } else { 0 };
     while j < n {
         let base = first(j);
-        // Up to the lines this block reads, that far ahead.
-        let until = (base + if wide { 128 } else { 64 } + HALVE_PREFETCH_AHEAD).min(asked);
-        while ask < until {
-            // SAFETY: a prefetch is a hint, and `ask` is below `len`, inside both rows.
-            _mm_prefetch::<_MM_HINT_T0>(p0.add(ask).cast());
-            _mm_prefetch::<_MM_HINT_T0>(p1.add(ask).cast());
-            ask += 64;
+        if prefetch {
+            // Up to the lines this block reads, that far ahead, within the rows.
+            let until = (base + if wide { 128 } else { 64 } + HALVE_PREFETCH_AHEAD).min(len);
+            while ask < until {
+                // SAFETY: a prefetch is a hint, and `ask` is below `len`, in both rows.
+                _mm_prefetch::<_MM_HINT_T0>(p0.add(ask).cast());
+                _mm_prefetch::<_MM_HINT_T0>(p1.add(ask).cast());
+                ask += 64;
+            }
         }
         let (m0, m1) = (inside(base), if wide { inside(base + 64) } else { 0 });
         let idx = index[b];
