@@ -1333,11 +1333,12 @@ fn horizontal_row(
 }
 
 /// The horizontal pass's tables for one source width: taps and weights per output
-/// column, and the permute or vector plans built from them where the CPU has them.
+/// column, and the block (permute or shuffle) or vector plans built from them where
+/// the CPU has them.
 struct Columns {
     taps: Vec<usize>,
     alpha: Vec<i32>,
-    permute: Option<PermuteColumns>,
+    blocks: Option<BlockColumns>,
     fast: Option<VectorColumns>,
 }
 
@@ -1345,15 +1346,15 @@ impl Columns {
     fn new(ax: &Axis, sw: usize, cn: usize, cubic: bool) -> Columns {
         let k = ax.ksize;
         let (taps, alpha) = column_taps(ax, sw, cubic);
-        let permute = PermuteColumns::new(&taps, &alpha, sw, cn, k);
-        let fast = match permute {
+        let blocks = BlockColumns::new(&taps, &alpha, sw, cn, k);
+        let fast = match blocks {
             Some(_) => None,
             None => VectorColumns::new(&taps, &alpha, sw, cn, k),
         };
         Columns {
             taps,
             alpha,
-            permute,
+            blocks,
             fast,
         }
     }
@@ -1376,7 +1377,7 @@ fn generic(
     let Columns {
         taps,
         alpha,
-        permute,
+        blocks,
         fast,
     } = columns;
     // Both axes have the same taps per coordinate (2, or 4 for bicubic).
@@ -1384,8 +1385,8 @@ fn generic(
     let h = hpass_for(cn, k);
     let row = |sy: usize| &src[sy * sstride..(sy + 1) * sstride];
     let ask = |sy: usize| par::prefetch(row(sy));
-    let fill = |out: &mut [u8]| match &permute {
-        // Bilinear by permutes: the row sums scaled down by 16 as they are made (as
+    let fill = |out: &mut [u8]| match &blocks {
+        // Bilinear by blocks: the row sums scaled down by 16 as they are made (as
         // the vertical pass takes them) fit 16 bits; half the bytes to write and read.
         Some(p) if !cubic => {
             let hrow = |sy: usize, out: &mut [i16], ahead: Option<usize>| {
@@ -1398,11 +1399,11 @@ fn generic(
             two_pass_bands(out, dstride, dh, sh, ay, hrow, ask, vpass)
         }
         _ => {
-            // Sums source row `sy` into `out`; the permute path asks for row `ahead`
+            // Sums source row `sy` into `out`; the block path asks for row `ahead`
             // meanwhile.
             let hrow = |sy: usize, out: &mut [i32], ahead: Option<usize>| {
                 let s = row(sy);
-                match &permute {
+                match &blocks {
                     Some(p) => p.run(s, out, ahead.map(row)),
                     None => {
                         if let Some(a) = ahead {
@@ -1642,6 +1643,243 @@ impl VectorColumns {
         }
         #[cfg(not(target_arch = "x86_64"))]
         0
+    }
+}
+
+/// The horizontal pass of bilinear and bicubic by blocks of output samples whose taps
+/// are gathered from a window of the source row by one byte shuffle: AVX-512 VBMI
+/// permutes where the CPU has them, else AVX2 shuffles. Both give [`hpass`]'s integers
+/// for every sample of the row.
+enum BlockColumns {
+    Permute(PermuteColumns),
+    Shuffle(ShuffleColumns),
+}
+
+impl BlockColumns {
+    /// The widest block path the CPU has whose windows hold every block's taps.
+    fn new(taps: &[usize], alpha: &[i32], sw: usize, cn: usize, k: usize) -> Option<Self> {
+        PermuteColumns::new(taps, alpha, sw, cn, k)
+            .map(BlockColumns::Permute)
+            .or_else(|| ShuffleColumns::new(taps, alpha, sw, cn, k).map(BlockColumns::Shuffle))
+    }
+
+    /// Sums every output sample of source row `s` into `out`, asking for row `ahead`
+    /// (if any) as it goes.
+    fn run(&self, s: &[u8], out: &mut [i32], ahead: Option<&[u8]>) {
+        match self {
+            BlockColumns::Permute(p) => p.run(s, out, ahead),
+            BlockColumns::Shuffle(p) => p.run(s, out, ahead),
+        }
+    }
+
+    /// [`BlockColumns::run`] with each sum shifted right by 4 into 16 bits, for
+    /// bilinear's vertical pass.
+    fn run_narrow(&self, s: &[u8], out: &mut [i16], ahead: Option<&[u8]>) {
+        match self {
+            BlockColumns::Permute(p) => p.run_narrow(s, out, ahead),
+            BlockColumns::Shuffle(p) => p.run_narrow(s, out, ahead),
+        }
+    }
+}
+
+/// The horizontal pass of bilinear and bicubic by AVX2 byte shuffles, for every
+/// channel count: output samples in steps of 8, two blocks of 4 whose taps each lie in
+/// a 16-byte window of the source row (one register lane). One in-lane shuffle per pair
+/// of taps puts each sample's pair of source bytes in a pair of 16-bit lanes, and one
+/// multiply-add by that pair of weights sums it; the same integers as [`hpass`]. Where
+/// [`VectorColumns`] loads every tap on its own, a step here is two loads for 8
+/// samples, and it takes the samples near the edges too (a window is moved inside the
+/// row there).
+struct ShuffleColumns {
+    /// Per step: the first byte of each block's window.
+    windows: Vec<[usize; 2]>,
+    /// Per step, `k / 2` pairs of taps, each read together.
+    pairs: Vec<ShufflePair>,
+    /// Output samples of a row (`dw * cn`).
+    samples: usize,
+    /// Source samples of a row (`sw * cn`).
+    row_len: usize,
+    /// Taps per output sample, 2 or 4.
+    k: usize,
+}
+
+/// One pair of taps of a [`ShuffleColumns`] step, aligned for whole-register loads: for
+/// each of the step's 8 samples, the window bytes of its two taps (each followed by a
+/// zeroing index, 0x80, to make 16-bit lanes), and its pair of weights as one word.
+#[repr(C, align(32))]
+struct ShufflePair {
+    index: [u8; 32],
+    weights: [i32; 8],
+}
+
+impl ShuffleColumns {
+    /// Samples a step makes.
+    const STEP: usize = 8;
+    /// Bytes of a block's window.
+    const WINDOW: usize = 16;
+
+    /// The steps for these taps (`k` per output pixel, in pixels) on `cn` channels,
+    /// where the CPU has AVX2, the row is at least a window long and every block's
+    /// taps fit in a window.
+    fn new(taps: &[usize], alpha: &[i32], sw: usize, cn: usize, k: usize) -> Option<Self> {
+        #[cfg(target_arch = "x86_64")]
+        if (k == 2 || k == 4)
+            && sw * cn >= Self::WINDOW
+            && std::arch::is_x86_feature_detected!("avx2")
+        {
+            let samples = taps.len() / k * cn;
+            let row_len = sw * cn;
+            // Output sample j: pixel j / cn, channel j % cn.
+            let tap = |j: usize, i: usize| taps[(j / cn) * k + i] * cn + j % cn;
+            let weight = |j: usize, i: usize| alpha[(j / cn) * k + i];
+            let steps = samples.div_ceil(Self::STEP);
+            let mut p = ShuffleColumns {
+                windows: Vec::with_capacity(steps),
+                pairs: Vec::with_capacity(steps * k / 2),
+                samples,
+                row_len,
+                k,
+            };
+            for step in 0..steps {
+                // The last step repeats its last sample; those lanes are not stored.
+                let js: [usize; 8] =
+                    std::array::from_fn(|l| (step * Self::STEP + l).min(samples - 1));
+                let mut bases = [0usize; 2];
+                for (half, base) in bases.iter_mut().enumerate() {
+                    let block = &js[4 * half..4 * half + 4];
+                    let all = || block.iter().flat_map(|&j| (0..k).map(move |i| tap(j, i)));
+                    let (low, high) = (all().min()?, all().max()?);
+                    // A window starting at the lowest tap, moved left to end inside the
+                    // row.
+                    *base = low.min(row_len - Self::WINDOW);
+                    if high - *base >= Self::WINDOW {
+                        return None;
+                    }
+                }
+                p.windows.push(bases);
+                for pair in 0..k / 2 {
+                    let mut sp = ShufflePair {
+                        index: [0x80; 32],
+                        weights: [0; 8],
+                    };
+                    for (l, &j) in js.iter().enumerate() {
+                        let base = bases[l / 4];
+                        // Lane-relative: the shuffle indexes each 16-byte lane alone.
+                        sp.index[4 * l] = (tap(j, 2 * pair) - base) as u8;
+                        sp.index[4 * l + 2] = (tap(j, 2 * pair + 1) - base) as u8;
+                        sp.weights[l] =
+                            (weight(j, 2 * pair) & 0xFFFF) | (weight(j, 2 * pair + 1) << 16);
+                    }
+                    p.pairs.push(sp);
+                }
+            }
+            return Some(p);
+        }
+        let _ = (taps, alpha, sw, cn, k);
+        None
+    }
+
+    /// Sums every output sample of source row `s` into `out`, and asks for row `ahead`
+    /// (if any) line by line as it goes, at the offsets where it reads `s`.
+    fn run(&self, s: &[u8], out: &mut [i32], ahead: Option<&[u8]>) {
+        assert!(s.len() >= self.row_len && out.len() >= self.samples);
+        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(self.row_len)]);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX2 is present (checked in `new`); the lengths are checked just
+        // above.
+        unsafe {
+            let out = out.as_mut_ptr().cast();
+            match (self.k, ahead.is_empty()) {
+                (2, true) => shuffle_columns::<2, false, false>(self, s, out, ahead),
+                (2, false) => shuffle_columns::<2, true, false>(self, s, out, ahead),
+                (_, true) => shuffle_columns::<4, false, false>(self, s, out, ahead),
+                (_, false) => shuffle_columns::<4, true, false>(self, s, out, ahead),
+            }
+        }
+    }
+
+    /// [`ShuffleColumns::run`] for bilinear's vertical pass: each sum shifted right by
+    /// 4 (as [`linear_column`] does first), which fits 16 bits where all weights are at
+    /// least 0, as bilinear's are.
+    fn run_narrow(&self, s: &[u8], out: &mut [i16], ahead: Option<&[u8]>) {
+        assert!(self.k == 2 && s.len() >= self.row_len && out.len() >= self.samples);
+        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(self.row_len)]);
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `run`.
+        unsafe {
+            let out = out.as_mut_ptr().cast();
+            if ahead.is_empty() {
+                shuffle_columns::<2, false, true>(self, s, out, ahead)
+            } else {
+                shuffle_columns::<2, true, true>(self, s, out, ahead)
+            }
+        }
+    }
+}
+
+/// [`ShuffleColumns::run`] (`NARROW`: [`ShuffleColumns::run_narrow`]): every window
+/// lies inside the row, and only the row's samples are stored (the last step through a
+/// buffer); asks for `ahead`'s lines where `AHEAD`.
+///
+/// # Safety
+/// The CPU has AVX2; `K` is `p.k`; `s` holds at least `p.row_len` bytes and `out` is
+/// valid for `p.samples` samples (`i32`, or `i16` where `NARROW`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn shuffle_columns<const K: usize, const AHEAD: bool, const NARROW: bool>(
+    p: &ShuffleColumns,
+    s: &[u8],
+    out: *mut u8,
+    ahead: &[u8],
+) {
+    use std::arch::x86_64::*;
+    let sp = s.as_ptr();
+    let whole = p.samples / ShuffleColumns::STEP;
+    // The next line of `ahead` to ask for.
+    let mut next = 0;
+    let steps = p.windows.iter().zip(p.pairs.chunks_exact(K / 2));
+    for (b, (&[w0, w1], pairs)) in steps.enumerate() {
+        let upto = ahead.len().min(w1 + ShuffleColumns::WINDOW);
+        while AHEAD && next < upto {
+            par::prefetch(&ahead[next..next + 1]);
+            next += 64;
+        }
+        // SAFETY: both windows lie inside the row (`new`).
+        let bytes = _mm256_loadu2_m128i(sp.add(w1).cast(), sp.add(w0).cast());
+        let mut sum = _mm256_setzero_si256();
+        for pair in pairs {
+            let idx = _mm256_load_si256(pair.index.as_ptr().cast());
+            let w = _mm256_load_si256(pair.weights.as_ptr().cast());
+            let words = _mm256_shuffle_epi8(bytes, idx);
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(words, w));
+        }
+        let first = b * ShuffleColumns::STEP;
+        if NARROW {
+            let v = _mm256_srai_epi32::<4>(sum);
+            let words =
+                _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+            let op = out.cast::<i16>();
+            if b < whole {
+                // SAFETY: 8 samples inside `out`.
+                _mm_storeu_si128(op.add(first).cast(), words);
+            } else {
+                let mut last = [0i16; 8];
+                _mm_storeu_si128(last.as_mut_ptr().cast(), words);
+                // SAFETY: only the samples inside `out`.
+                std::ptr::copy_nonoverlapping(last.as_ptr(), op.add(first), p.samples - first);
+            }
+        } else {
+            let op = out.cast::<i32>();
+            if b < whole {
+                // SAFETY: 8 samples inside `out`.
+                _mm256_storeu_si256(op.add(first).cast(), sum);
+            } else {
+                let mut last = [0i32; 8];
+                _mm256_storeu_si256(last.as_mut_ptr().cast(), sum);
+                // SAFETY: only the samples inside `out`.
+                std::ptr::copy_nonoverlapping(last.as_ptr(), op.add(first), p.samples - first);
+            }
+        }
     }
 }
 
@@ -2949,7 +3187,7 @@ mod tests {
             } else {
                 (2, Filter::Bilinear)
             };
-            let (mut vectorised, mut permuted) = (0, 0);
+            let (mut vectorised, mut ran) = (0, [0usize; 2]);
             for (sw, dw) in [
                 (1usize, 1usize),
                 (2, 1),
@@ -2964,6 +3202,9 @@ mod tests {
                 (3000, 1110),
                 (1000, 1500),
                 (400, 50),
+                (16, 7),
+                (6, 5),
+                (17, 40),
             ] {
                 let (_, sc) = choose(sw, 1, dw, 1, filter);
                 let ax = axis(sw, dw, sc.x, sc.inv_x, cubic, false);
@@ -2985,34 +3226,42 @@ mod tests {
                     got, want,
                     "{cn} channels, cubic {cubic}, {sw} -> {dw} ({done} columns vectorised)"
                 );
-                if let Some(p) = PermuteColumns::new(&taps, &alpha, sw, cn, k) {
-                    // Without and with a row to ask for meanwhile (the source row
-                    // reversed: any row of the length will do).
+                // Both block paths where the CPU has them, without and with a row to
+                // ask for meanwhile (the source row reversed: any row of the length
+                // will do).
+                let blocks = [
+                    PermuteColumns::new(&taps, &alpha, sw, cn, k).map(BlockColumns::Permute),
+                    ShuffleColumns::new(&taps, &alpha, sw, cn, k).map(BlockColumns::Shuffle),
+                ];
+                for (path, p) in blocks.iter().enumerate() {
+                    let Some(p) = p else { continue };
                     let ahead: Vec<u8> = s.iter().rev().copied().collect();
                     for ahead in [None, Some(&ahead[..])] {
                         let mut got = vec![-1i32; dw * cn];
                         p.run(&s, &mut got, ahead);
                         assert_eq!(
                             got, want,
-                            "permutes: {cn} channels, cubic {cubic}, {sw} -> {dw}"
+                            "block path {path}: {cn} channels, cubic {cubic}, {sw} -> {dw}"
                         );
                         if !cubic {
                             let mut got = vec![-1i16; dw * cn];
                             p.run_narrow(&s, &mut got, ahead);
                             let want: Vec<i16> = want.iter().map(|&v| (v >> 4) as i16).collect();
-                            assert_eq!(got, want, "narrow: {cn} channels, {sw} -> {dw}");
+                            assert_eq!(got, want, "narrow {path}: {cn} channels, {sw} -> {dw}");
                         }
                     }
-                    permuted += 1;
+                    ran[path] += 1;
                 }
             }
-            // The permute path ran wherever the CPU has it.
+            // Each block path ran wherever the CPU has it.
             #[cfg(target_arch = "x86_64")]
-            if par::has_vbmi() {
-                assert!(
-                    permuted >= 8,
-                    "{cn} channels, cubic {cubic}: {permuted} sizes permuted"
-                );
+            {
+                if par::has_vbmi() {
+                    assert!(ran[0] >= 8, "{cn} channels, cubic {cubic}: {ran:?} sizes");
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    assert!(ran[1] >= 6, "{cn} channels, cubic {cubic}: {ran:?} sizes");
+                }
             }
             // Each vector path ran (on a CPU with SSE4.1).
             #[cfg(target_arch = "x86_64")]
