@@ -70,7 +70,63 @@ fn lut_colour(d: &mut [u8], ch: usize, lut: &[u8; 256]) {
             map_color_serial(&mut c[done..], ch, &|v| lut[v as usize]);
         });
     }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        return par::chunks(d, ch, |c| {
+            // SAFETY: the CPU has AVX2, checked above.
+            let done = unsafe { lut_avx2(c, lut, ch) };
+            map_color_serial(&mut c[done..], ch, &|v| lut[v as usize]);
+        });
+    }
     map_color(d, ch, |v| lut[v as usize]);
+}
+
+/// A table lookup on 32 samples at a time with AVX2, which has no byte permute across
+/// more than 16 bytes: the table as 16 rows of 16 entries, each row looked up by one
+/// in-lane shuffle of every sample (its low nibble) where the sample's high nibble is
+/// that row (elsewhere the index's top bit is set, which gives 0), the 16 results
+/// or-ed; alpha samples (with 2 or 4 channels) keep their value. On an AVX2-only
+/// machine the scalar lookup ran gamma at 0.71-0.97x OpenCV with alpha or three
+/// channels. Returns how many samples of `c` it did (whole blocks; each starts on a
+/// pixel, as 32 is a multiple of 2 and 4).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lut_avx2(c: &mut [u8], lut: &[u8; 256], channels: usize) -> usize {
+    use std::arch::x86_64::*;
+    let rows: [__m256i; 16] = std::array::from_fn(|i| {
+        let row: &[u8; 16] = lut[16 * i..16 * (i + 1)].try_into().expect("16 bytes");
+        // SAFETY: reads the 16 bytes of `row`, unaligned.
+        unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(row.as_ptr().cast())) }
+    });
+    // 0xff where sample i of a block is alpha.
+    let alpha: [u8; 32] = std::array::from_fn(|i| {
+        if (channels == 2 || channels == 4) && i % channels == channels - 1 {
+            0xff
+        } else {
+            0
+        }
+    });
+    // SAFETY: reads the 32 bytes of `alpha`.
+    let alpha = unsafe { _mm256_loadu_si256(alpha.as_ptr().cast()) };
+    let (sixteen, bias) = (_mm256_set1_epi8(16), _mm256_set1_epi8(0x70));
+    let whole = c.len() / 32 * 32;
+    for b in c[..whole].chunks_exact_mut(32) {
+        let b: &mut [u8; 32] = b.try_into().expect("32 bytes");
+        // SAFETY: reads the 32 bytes of `b`, unaligned.
+        let v = unsafe { _mm256_loadu_si256(b.as_ptr().cast()) };
+        // Row i's index: v - 16 i, below 16 (0x70-0x7f after the bias) only on the
+        // samples of row i; the others saturate to 0x80 and above.
+        let mut x = v;
+        let mut r = _mm256_setzero_si256();
+        for row in rows {
+            r = _mm256_or_si256(r, _mm256_shuffle_epi8(row, _mm256_adds_epu8(x, bias)));
+            x = _mm256_sub_epi8(x, sixteen);
+        }
+        let r = _mm256_blendv_epi8(r, v, alpha);
+        // SAFETY: writes the 32 bytes of `b`, unaligned.
+        unsafe { _mm256_storeu_si256(b.as_mut_ptr().cast(), r) };
+    }
+    whole
 }
 
 /// A table lookup on 64 samples at a time: the 256 entries sit in four 64-byte
