@@ -2232,6 +2232,8 @@ fn area_int_n<const CN: usize>(
         #[cfg(target_arch = "x86_64")]
         let vbmi = par::has_vbmi() && std::arch::is_x86_feature_detected!("avx512vl");
         #[cfg(target_arch = "x86_64")]
+        let avx2 = std::arch::is_x86_feature_detected!("avx2");
+        #[cfg(target_arch = "x86_64")]
         let prefetch = src.len() >= HALVE_PREFETCH_MIN_BYTES;
         let fill = |out: &mut [u8]| {
             par::bands(out, dw * CN, |y0, band| {
@@ -2243,6 +2245,17 @@ fn area_int_n<const CN: usize>(
                     if CN > 1 && vbmi {
                         // SAFETY: the CPU has AVX-512BW, VL and VBMI (checked above).
                         unsafe { halve_row_vbmi(r0, r1, row, CN, prefetch) };
+                        continue;
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if (CN == 2 || CN == 4) && avx2 {
+                        // SAFETY: the CPU has AVX2 (checked above).
+                        let done = unsafe { halve_row_avx2::<CN>(r0, r1, row) };
+                        let rest = &mut row[done..];
+                        match CN {
+                            2 => halve_row2(&r0[2 * done..], &r1[2 * done..], rest),
+                            _ => halve_row4(&r0[2 * done..], &r1[2 * done..], rest),
+                        }
                         continue;
                     }
                     match CN {
@@ -2340,6 +2353,60 @@ par::avx2_dispatch! {
 }
 par::avx2_dispatch! {
     fn halve_row4(r0: &[u8], r1: &[u8], out: &mut [u8]) { halve_row_by_columns::<4>(r0, r1, out) }
+}
+
+/// [`halve_row`] for 2 and 4 channels by AVX2, 32 output samples a step: in each
+/// 16-byte lane, one byte shuffle puts each output sample's two horizontal neighbours
+/// side by side and a multiply-add with ones sums them (for both rows), then the
+/// rounding shift and a pack. The compiler's vectorisation of [`halve_row_by_columns`]
+/// ran the RGBA halving at 0.59x OpenCV on an AVX2-only machine. Returns the output
+/// bytes written (whole steps); the rest of `out` is left to [`halve_row`]'s kin.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn halve_row_avx2<const CN: usize>(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    // Per lane: output sample j (of 8) sums bytes 2j and 2j+1 of the shuffled lane,
+    // the same channel of pixels 2q and 2q+1 (q = j / CN).
+    let order: [u8; 32] = const {
+        let mut t = [0u8; 32];
+        let mut j = 0;
+        while j < 16 {
+            let (q, c) = (j % 8 / CN, j % 8 % CN);
+            t[2 * j] = (2 * q * CN + c) as u8;
+            t[2 * j + 1] = (2 * q * CN + CN + c) as u8;
+            j += 1;
+        }
+        t
+    };
+    let order = _mm256_loadu_si256(order.as_ptr().cast());
+    let ones = _mm256_set1_epi8(1);
+    let two = _mm256_set1_epi16(2);
+    let steps = (r0.len().min(r1.len()) / 64).min(out.len() / 32);
+    let (p0, p1, po) = (r0.as_ptr(), r1.as_ptr(), out.as_mut_ptr());
+    // The rounded averages of the 2x2 blocks of 32 bytes (16 outputs) at `at`.
+    let half = |at: usize| {
+        // SAFETY: `at + 32 <= 64 * steps`, inside both rows.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu_si256(p0.add(at).cast()),
+                _mm256_loadu_si256(p1.add(at).cast()),
+            )
+        };
+        let sa = _mm256_maddubs_epi16(_mm256_shuffle_epi8(a, order), ones);
+        let sb = _mm256_maddubs_epi16(_mm256_shuffle_epi8(b, order), ones);
+        _mm256_srli_epi16::<2>(_mm256_add_epi16(_mm256_add_epi16(sa, sb), two))
+    };
+    for k in 0..steps {
+        // `packus` takes lane by lane; the permute puts the four quarters in order.
+        let v = _mm256_packus_epi16(half(64 * k), half(64 * k + 32));
+        let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
+        // SAFETY: `32 * k + 32 <= out.len()`.
+        _mm256_storeu_si256(po.add(32 * k).cast(), v);
+    }
+    32 * steps
 }
 
 /// [`halve_row`] for 2, 3 and 4 channels by AVX-512 VBMI byte permutes: 32 output
