@@ -121,8 +121,25 @@ pub unsafe fn uninit<T: Copy>(len: usize, fill: impl FnOnce(&mut [T])) -> Vec<T>
 /// faster one, so those keep `copy_from_slice`. On an Intel Xeon (model 167) it is the
 /// other way round: pad with `copy_from_slice` ran 1.02x (gray+alpha) to 1.26x (RGB)
 /// faster than with this (median of 7 alternating rounds, 12 MP), so pad calls this
-/// only where [`is_amd`].
+/// only where [`is_amd`]. Built for AVX2 where present (32-byte moves): on an AMD
+/// EPYC Zen 3 pad ran 1.01x (RGBA) to 1.12x (gray) faster than with the baseline
+/// build's 16-byte moves.
 pub fn copy_forward<T: Copy>(dst: &mut [T], src: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        fn wide<T: Copy>(dst: &mut [T], src: &[T]) {
+            copy_forward_generic(dst, src)
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { wide(dst, src) };
+    }
+    copy_forward_generic(dst, src)
+}
+
+/// [`copy_forward`]'s loop, inlined into each build of it.
+#[inline(always)]
+fn copy_forward_generic<T: Copy>(dst: &mut [T], src: &[T]) {
     let (d, dt) = dst.as_chunks_mut::<64>();
     let (s, st) = src.as_chunks::<64>();
     for (d, s) in d.iter_mut().zip(s) {
