@@ -1663,22 +1663,64 @@ impl BlockColumns {
             .or_else(|| ShuffleColumns::new(taps, alpha, sw, cn, k).map(BlockColumns::Shuffle))
     }
 
-    /// Sums every output sample of source row `s` into `out`, asking for row `ahead`
-    /// (if any) as it goes.
-    fn run(&self, s: &[u8], out: &mut [i32], ahead: Option<&[u8]>) {
+    /// Source samples of a row, output samples of a row, and taps per sample.
+    fn shape(&self) -> (usize, usize, usize) {
         match self {
-            BlockColumns::Permute(p) => p.run(s, out, ahead),
-            BlockColumns::Shuffle(p) => p.run(s, out, ahead),
+            BlockColumns::Permute(p) => (p.row_len, p.samples, p.k),
+            BlockColumns::Shuffle(p) => (p.row_len, p.samples, p.k),
         }
     }
 
-    /// [`BlockColumns::run`] with each sum shifted right by 4 into 16 bits, for
-    /// bilinear's vertical pass.
+    /// Sums every output sample of source row `s` into `out`, and asks for row `ahead`
+    /// (if any) line by line as it goes, at the offsets where it reads `s`: spread over
+    /// the row, the prefetches do not queue up behind each other as a burst of them does
+    /// (a burst of 256 stalled the loop that issued it: 12% of RGBA's 0.37 bilinear).
+    fn run(&self, s: &[u8], out: &mut [i32], ahead: Option<&[u8]>) {
+        let (row_len, samples, _) = self.shape();
+        assert!(s.len() >= row_len && out.len() >= samples);
+        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(row_len)]);
+        // SAFETY: the lengths are checked just above.
+        unsafe { self.kernel::<false>(s, out.as_mut_ptr().cast(), ahead) }
+    }
+
+    /// [`BlockColumns::run`] for bilinear's vertical pass: each sum shifted right by 4
+    /// (as [`linear_column`] does first), which fits 16 bits where all weights are at
+    /// least 0, as bilinear's are.
     fn run_narrow(&self, s: &[u8], out: &mut [i16], ahead: Option<&[u8]>) {
-        match self {
-            BlockColumns::Permute(p) => p.run_narrow(s, out, ahead),
-            BlockColumns::Shuffle(p) => p.run_narrow(s, out, ahead),
+        let (row_len, samples, k) = self.shape();
+        assert!(k == 2 && s.len() >= row_len && out.len() >= samples);
+        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(row_len)]);
+        // SAFETY: the lengths are checked just above.
+        unsafe { self.kernel::<true>(s, out.as_mut_ptr().cast(), ahead) }
+    }
+
+    /// The kernel for this path, its taps and whether it asks for a row ahead.
+    ///
+    /// # Safety
+    /// `s` holds at least a source row and `out` is valid for a row of output samples
+    /// (`i32`, or `i16` where `NARROW`); `ahead` is empty or at most a row.
+    unsafe fn kernel<const NARROW: bool>(&self, s: &[u8], out: *mut u8, ahead: &[u8]) {
+        // SAFETY (all calls): each path exists only where the CPU has its features
+        // (checked in its `new`); the lengths are the caller's.
+        #[cfg(target_arch = "x86_64")]
+        match (self, ahead.is_empty()) {
+            (BlockColumns::Permute(p), true) => permute_columns::<false, NARROW>(p, s, out, ahead),
+            (BlockColumns::Permute(p), false) => permute_columns::<true, NARROW>(p, s, out, ahead),
+            (BlockColumns::Shuffle(p), true) if p.k == 2 => {
+                shuffle_columns::<2, false, NARROW>(p, s, out, ahead)
+            }
+            (BlockColumns::Shuffle(p), false) if p.k == 2 => {
+                shuffle_columns::<2, true, NARROW>(p, s, out, ahead)
+            }
+            (BlockColumns::Shuffle(p), true) => {
+                shuffle_columns::<4, false, NARROW>(p, s, out, ahead)
+            }
+            (BlockColumns::Shuffle(p), false) => {
+                shuffle_columns::<4, true, NARROW>(p, s, out, ahead)
+            }
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = (s, out, ahead);
     }
 }
 
@@ -1778,48 +1820,11 @@ impl ShuffleColumns {
         let _ = (taps, alpha, sw, cn, k);
         None
     }
-
-    /// Sums every output sample of source row `s` into `out`, and asks for row `ahead`
-    /// (if any) line by line as it goes, at the offsets where it reads `s`.
-    fn run(&self, s: &[u8], out: &mut [i32], ahead: Option<&[u8]>) {
-        assert!(s.len() >= self.row_len && out.len() >= self.samples);
-        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(self.row_len)]);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX2 is present (checked in `new`); the lengths are checked just
-        // above.
-        unsafe {
-            let out = out.as_mut_ptr().cast();
-            match (self.k, ahead.is_empty()) {
-                (2, true) => shuffle_columns::<2, false, false>(self, s, out, ahead),
-                (2, false) => shuffle_columns::<2, true, false>(self, s, out, ahead),
-                (_, true) => shuffle_columns::<4, false, false>(self, s, out, ahead),
-                (_, false) => shuffle_columns::<4, true, false>(self, s, out, ahead),
-            }
-        }
-    }
-
-    /// [`ShuffleColumns::run`] for bilinear's vertical pass: each sum shifted right by
-    /// 4 (as [`linear_column`] does first), which fits 16 bits where all weights are at
-    /// least 0, as bilinear's are.
-    fn run_narrow(&self, s: &[u8], out: &mut [i16], ahead: Option<&[u8]>) {
-        assert!(self.k == 2 && s.len() >= self.row_len && out.len() >= self.samples);
-        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(self.row_len)]);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `run`.
-        unsafe {
-            let out = out.as_mut_ptr().cast();
-            if ahead.is_empty() {
-                shuffle_columns::<2, false, true>(self, s, out, ahead)
-            } else {
-                shuffle_columns::<2, true, true>(self, s, out, ahead)
-            }
-        }
-    }
 }
 
-/// [`ShuffleColumns::run`] (`NARROW`: [`ShuffleColumns::run_narrow`]): every window
-/// lies inside the row, and only the row's samples are stored (the last step through a
-/// buffer); asks for `ahead`'s lines where `AHEAD`.
+/// [`BlockColumns::run`] by shuffles (`NARROW`: [`BlockColumns::run_narrow`]):
+/// every window lies inside the row, and only the row's samples are stored (the last
+/// step through a buffer); asks for `ahead`'s lines where `AHEAD`.
 ///
 /// # Safety
 /// The CPU has AVX2; `K` is `p.k`; `s` holds at least `p.row_len` bytes and `out` is
@@ -1963,49 +1968,11 @@ impl PermuteColumns {
         let _ = (taps, alpha, sw, cn, k);
         None
     }
-
-    /// Sums every output sample of source row `s` into `out`, and asks for row `ahead`
-    /// (if any) line by line as it goes, at the offsets where it reads `s`: spread over
-    /// the row, the prefetches do not queue up behind each other as a burst of them does
-    /// (a burst of 256 stalled the loop that issued it: 12% of RGBA's 0.37 bilinear).
-    fn run(&self, s: &[u8], out: &mut [i32], ahead: Option<&[u8]>) {
-        assert!(s.len() >= self.row_len && out.len() >= self.samples);
-        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(self.row_len)]);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: AVX-512BW and VBMI are present (checked in `new`); the lengths are
-        // checked just above.
-        unsafe {
-            let out = out.as_mut_ptr().cast();
-            if ahead.is_empty() {
-                permute_columns::<false, false>(self, s, out, ahead)
-            } else {
-                permute_columns::<true, false>(self, s, out, ahead)
-            }
-        }
-    }
-
-    /// [`PermuteColumns::run`] for bilinear's vertical pass: each sum shifted right by
-    /// 4 (as [`linear_column`] does first), which fits 16 bits where all weights are at
-    /// least 0, as bilinear's are.
-    fn run_narrow(&self, s: &[u8], out: &mut [i16], ahead: Option<&[u8]>) {
-        assert!(self.k == 2 && s.len() >= self.row_len && out.len() >= self.samples);
-        let ahead = ahead.map_or(&[][..], |a| &a[..a.len().min(self.row_len)]);
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as in `run`.
-        unsafe {
-            let out = out.as_mut_ptr().cast();
-            if ahead.is_empty() {
-                permute_columns::<false, true>(self, s, out, ahead)
-            } else {
-                permute_columns::<true, true>(self, s, out, ahead)
-            }
-        }
-    }
 }
 
-/// [`PermuteColumns::run`] (`NARROW`: [`PermuteColumns::run_narrow`]). Reads only the
-/// window bytes inside the row (masked loads do not touch the others) and stores only
-/// the row's samples; asks for `ahead`'s lines where `AHEAD`.
+/// [`BlockColumns::run`] by permutes (`NARROW`: [`BlockColumns::run_narrow`]). Reads
+/// only the window bytes inside the row (masked loads do not touch the others) and
+/// stores only the row's samples; asks for `ahead`'s lines where `AHEAD`.
 ///
 /// # Safety
 /// The CPU has AVX-512BW and VBMI; `s` holds at least `p.row_len` bytes and `out` is
