@@ -2214,17 +2214,17 @@ fn area_int_n<const CN: usize>(
                         unsafe { halve_row_vbmi(r0, r1, row, CN, prefetch) };
                         continue;
                     }
+                    // Output samples made by AVX2 (2 and 4 channels); the rest below.
                     #[cfg(target_arch = "x86_64")]
-                    if (CN == 2 || CN == 4) && avx2 {
+                    let done = if (CN == 2 || CN == 4) && avx2 {
                         // SAFETY: the CPU has AVX2 (checked above).
-                        let done = unsafe { halve_row_avx2::<CN>(r0, r1, row) };
-                        let rest = &mut row[done..];
-                        match CN {
-                            2 => halve_row2(&r0[2 * done..], &r1[2 * done..], rest),
-                            _ => halve_row4(&r0[2 * done..], &r1[2 * done..], rest),
-                        }
-                        continue;
-                    }
+                        unsafe { halve_row_avx2::<CN>(r0, r1, row) }
+                    } else {
+                        0
+                    };
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let done = 0;
+                    let (r0, r1, row) = (&r0[2 * done..], &r1[2 * done..], &mut row[done..]);
                     match CN {
                         1 => halve_row1(r0, r1, row),
                         2 => halve_row2(r0, r1, row),
@@ -2234,7 +2234,8 @@ fn area_int_n<const CN: usize>(
                 }
             })
         };
-        // SAFETY: every output row is written whole, by `halve_row_vbmi` or `halve_row`.
+        // SAFETY: every output row is written whole, by `halve_row_vbmi`, or by
+        // `halve_row_avx2` and then `halve_row` or its kin.
         return unsafe { par::uninit(dw * dh * CN, fill) };
     }
     let fill = |out: &mut [u8]| {

@@ -60,21 +60,26 @@ fn apply_lut(mut img: Image, lut: &[u8; 256]) -> Image {
     img
 }
 
+/// A vector table lookup: samples, table, channels; returns the samples it did.
+#[cfg(target_arch = "x86_64")]
+type WideLut = unsafe fn(&mut [u8], &[u8; 256], usize) -> usize;
+
 /// Looks every colour sample of `d` (`ch` channels, alpha last with 2 or 4) up in `lut`.
 fn lut_colour(d: &mut [u8], ch: usize, lut: &[u8; 256]) {
+    // The widest vector lookup the CPU has, if any.
     #[cfg(target_arch = "x86_64")]
-    if par::has_vbmi() {
-        return par::chunks(d, ch, |c| {
-            // SAFETY: the CPU has AVX-512BW and VBMI, checked above.
-            let done = unsafe { lut_vbmi(c, lut, ch) };
-            map_color_serial(&mut c[done..], ch, &|v| lut[v as usize]);
-        });
-    }
+    let wide: Option<WideLut> = if par::has_vbmi() {
+        Some(lut_vbmi)
+    } else if std::arch::is_x86_feature_detected!("avx2") {
+        Some(lut_avx2)
+    } else {
+        None
+    };
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
+    if let Some(wide) = wide {
         return par::chunks(d, ch, |c| {
-            // SAFETY: the CPU has AVX2, checked above.
-            let done = unsafe { lut_avx2(c, lut, ch) };
+            // SAFETY: the CPU has the features `wide` is built for, checked above.
+            let done = unsafe { wide(c, lut, ch) };
             map_color_serial(&mut c[done..], ch, &|v| lut[v as usize]);
         });
     }
@@ -99,13 +104,7 @@ fn lut_avx2(c: &mut [u8], lut: &[u8; 256], channels: usize) -> usize {
         unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(row.as_ptr().cast())) }
     });
     // 0xff where sample i of a block is alpha.
-    let alpha: [u8; 32] = std::array::from_fn(|i| {
-        if (channels == 2 || channels == 4) && i % channels == channels - 1 {
-            0xff
-        } else {
-            0
-        }
-    });
+    let alpha = pattern::<u8, 32>(channels, 0, 0xff);
     // SAFETY: reads the 32 bytes of `alpha`.
     let alpha = unsafe { _mm256_loadu_si256(alpha.as_ptr().cast()) };
     let (sixteen, bias) = (_mm256_set1_epi8(16), _mm256_set1_epi8(0x70));
