@@ -41,29 +41,48 @@ fn map_samples(
 /// down, each made from its source row by `row` (a copy or a mirror). The output is not
 /// zeroed first (see [`par::uninit`]).
 ///
+/// Where `row` reads its source back to front (`mirror`), the rows are walked so that
+/// the source is read as one falling stream: a left-right mirror makes its last row
+/// first ([`par::bands_rev`]). Walked top-down, each row's read ran against the one
+/// before it, and a 12 MP gray mirror ran 1.2x slower (a C loop of both, median of 15,
+/// on the Zen 3 EPYC). A copy walks top-down whichever way it goes: there the order
+/// made no difference.
+///
 /// # Safety
 /// `row(dst, src)` must write every element of `dst` (which is as long as `src`).
 unsafe fn move_rows<T: Copy + Send + Sync>(
     d: &[T],
     stride: usize,
     upside_down: bool,
+    mirror: bool,
     row: impl Fn(&mut [T], &[T]) + Sync,
 ) -> Vec<T> {
     if stride == 0 {
         return d.to_vec();
     }
     let rows = d.len() / stride;
+    let band = |y0: usize, band: &mut [T]| {
+        let one = |r: usize, o: &mut [T]| {
+            let sy = if upside_down {
+                rows - 1 - (y0 + r)
+            } else {
+                y0 + r
+            };
+            row(o, &d[sy * stride..(sy + 1) * stride]);
+        };
+        let band = band.chunks_exact_mut(stride).enumerate();
+        if mirror && !upside_down {
+            band.rev().for_each(|(r, o)| one(r, o));
+        } else {
+            band.for_each(|(r, o)| one(r, o));
+        }
+    };
     let fill = |out: &mut [T]| {
-        par::bands(out, stride, |y0, band| {
-            for (r, o) in band.chunks_exact_mut(stride).enumerate() {
-                let sy = if upside_down {
-                    rows - 1 - (y0 + r)
-                } else {
-                    y0 + r
-                };
-                row(o, &d[sy * stride..(sy + 1) * stride]);
-            }
-        })
+        if mirror && !upside_down {
+            par::bands_rev(out, stride, band)
+        } else {
+            par::bands(out, stride, band)
+        }
     };
     // SAFETY: the bands cover the output in whole rows (`d.len()` is `rows * stride`),
     // and `row` writes each of them whole (the caller's promise).
@@ -81,9 +100,9 @@ fn flip_rows<T: Copy + Send + Sync>(
     // write all of their row.
     unsafe {
         if horizontal {
-            move_rows(d, stride, false, mirror)
+            move_rows(d, stride, false, true, mirror)
         } else {
-            move_rows(d, stride, true, <[T]>::copy_from_slice)
+            move_rows(d, stride, true, false, <[T]>::copy_from_slice)
         }
     }
 }
@@ -135,7 +154,7 @@ const fn mirror_masks(cn: usize) -> [[[u8; 16]; 3]; 3] {
 }
 
 /// `dst` = the pixels (`cn` bytes each) of `src` in reverse order: whole blocks with
-/// AVX-512 VBMI or else SSSE3 where present, the rest (or all) through [`mirror_row`].
+/// AVX-512 VBMI, or else AVX2 (not at 3 channels), or else SSSE3, where present, the rest (or all) through [`mirror_row`].
 fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
     #[cfg(target_arch = "x86_64")]
     let done = if par::has_vbmi() {
@@ -148,6 +167,9 @@ fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
                 _ => mirror_vbmi::<4>(dst, src),
             }
         }
+    } else if cn != 3 && std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { mirror_avx2_cn(dst, src, cn) }
     } else if std::arch::is_x86_feature_detected!("ssse3") {
         // SAFETY: the CPU has SSSE3, checked just above.
         unsafe { mirror_ssse3_cn(dst, src, cn) }
@@ -213,6 +235,56 @@ fn mirror_ssse3<const CN: usize>(dst: &mut [u8], src: &[u8]) -> usize {
         }
     }
     blocks * MIRROR_BLOCK
+}
+
+/// [`mirror_avx2`] for 1, 2 or 4 channels.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn mirror_avx2_cn(dst: &mut [u8], src: &[u8], cn: usize) -> usize {
+    match cn {
+        1 => mirror_avx2::<1>(dst, src),
+        2 => mirror_avx2::<2>(dst, src),
+        _ => mirror_avx2::<4>(dst, src),
+    }
+}
+
+/// [`mirror_ssse3`] by AVX2 at 1, 2 or 4 channels (a 3-byte pixel would straddle the
+/// two 16-byte lanes): blocks of 32 bytes, each one load, a byte shuffle that reverses
+/// the pixels within each lane, a swap of the lanes and one store. On the Zen 3 EPYC
+/// it mirrored a 12 MP gray image 1.15x to 1.2x faster than the SSSE3 blocks (a C loop
+/// of both, median of 15). Returns the bytes of `dst` written, as [`mirror_ssse3`]
+/// does.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn mirror_avx2<const CN: usize>(dst: &mut [u8], src: &[u8]) -> usize {
+    use std::arch::x86_64::*;
+    assert!(matches!(CN, 1 | 2 | 4), "whole pixels per 16-byte lane");
+    let lane: [u8; 16] = const {
+        let mut t = [0u8; 16];
+        let mut j = 0;
+        while j < 16 {
+            t[j] = ((16 / CN - 1 - j / CN) * CN + j % CN) as u8;
+            j += 1;
+        }
+        t
+    };
+    let n = src.len().min(dst.len());
+    let blocks = n / 32;
+    // SAFETY: reads the 16 bytes of `lane`.
+    let idx = _mm256_broadcastsi128_si256(unsafe { _mm_loadu_si128(lane.as_ptr().cast()) });
+    for k in 0..blocks {
+        // SAFETY: block `k` from the end of `src` and block `k` of `dst` lie inside
+        // their first `n` bytes (`blocks * 32 <= n`).
+        unsafe {
+            let v = _mm256_loadu_si256(src.as_ptr().add(n - (k + 1) * 32).cast());
+            let r = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, idx), 0x4e);
+            _mm256_storeu_si256(dst.as_mut_ptr().add(k * 32).cast(), r);
+        }
+    }
+    blocks * 32
 }
 
 /// [`mirror_ssse3`] by AVX-512 VBMI: blocks of 64 bytes (63 at 3 channels), each one
@@ -363,7 +435,7 @@ fn rotate_u16(d: &[u16], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u16> 
     }
     if angle == 180 {
         // SAFETY: `mirror_row_cn` writes all of its row.
-        return unsafe { move_rows(d, w * cn, true, |o, s| mirror_row_cn(o, s, cn)) };
+        return unsafe { move_rows(d, w * cn, true, true, |o, s| mirror_row_cn(o, s, cn)) };
     }
     #[cfg(target_arch = "x86_64")]
     {
@@ -395,7 +467,7 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
     }
     if angle == 180 {
         // SAFETY: `mirror_row_u8` writes all of its row.
-        return unsafe { move_rows(d, stride, true, |o, s| mirror_row_u8(o, s, cn)) };
+        return unsafe { move_rows(d, stride, true, true, |o, s| mirror_row_u8(o, s, cn)) };
     }
     #[cfg(target_arch = "x86_64")]
     if cn != 3 || std::arch::is_x86_feature_detected!("ssse3") {
@@ -2895,8 +2967,8 @@ mod tests {
                 mirror_row_u8(&mut fast, &src, cn);
                 mirror_row_cn(&mut slow, &src, cn);
                 assert_eq!(fast, slow, "{w} pixels of {cn} channels");
-                // The SSSE3 blocks too, which `mirror_row_u8` passes over where the
-                // CPU has AVX-512 VBMI.
+                // The SSSE3 and AVX2 blocks too, which `mirror_row_u8` passes over
+                // where the CPU has a wider path.
                 #[cfg(target_arch = "x86_64")]
                 if std::arch::is_x86_feature_detected!("ssse3") {
                     let mut s3 = vec![2; src.len()];
@@ -2905,6 +2977,15 @@ mod tests {
                     let n = src.len();
                     mirror_row_cn(&mut s3[done..], &src[..n - done], cn);
                     assert_eq!(s3, slow, "SSSE3, {w} pixels of {cn} channels");
+                }
+                #[cfg(target_arch = "x86_64")]
+                if cn != 3 && std::arch::is_x86_feature_detected!("avx2") {
+                    let mut s2 = vec![3; src.len()];
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    let done = unsafe { mirror_avx2_cn(&mut s2, &src, cn) };
+                    let n = src.len();
+                    mirror_row_cn(&mut s2[done..], &src[..n - done], cn);
+                    assert_eq!(s2, slow, "AVX2, {w} pixels of {cn} channels");
                 }
                 // And the scalar one is a mirror: pixel x comes from w - 1 - x.
                 for x in 0..w {

@@ -26,13 +26,39 @@ pub fn bands_by<T: Send>(
     if row_len == 0 || out.is_empty() {
         return;
     }
-    let rows_per_band = (TASK_SAMPLES / row_len)
-        .min(band_rows_for_balance(out.len() / row_len))
-        .max(1)
-        .next_multiple_of(rows.max(1));
+    let rows_per_band = rows_per_band(out.len() / row_len, row_len, rows);
     out.par_chunks_mut(rows_per_band * row_len)
         .enumerate()
         .for_each(|(i, band)| f(i * rows_per_band, band));
+}
+
+/// [`bands`] handed out from the last band to the first, which is the order they run
+/// in on one thread (and on each thread within its share): for a pass that reads its
+/// source back to front and walks each band's rows from the last, so that the source
+/// is read as one falling stream that the hardware prefetcher follows, rather than a
+/// row-long one that turns at every row (a left-right flip's mirror, 1.2x faster).
+pub fn bands_rev<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
+    if row_len == 0 || out.is_empty() {
+        return;
+    }
+    let rows_per_band = rows_per_band(out.len() / row_len, row_len, 1);
+    out.par_chunks_mut(rows_per_band * row_len)
+        .enumerate()
+        .rev()
+        .for_each(|(i, band)| f(i * rows_per_band, band));
+}
+
+/// Rows per band of [`bands_by`] for `total` rows of `row_len` samples, a multiple of
+/// `rows`.
+fn rows_per_band(total: usize, row_len: usize, rows: usize) -> usize {
+    (TASK_SAMPLES / row_len)
+        .min(band_rows_for_balance(total))
+        .max(1)
+        .next_multiple_of(rows.max(1))
 }
 
 /// Bands per thread, at least, where a pool has several: with few bands the last ones
