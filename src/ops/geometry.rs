@@ -2286,11 +2286,14 @@ fn area_int_n<const CN: usize>(
                         unsafe { halve_row_vbmi(r0, r1, row, CN, prefetch) };
                         continue;
                     }
-                    // Output samples made by AVX2 (2 and 4 channels); the rest below.
+                    // Output samples made by AVX2 (2 to 4 channels); the rest below.
                     #[cfg(target_arch = "x86_64")]
                     let done = if (CN == 2 || CN == 4) && avx2 {
                         // SAFETY: the CPU has AVX2 (checked above).
                         unsafe { halve_row_avx2::<CN>(r0, r1, row) }
+                    } else if CN == 3 && avx2 {
+                        // SAFETY: as above.
+                        unsafe { halve_row_avx2_rgb(r0, r1, row) }
                     } else {
                         0
                     };
@@ -2447,6 +2450,85 @@ unsafe fn halve_row_avx2<const CN: usize>(r0: &[u8], r1: &[u8], out: &mut [u8]) 
         _mm256_storeu_si256(po.add(32 * k).cast(), v);
     }
     32 * steps
+}
+
+/// [`halve_row`] for 3 channels by AVX2, 24 output samples a step. A 3-byte pixel
+/// straddles the 16-byte lanes that [`halve_row_avx2`]'s shuffles work in, so each lane
+/// here holds a window of 16 source bytes that starts on a whole pair of pixels and
+/// uses its first 12 (two output pixels): one shuffle puts the two horizontal
+/// neighbours of each of the 6 output samples side by side, a multiply-add with ones
+/// sums them, and the rows' sums are added, rounded and shifted. A step's four windows
+/// start 12 bytes apart, ordered in the two vectors so that after the pack each lane
+/// holds 12 consecutive output samples; one more shuffle and a dword permute close the
+/// gaps. The step stores 32 bytes, of which the next step overwrites the last 8.
+/// [`halve_row_by_columns`] ran the RGB halving at 0.82x OpenCV on the Zen 3 EPYC.
+/// Returns the output bytes written (whole steps); the rest of `out` is left to
+/// [`halve_row`]'s kin.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn halve_row_avx2_rgb(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    // Within a window: output sample j (of 6) sums bytes 2j and 2j+1 of the shuffled
+    // window, the same channel of the window's pixels 2q and 2q+1 (q = j / 3); the
+    // last two words are zero.
+    let pairs: [u8; 16] = const {
+        let mut t = [0x80u8; 16];
+        let mut j = 0;
+        while j < 6 {
+            t[2 * j] = (6 * (j / 3) + j % 3) as u8;
+            t[2 * j + 1] = (6 * (j / 3) + 3 + j % 3) as u8;
+            j += 1;
+        }
+        t
+    };
+    // After the pack, a lane's bytes 0-5 and 8-13 are its 12 output samples.
+    let close: [u8; 16] = [
+        0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 0x80, 0x80, 0x80, 0x80,
+    ];
+    // SAFETY: reads the 16 bytes of each table.
+    let (pairs, close) = unsafe {
+        (
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(pairs.as_ptr().cast())),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(close.as_ptr().cast())),
+        )
+    };
+    let lanes = _mm256_setr_epi32(0, 1, 2, 4, 5, 6, 7, 7);
+    let ones = _mm256_set1_epi8(1);
+    let two = _mm256_set1_epi16(2);
+    // A step reads 48 source bytes and the 16-byte window at 36, and stores 32 bytes.
+    let n = r0.len().min(r1.len());
+    let steps = if n < 52 || out.len() < 32 {
+        0
+    } else {
+        ((n - 52) / 48 + 1).min((out.len() - 32) / 24 + 1)
+    };
+    let (p0, p1, po) = (r0.as_ptr(), r1.as_ptr(), out.as_mut_ptr());
+    // The rounded 2x2 averages (as words) of the windows at `lo` and `hi` bytes, in
+    // the low and the high lane.
+    let half = |lo: usize, hi: usize| {
+        // SAFETY: `hi + 16 <= 48 * (steps - 1) + 52 <= n`, inside both rows.
+        let (a, b) = unsafe {
+            (
+                _mm256_loadu2_m128i(p0.add(hi).cast(), p0.add(lo).cast()),
+                _mm256_loadu2_m128i(p1.add(hi).cast(), p1.add(lo).cast()),
+            )
+        };
+        let sa = _mm256_maddubs_epi16(_mm256_shuffle_epi8(a, pairs), ones);
+        let sb = _mm256_maddubs_epi16(_mm256_shuffle_epi8(b, pairs), ones);
+        _mm256_srli_epi16::<2>(_mm256_add_epi16(_mm256_add_epi16(sa, sb), two))
+    };
+    for k in 0..steps {
+        let at = 48 * k;
+        // Low lane: outputs 0-5 and 6-11; high lane: 12-17 and 18-23.
+        let v = _mm256_packus_epi16(half(at, at + 24), half(at + 12, at + 36));
+        let v = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, close), lanes);
+        // SAFETY: `24 * k + 32 <= out.len()`.
+        _mm256_storeu_si256(po.add(24 * k).cast(), v);
+    }
+    24 * steps
 }
 
 /// [`halve_row`] for 2, 3 and 4 channels by AVX-512 VBMI byte permutes: 32 output
