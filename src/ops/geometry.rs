@@ -44,8 +44,8 @@ fn map_samples(
 /// Where `row` reads its source back to front (`mirror`), the rows are walked so that
 /// the source is read as one falling stream: a left-right mirror makes its last row
 /// first ([`par::bands_rev`]). Walked top-down, each row's read ran against the one
-/// before it, and a 12 MP gray mirror ran 1.2x slower (a C loop of both, median of 15,
-/// on the Zen 3 EPYC). A copy walks top-down whichever way it goes: there the order
+/// before it, and a 12 MP gray mirror ran 1.2x to 1.25x slower (a C loop of both,
+/// median of 15, on the Zen 3 EPYC). A copy walks top-down whichever way it goes: there the order
 /// made no difference.
 ///
 /// # Safety
@@ -254,9 +254,10 @@ unsafe fn mirror_avx2_cn(dst: &mut [u8], src: &[u8], cn: usize) -> usize {
 /// [`mirror_ssse3`] by AVX2 at 1, 2 or 4 channels (a 3-byte pixel would straddle the
 /// two 16-byte lanes): blocks of 32 bytes, each one load, a byte shuffle that reverses
 /// the pixels within each lane, a swap of the lanes and one store. On the Zen 3 EPYC
-/// it mirrored a 12 MP gray image 1.15x to 1.2x faster than the SSSE3 blocks (a C loop
-/// of both, median of 15). Returns the bytes of `dst` written, as [`mirror_ssse3`]
-/// does.
+/// it mirrored a 12 MP gray image 1.07x to 1.19x faster than the SSSE3 blocks (a C
+/// loop of both, median of 15, four runs); with the walk from the last row (see
+/// [`move_rows`]) a gray flip ran 1.51x faster, RGBA 1.14x (optable, 7 alternating
+/// rounds). Returns the bytes of `dst` written, as [`mirror_ssse3`] does.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn mirror_avx2<const CN: usize>(dst: &mut [u8], src: &[u8]) -> usize {
