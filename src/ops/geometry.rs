@@ -45,8 +45,8 @@ fn map_samples(
 /// the source is read as one falling stream: a left-right mirror makes its last row
 /// first ([`par::bands_rev`]). Walked top-down, each row's read ran against the one
 /// before it, and a 12 MP gray mirror ran 1.2x to 1.25x slower (a C loop of both,
-/// median of 15, on the Zen 3 EPYC). A copy walks top-down whichever way it goes: there the order
-/// made no difference.
+/// median of 15, on the Zen 3 EPYC). A copy walks top-down whichever way it goes:
+/// there the order made no difference.
 ///
 /// # Safety
 /// `row(dst, src)` must write every element of `dst` (which is as long as `src`).
