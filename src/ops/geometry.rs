@@ -61,6 +61,8 @@ unsafe fn move_rows<T: Copy + Send + Sync>(
         return d.to_vec();
     }
     let rows = d.len() / stride;
+    // A left-right mirror walks from the last row; see above.
+    let last_first = mirror && !upside_down;
     let band = |y0: usize, band: &mut [T]| {
         let one = |r: usize, o: &mut [T]| {
             let sy = if upside_down {
@@ -71,14 +73,14 @@ unsafe fn move_rows<T: Copy + Send + Sync>(
             row(o, &d[sy * stride..(sy + 1) * stride]);
         };
         let band = band.chunks_exact_mut(stride).enumerate();
-        if mirror && !upside_down {
+        if last_first {
             band.rev().for_each(|(r, o)| one(r, o));
         } else {
             band.for_each(|(r, o)| one(r, o));
         }
     };
     let fill = |out: &mut [T]| {
-        if mirror && !upside_down {
+        if last_first {
             par::bands_rev(out, stride, band)
         } else {
             par::bands(out, stride, band)
@@ -154,7 +156,8 @@ const fn mirror_masks(cn: usize) -> [[[u8; 16]; 3]; 3] {
 }
 
 /// `dst` = the pixels (`cn` bytes each) of `src` in reverse order: whole blocks with
-/// AVX-512 VBMI, or else AVX2 (not at 3 channels), or else SSSE3, where present, the rest (or all) through [`mirror_row`].
+/// AVX-512 VBMI, or else AVX2 (not at 3 channels), or else SSSE3, where present; the
+/// rest (or all) through [`mirror_row`].
 fn mirror_row_u8(dst: &mut [u8], src: &[u8], cn: usize) {
     #[cfg(target_arch = "x86_64")]
     let done = if par::has_vbmi() {

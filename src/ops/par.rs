@@ -23,13 +23,7 @@ pub fn bands_by<T: Send>(
     rows: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
-    if row_len == 0 || out.is_empty() {
-        return;
-    }
-    let rows_per_band = rows_per_band(out.len() / row_len, row_len, rows);
-    out.par_chunks_mut(rows_per_band * row_len)
-        .enumerate()
-        .for_each(|(i, band)| f(i * rows_per_band, band));
+    split(out, row_len, rows, false, f)
 }
 
 /// [`bands`] handed out from the last band to the first, which is the order they run
@@ -42,23 +36,31 @@ pub fn bands_rev<T: Send>(
     row_len: usize,
     f: impl Fn(usize, &mut [T]) + Sync + Send,
 ) {
+    split(out, row_len, 1, true, f)
+}
+
+/// [`bands_by`], or [`bands_rev`] where `last_first`.
+fn split<T: Send>(
+    out: &mut [T],
+    row_len: usize,
+    rows: usize,
+    last_first: bool,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     if row_len == 0 || out.is_empty() {
         return;
     }
-    let rows_per_band = rows_per_band(out.len() / row_len, row_len, 1);
-    out.par_chunks_mut(rows_per_band * row_len)
-        .enumerate()
-        .rev()
-        .for_each(|(i, band)| f(i * rows_per_band, band));
-}
-
-/// Rows per band of [`bands_by`] for `total` rows of `row_len` samples, a multiple of
-/// `rows`.
-fn rows_per_band(total: usize, row_len: usize, rows: usize) -> usize {
-    (TASK_SAMPLES / row_len)
-        .min(band_rows_for_balance(total))
+    let rows_per_band = (TASK_SAMPLES / row_len)
+        .min(band_rows_for_balance(out.len() / row_len))
         .max(1)
-        .next_multiple_of(rows.max(1))
+        .next_multiple_of(rows.max(1));
+    let band = |(i, band): (usize, &mut [T])| f(i * rows_per_band, band);
+    let bands = out.par_chunks_mut(rows_per_band * row_len).enumerate();
+    if last_first {
+        bands.rev().for_each(band)
+    } else {
+        bands.for_each(band)
+    }
 }
 
 /// Bands per thread, at least, where a pool has several: with few bands the last ones
@@ -137,11 +139,11 @@ pub unsafe fn uninit<T: Copy>(len: usize, fill: impl FnOnce(&mut [T])) -> Vec<T>
 
 /// `dst.copy_from_slice(src)` (the same length) by moves of 64 elements, front to
 /// back, for a row copy whose source and destination shift against each other from
-/// row to row (pad's, and a crop's). `copy_from_slice` calls glibc's `memcpy`, which copies rows of a
-/// few KB with `rep movsb`, and on this AMD EPYC that instruction's speed depends on
-/// where the two rows sit in their cache lines relative to each other: 3,000 copies of
-/// 4,000 bytes took 0.40 ms with the destination 0 or 32 bytes past the source's
-/// offset and 0.87 ms at 16 (a C loop of `memcpy`, best of 60). Pad on gray ran at two
+/// row to row (pad's, and a crop's). `copy_from_slice` calls glibc's `memcpy`, which
+/// copies rows of a few KB with `rep movsb`, and on this AMD EPYC that instruction's
+/// speed depends on where the two rows sit in their cache lines relative to each
+/// other: 3,000 copies of 4,000 bytes took 0.40 ms with the destination 0 or 32 bytes
+/// past the source's offset and 0.87 ms at 16 (a C loop of `memcpy`, best of 60). Pad on gray ran at two
 /// thirds of a whole-image copy's speed with `copy_from_slice` and at the copy's speed
 /// with this. Where the offsets stay equal (flip's row copies), `rep movsb` is the
 /// faster one, so those keep `copy_from_slice`. On an Intel Xeon (model 167) it is the
