@@ -26,6 +26,8 @@ import statistics
 import subprocess
 import tempfile
 
+import cv2
+import numpy as np
 from PIL import Image
 
 import bench_vs_opencv as bench
@@ -48,8 +50,8 @@ def main():
     cpus = sorted(os.sched_getaffinity(0))
     if n < 2 or len(cpus) < n:
         ap.error(f"--threads {n} needs at least 2 and at most the {len(cpus)} CPUs this process may use")
-    import cv2
-    import numpy as np
+    if args.rounds < 1:
+        ap.error("--rounds must be at least 1")
     src = cv2.imread(os.path.join(bench.CORPUS, "photos", "Elephants_5640x3172.jpg"))
     rgb = np.ascontiguousarray(cv2.cvtColor(src[:3000, :4000], cv2.COLOR_BGR2RGB))
     subprocess.run(["cargo", "bench", "-q", "--bench", "optable", "--no-run"], cwd=ROOT, check=True,
