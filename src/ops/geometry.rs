@@ -496,7 +496,7 @@ fn rotate_u8(d: &[u8], w: usize, h: usize, cn: usize, angle: u32) -> Vec<u8> {
 /// are asked for ahead, since the hardware prefetcher does not follow a column. The
 /// pixels left at the right and bottom edges are copied one by one. Every output pixel
 /// is written. (16x16 gray blocks with 16-byte stores measured 0.76-0.88x these.)
-/// Images of 4- and 8-byte pixels too large for the cache go to
+/// Images of 3-, 4- and 8-byte pixels too large for the cache go to
 /// [`quarter_turn_streamed`].
 #[cfg(target_arch = "x86_64")]
 fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: &mut [u8]) {
@@ -512,6 +512,8 @@ fn quarter_turn_tiles(d: &[u8], w: usize, h: usize, cn: usize, angle: u32, out: 
     };
     if d.len() >= stream_from {
         match cn {
+            // SSSE3 is present (checked in `rotate_u8`).
+            3 => return quarter_turn_streamed::<3>(d, w, h, angle, out),
             4 => return quarter_turn_streamed::<4>(d, w, h, angle, out),
             8 => return quarter_turn_streamed::<8>(d, w, h, angle, out),
             _ => {}
@@ -629,7 +631,7 @@ fn turn_edges(
 }
 
 /// Source images from this size on (bytes) take [`quarter_turn_streamed`] when their
-/// pixels are 4 or 8 bytes. Below it, source and result mostly stay in the cache, where
+/// pixels are 3, 4 or 8 bytes. Below it, source and result mostly stay in the cache, where
 /// the tiles' cached writes are faster. One thread, RGBA, MP/s of the tiles against the
 /// streamed walk on the development VM: 3 MP (12 MB) 2,851 against 1,887; 5.9 MP (23
 /// MB) 2,562 against 2,055; 7 MP (28 MB) 1,209 against 1,762; 8.7 MP (35 MB) 863
@@ -647,17 +649,21 @@ const STREAM_MIN_BYTES: usize = 24 << 20;
 #[cfg(target_arch = "x86_64")]
 const STREAM_MIN_BYTES_AMD: usize = 6 << 20;
 
-/// [`quarter_turn_tiles`] for `CN`-byte pixels, 4 (RGBA, 16-bit gray+alpha) or 8
-/// (16-bit RGBA), of images too large for the cache. The tiles walk down source
-/// columns, reading one 64-byte line per source row; from memory that ran at a third of
-/// a copy's speed, however far ahead the lines were prefetched and however tall the
-/// tiles. Here a band of up to
-/// [`STREAM_BAND_ROWS`] output rows (as many source columns) walks down the source 64 /
-/// `CN` rows at a time, reading each of those rows along the band's width, and each step
-/// makes 64 bytes of each of the band's output rows: a whole cache line, stored past
-/// the cache (non-temporal), so that the line is not first read from memory. Where an
-/// output row does not start on a line, its line is made of the previous step's last
-/// bytes and this step's first; the partial lines at its two ends are stored normally.
+/// [`quarter_turn_tiles`] for `CN`-byte pixels of images too large for the cache: 3
+/// (RGB), 4 (RGBA, 16-bit gray+alpha) or 8 (16-bit RGBA) in use; 1, 2 and 6 work too
+/// (the tests run them) but ran no faster than the tiles on 12 MP (gray 0.83x to 0.88x,
+/// gray+alpha 0.95x to 1.08x, 16-bit RGB 0.96x to 0.99x, one thread). The tiles walk
+/// down source columns, reading one 64-byte line per source row; from memory that ran
+/// at a third of a copy's speed, however far ahead the lines were prefetched and
+/// however tall the tiles. Here a band of up to [`STREAM_BAND_ROWS`] output rows (as
+/// many source columns) walks down the source a step of rows at a time, reading each
+/// of those rows along the band's width, and each step makes whole cache lines of each
+/// of the band's output rows (one line of 64 / `CN` pixels, or three lines of 192 /
+/// `CN` pixels where a line does not hold whole pixels), stored past the cache
+/// (non-temporal), so that a line is not first read from memory. Where an output row
+/// does not start on a line, its first line is made of the previous step's last bytes
+/// and this step's first; the partial lines at its two ends are stored normally, and
+/// so are the blocks of 8 output columns after the last whole step.
 /// 12 MP RGBA, median of 7 alternating rounds: one thread 2.3x the tiles (894 to
 /// 2,046 MP/s, about a copy's speed), two threads 2.0x; 16-bit gray+alpha 2.3x. With
 /// normal stores this walk ran at 0.64x the tiles.
@@ -669,6 +675,14 @@ const STREAM_MIN_BYTES_AMD: usize = 6 << 20;
 /// two threads had run at 0.78x of two independent one-thread processes; 16-bit
 /// gray+alpha 1.27x and 1.84x on one thread, 16-bit RGBA 1.03x to 1.07x (two threads
 /// 1.13x to 1.24x). Two steps ahead was no better.
+///
+/// RGB (three lines a step of 64 rows), against the tiles, same machine and method (11
+/// rounds): 12 MP one thread 1.48x to 1.50x (460 to 692 MP/s), two threads 1.39x to
+/// 1.42x; 3 MP 1.48x to 1.52x and 1.68x to 1.93x; 6 MP 1.41x to 1.44x and 1.63x to
+/// 1.65x. Making RGBA's steps by the same code as RGB's cost it against the one-line
+/// form before (4 runs of 11 alternating rounds): 90 degrees 0.89x to 0.94x, 270
+/// degrees 0.98x to 1.08x; the cause is not the blocks after the last step, how often
+/// the rows are asked for, inlining or the alignment of `made`.
 #[cfg(target_arch = "x86_64")]
 fn quarter_turn_streamed<const CN: usize>(
     d: &[u8],
@@ -677,72 +691,90 @@ fn quarter_turn_streamed<const CN: usize>(
     angle: u32,
     out: &mut [u8],
 ) {
-    // Source rows a step (output pixels a line): two 8x8 blocks of 4-byte pixels, one
-    // of 8-byte pixels.
-    let step = 64 / CN;
+    // Bytes a step makes of each output row: whole cache lines of whole pixels (one
+    // line, or three for 3- and 6-byte pixels); output pixels (source rows) a step.
+    let line_bytes = if CN.is_multiple_of(3) { 192 } else { 64 };
+    let step = line_bytes / CN;
     let ow = h;
     let ostride = ow * CN;
-    let sstride = (w * CN) as isize;
-    // Output columns made by whole steps.
+    // Output columns made by whole steps, then by whole 8x8 blocks.
     let cols = ow / step * step;
+    let block_cols = ow / 8 * 8;
+    // Blocks (8 output rows) between two requests for the same source row, so that the
+    // requests are at most a line apart.
+    let ask_every = (64 / (8 * CN)).max(1);
     // Wide bands, but several per thread.
     let band_rows = (w / (rayon::current_num_threads() * 4)).clamp(8, STREAM_BAND_ROWS) / 8 * 8;
     par::bands_by(out, ostride, band_rows, |y0, rows| {
         let whole_rows = rows.len() / ostride / 8 * 8;
-        // Each row's start within its cache line, and its previous step's 64 bytes.
+        // Each row's start within its cache line, and its previous step's last 64 bytes.
         let phase: Vec<usize> = (0..whole_rows)
             .map(|r| rows[r * ostride..].as_ptr() as usize % 64)
             .collect();
         let mut carry = vec![[0u8; 64]; whole_rows];
+        // 8 output rows of a step, `line_bytes` apart (64 or 192).
+        let mut made = [0u8; 8 * 192];
         for xb in (0..cols).step_by(step) {
             for g in 0..whole_rows / 8 {
                 let yt = y0 + 8 * g;
-                // Output rows yt.. (8 of them), columns xb.. (`step`): 8x8 blocks.
-                let mut made = [[0u8; 64]; 8];
                 // The same columns of the next step's source rows, asked for a step
-                // ahead: the block reads 8 pixels of each row, a cache line or part of
-                // one, and the next block (g + 1) goes on from its end, so the band's
-                // stretch of each row is asked for line by line.
-                let first = if angle == 90 { yt } else { w - 8 - yt };
-                for x in (xb + step..xb + 2 * step).take_while(|&x| x < ow) {
-                    let (sr, _) = turn_source(w, h, angle, x, yt);
-                    par::prefetch(&d[(sr * w + first) * CN..][..1]);
-                }
-                for half in 0..step / 8 {
-                    let x = xb + 8 * half;
-                    // SAFETY: source rows x..x + 8 (90 degrees: h - 1 - x down to h - 8
-                    // - x) below `h` since x + 8 <= cols <= h, and source columns yt..
-                    // yt + 8 (or w - 8 - yt..) below `w` since the band's whole rows
-                    // are output rows below `w`; `made` holds 8 rows of 64 bytes.
-                    unsafe {
-                        let m = made.as_mut_ptr().cast::<u8>();
-                        if angle == 90 {
-                            let sp = d.as_ptr().add(((h - 1 - x) * w + yt) * CN);
-                            transpose8::<CN>(sp, -sstride, m.add(8 * CN * half), 64);
-                        } else {
-                            // Output row yt + j is source column w - 1 - yt - j: the
-                            // block's last result row is its first source column.
-                            let sp = d.as_ptr().add((x * w + (w - 8 - yt)) * CN);
-                            let dp = m.add(7 * 64 + 8 * CN * half);
-                            transpose8::<CN>(sp, sstride, dp, -64);
-                        }
+                // ahead: each block reads 8 pixels of each row, and the next one goes
+                // on from its end, so the band's stretch of each row is asked for
+                // line by line.
+                if g % ask_every == 0 {
+                    let first = if angle == 90 { yt } else { w - 8 - yt };
+                    for x in (xb + step..xb + 2 * step).take_while(|&x| x < ow) {
+                        let (sr, _) = turn_source(w, h, angle, x, yt);
+                        par::prefetch(&d[(sr * w + first) * CN..][..1]);
                     }
                 }
-                for (j, line) in made.iter().enumerate() {
+                for k in 0..step / 8 {
+                    // SAFETY: xb + 8k + 8 <= cols <= h and yt + 8 <= w (whole output rows
+                    // of the band); `made` holds 8 rows of `line_bytes`, and this block's
+                    // 8 pixels of each start at 8 * CN * k < line_bytes; SSSE3 for 3-byte
+                    // pixels is checked in `rotate_u8`.
+                    unsafe {
+                        let dp = made.as_mut_ptr().add(8 * CN * k);
+                        turn_block::<CN>(
+                            d,
+                            (w, h),
+                            angle,
+                            (xb + 8 * k, yt),
+                            dp,
+                            line_bytes as isize,
+                        );
+                    }
+                }
+                for (j, made) in made[..8 * line_bytes].chunks_exact(line_bytes).enumerate() {
                     let r = 8 * g + j;
                     let (q, at) = (phase[r], r * ostride + xb * CN);
                     if q == 0 {
-                        stream_line(&mut rows[at..at + 64], line);
+                        for (k, line) in made.chunks_exact(64).enumerate() {
+                            stream_line(&mut rows[at + 64 * k..at + 64 * k + 64], line);
+                        }
                     } else if xb == 0 {
-                        // The row's first, partial line.
-                        rows[at..at + 64 - q].copy_from_slice(&line[..64 - q]);
+                        // The row's first, partial line, and whole ones after it.
+                        rows[at..at + 64 - q].copy_from_slice(&made[..64 - q]);
+                        if line_bytes > 64 {
+                            for (k, line) in made[64 - q..].chunks_exact(64).enumerate() {
+                                let to = at + 64 - q + 64 * k;
+                                stream_line(&mut rows[to..to + 64], line);
+                            }
+                        }
                     } else {
+                        // The line that the previous step began, then whole ones.
                         let mut pair = [0u8; 128];
                         pair[..64].copy_from_slice(&carry[r]);
-                        pair[64..].copy_from_slice(line);
+                        pair[64..].copy_from_slice(&made[..64]);
                         stream_line(&mut rows[at - q..at - q + 64], &pair[64 - q..128 - q]);
+                        if line_bytes > 64 {
+                            for (k, line) in made[64 - q..].chunks_exact(64).enumerate() {
+                                let to = at + 64 - q + 64 * k;
+                                stream_line(&mut rows[to..to + 64], line);
+                            }
+                        }
                     }
-                    carry[r] = *line;
+                    carry[r].copy_from_slice(&made[line_bytes - 64..]);
                 }
             }
         }
@@ -757,8 +789,63 @@ fn quarter_turn_streamed<const CN: usize>(
         // stores before whatever this thread does next (the band's end, which the pool
         // publishes).
         unsafe { std::arch::x86_64::_mm_sfence() };
-        turn_edges(d, (w, h, CN), angle, y0, rows, (whole_rows, cols));
+        // Whole blocks after the steps, stored normally.
+        for x in (cols..block_cols).step_by(8) {
+            for g in 0..whole_rows / 8 {
+                let dp = rows[8 * g * ostride + x * CN..].as_mut_ptr();
+                // SAFETY: x + 8 <= block_cols <= h, y0 + 8g + 8 <= w, and the block's 8
+                // rows of 8 pixels from column x are whole rows of the band, below
+                // `block_cols`.
+                unsafe {
+                    turn_block::<CN>(d, (w, h), angle, (x, y0 + 8 * g), dp, ostride as isize)
+                };
+            }
+        }
+        turn_edges(d, (w, h, CN), angle, y0, rows, (whole_rows, block_cols));
     });
+}
+
+/// One 8x8 block of [`quarter_turn_streamed`]: output rows `yt..yt + 8` and columns
+/// `x..x + 8` of a quarter turn of `d` (`w x h` pixels of `CN` bytes), into 8 rows at
+/// `dp`, `ds` bytes apart.
+///
+/// # Safety
+/// `x + 8 <= h` and `yt + 8 <= w`, so that the source rows (90 degrees: h - 1 - x down
+/// to h - 8 - x) and columns (270 degrees: w - 8 - yt..) lie in `d`; the 8 rows of 8
+/// pixels at `dp` are the caller's to write; SSSE3 is present where `CN` is 3.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn turn_block<const CN: usize>(
+    d: &[u8],
+    (w, h): (usize, usize),
+    angle: u32,
+    (x, yt): (usize, usize),
+    dp: *mut u8,
+    ds: isize,
+) {
+    debug_assert!(x + 8 <= h && yt + 8 <= w && d.len() >= w * h * CN);
+    let sstride = (w * CN) as isize;
+    // SAFETY: inside `d` and the caller's rows (the caller's promise).
+    unsafe {
+        let (sp, ss, dp, ds) = if angle == 90 {
+            (
+                d.as_ptr().add(((h - 1 - x) * w + yt) * CN),
+                -sstride,
+                dp,
+                ds,
+            )
+        } else {
+            // Output row yt + j is source column w - 1 - yt - j: the block's last
+            // result row is its first source column.
+            let sp = d.as_ptr().add((x * w + (w - 8 - yt)) * CN);
+            (sp, sstride, dp.offset(7 * ds), -ds)
+        };
+        match CN {
+            3 => transpose8_rgb(sp, ss, dp, ds),
+            6 => transpose8_copy::<6>(sp, ss, dp, ds),
+            _ => transpose8::<CN>(sp, ss, dp, ds),
+        }
+    }
 }
 
 /// Output rows a band of [`quarter_turn_streamed`] may have: 2 KB of each source row
@@ -3404,10 +3491,18 @@ mod tests {
     #[test]
     #[cfg(target_arch = "x86_64")]
     fn the_streamed_quarter_turn_equals_the_per_pixel_one() {
-        // Rows starting anywhere in a cache line (the output slice is offset), widths
-        // and heights around the steps of 16 and 8 and the groups of 8, bands on 1 and 3
-        // threads.
+        // Every pixel size (bytes: 8-bit gray to RGBA, 16-bit RGB and RGBA), rows
+        // starting anywhere in a cache line (the output slice is offset), widths and
+        // heights around the steps (8 to 64 pixels), the blocks of 8 after the last
+        // step and the groups of 8, bands on 1 and 3 threads. The reference turns each
+        // pixel whole, as its index in a u64, and both sides spell index i as the same
+        // `cn` bytes.
         let pool = par::test_pool(3);
+        let spell = |idx: &[u64], cn: usize| -> Vec<u8> {
+            idx.iter()
+                .flat_map(|&i| i.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes()[..cn].to_vec())
+                .collect()
+        };
         for (w, h) in [
             (1, 1),
             (8, 16),
@@ -3416,49 +3511,42 @@ mod tests {
             (301, 64),
             (77, 130),
             (1030, 47),
+            (45, 200),
+            (23, 257),
         ] {
-            let (wu, hu) = (w as usize, h as usize);
-            // 4-byte pixels (RGBA), and 8-byte ones (16-bit RGBA) whose reference turns
-            // them whole, as u64.
-            let rgba = ramp(w, h, 4).u8_data().to_vec();
-            let wide: Vec<u64> = (0..wu * hu)
-                .map(|i| (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-                .collect();
-            let wide_bytes: Vec<u8> = wide.iter().flat_map(|v| v.to_ne_bytes()).collect();
-            for (cn, angle) in [(4, 90), (4, 270), (8, 90), (8, 270)] {
-                let (src, want): (&[u8], Vec<u8>) = if cn == 4 {
-                    (&rgba, rotate_t(&rgba, wu, hu, 4, angle))
-                } else {
-                    let turned = rotate_t(&wide, wu, hu, 1, angle);
-                    (
-                        &wide_bytes,
-                        turned.iter().flat_map(|v| v.to_ne_bytes()).collect(),
-                    )
-                };
-                for offset in [0, 4, 13, 32, 60] {
-                    for threads in [1, 3] {
-                        let mut out = vec![0xEEu8; want.len() + offset + 64];
-                        let mut turn = || {
-                            let o = &mut out[offset..offset + want.len()];
-                            if cn == 4 {
-                                quarter_turn_streamed::<4>(src, wu, hu, angle, o)
+            let index: Vec<u64> = (0..(w * h) as u64).collect();
+            for cn in [1, 2, 3, 4, 6, 8] {
+                let src = spell(&index, cn);
+                for angle in [90, 270] {
+                    let want = spell(&rotate_t(&index, w, h, 1, angle), cn);
+                    for offset in [0, 4, 13, 32, 60] {
+                        for threads in [1, 3] {
+                            let mut out = vec![0xEEu8; want.len() + offset + 64];
+                            let mut turn = || {
+                                let o = &mut out[offset..offset + want.len()];
+                                match cn {
+                                    1 => quarter_turn_streamed::<1>(&src, w, h, angle, o),
+                                    2 => quarter_turn_streamed::<2>(&src, w, h, angle, o),
+                                    3 => quarter_turn_streamed::<3>(&src, w, h, angle, o),
+                                    4 => quarter_turn_streamed::<4>(&src, w, h, angle, o),
+                                    6 => quarter_turn_streamed::<6>(&src, w, h, angle, o),
+                                    _ => quarter_turn_streamed::<8>(&src, w, h, angle, o),
+                                }
+                            };
+                            if threads == 1 {
+                                turn()
                             } else {
-                                quarter_turn_streamed::<8>(src, wu, hu, angle, o)
+                                pool.install(turn)
                             }
-                        };
-                        if threads == 1 {
-                            turn()
-                        } else {
-                            pool.install(turn)
+                            let label =
+                                format!("{w}x{h}x{cn} bytes by {angle} at {offset} on {threads}");
+                            assert_eq!(out[offset..offset + want.len()], want[..], "{label}");
+                            assert!(out[..offset].iter().all(|&v| v == 0xEE), "{label}");
+                            assert!(
+                                out[offset + want.len()..].iter().all(|&v| v == 0xEE),
+                                "{label}"
+                            );
                         }
-                        let label =
-                            format!("{w}x{h}x{cn} bytes by {angle} at {offset} on {threads}");
-                        assert_eq!(out[offset..offset + want.len()], want[..], "{label}");
-                        assert!(out[..offset].iter().all(|&v| v == 0xEE), "{label}");
-                        assert!(
-                            out[offset + want.len()..].iter().all(|&v| v == 0xEE),
-                            "{label}"
-                        );
                     }
                 }
             }
