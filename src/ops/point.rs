@@ -798,11 +798,15 @@ fn equalize_lut(hist: &[u32; 256], total: u32) -> [u8; 256] {
 
 const HSV_SHIFT: u32 = 12;
 
+/// OpenCV's two HSV division tables, as its RGB2HSV_b builds them; the per-pixel model
+/// and the OpenCL kernel use them, and [`hsv_div`] computes their entries.
+#[cfg(any(test, feature = "opencl"))]
 struct HsvTables {
     sdiv: [i32; 256],
     hdiv: [i32; 256],
 }
 
+#[cfg(any(test, feature = "opencl"))]
 fn hsv_tables() -> &'static HsvTables {
     static T: std::sync::OnceLock<HsvTables> = std::sync::OnceLock::new();
     T.get_or_init(|| {
@@ -816,6 +820,24 @@ fn hsv_tables() -> &'static HsvTables {
         }
         t
     })
+}
+
+/// The numerators of OpenCV's two HSV division tables: `sdiv[i]` is `HSV_SDIV / i`
+/// and `hdiv[i]` is `HSV_HDIV / i`, rounded (both are 0 at 0).
+const HSV_SDIV: f32 = (255 << HSV_SHIFT) as f32;
+const HSV_HDIV: f32 = ((180 << HSV_SHIFT) / 6) as f32;
+
+/// `num / d` rounded to the nearest integer, for `d` in 1..=255: the entry `d` of
+/// [`HsvTables`] without the table lookup, which does not vectorise (it took eight
+/// loads and inserts per table and 8 pixels). A single-precision quotient rounds to the
+/// same integers as the tables' exact ones for both numerators and every `d` (no
+/// quotient is within the division's error of a half; a test checks all of them).
+/// `d` of 0 gives `num`, which the callers multiply by 0.
+#[inline(always)]
+fn hsv_div(num: f32, d: i32) -> i32 {
+    let q = par::round_ties_even_small(num / d.max(1) as f32);
+    // SAFETY: `q` is an integer in 0..=num (below 2^21), so the conversion is exact.
+    unsafe { q.to_int_unchecked::<i32>() }
 }
 
 /// OpenCV's 8-bit RGB to HSV (H in 0..180), integer arithmetic as in RGB2HSV_b. The
@@ -905,14 +927,13 @@ pub fn hsv_shift(img: Image, dh: i32, ds: i32, dv: i32) -> Image {
     let img = if img.channels < 3 { to_rgb(img) } else { img };
     let mut img = img;
     let ch = img.channels as usize;
-    let t = hsv_tables();
     let w = img.width as usize;
     let vector_end = w / HSV_BLOCK * HSV_BLOCK;
     let shift = [dh, ds, dv];
     if let Samples::U8(d) = &mut img.samples {
         par::bands(d, w * ch, |_, band| {
             for row in band.chunks_exact_mut(w * ch) {
-                hsv_row(row, ch, vector_end, shift, t);
+                hsv_row(row, ch, vector_end, shift);
             }
         });
     }
@@ -931,35 +952,35 @@ fn pick(c: bool, a: f32, b: f32) -> f32 {
 const LANES: usize = HSV_BLOCK;
 
 /// One row of [`hsv_shift`]: whole blocks of [`LANES`] pixels, the last one padded.
-fn hsv_row(row: &mut [u8], ch: usize, vector_end: usize, shift: [i32; 3], t: &HsvTables) {
+fn hsv_row(row: &mut [u8], ch: usize, vector_end: usize, shift: [i32; 3]) {
     match ch {
-        3 => hsv_row3(row, vector_end, shift, t),
-        _ => hsv_row4(row, vector_end, shift, t),
+        3 => hsv_row3(row, vector_end, shift),
+        _ => hsv_row4(row, vector_end, shift),
     }
 }
 
 par::avx512_dispatch! {
-    fn hsv_row3(row: &mut [u8], vector_end: usize, shift: [i32; 3], t: &HsvTables) {
-        hsv_row_n::<3>(row, vector_end, shift, t)
+    fn hsv_row3(row: &mut [u8], vector_end: usize, shift: [i32; 3]) {
+        hsv_row_n::<3>(row, vector_end, shift)
     }
 }
 
 par::avx512_dispatch! {
-    fn hsv_row4(row: &mut [u8], vector_end: usize, shift: [i32; 3], t: &HsvTables) {
-        hsv_row_n::<4>(row, vector_end, shift, t)
+    fn hsv_row4(row: &mut [u8], vector_end: usize, shift: [i32; 3]) {
+        hsv_row_n::<4>(row, vector_end, shift)
     }
 }
 
 #[inline(always)]
-fn hsv_row_n<const CH: usize>(row: &mut [u8], vector_end: usize, shift: [i32; 3], t: &HsvTables) {
+fn hsv_row_n<const CH: usize>(row: &mut [u8], vector_end: usize, shift: [i32; 3]) {
     // The compiler's own code for the split and merge moved one byte at a time: over
     // half of custom_processing's time.
-    let vbmi = par::has_vbmi();
+    let moves = BlockMoves::best();
     let mut blocks = row.chunks_exact_mut(LANES * CH);
     let mut x0 = 0;
     for block in &mut blocks {
-        let planes = hsv_planes(&split_block::<CH>(block, vbmi), x0 < vector_end, shift, t);
-        merge_block::<CH>(&planes, block, vbmi);
+        let planes = hsv_planes(&split_block::<CH>(block, moves), x0 < vector_end, shift);
+        merge_block::<CH>(&planes, block, moves);
         x0 += LANES;
     }
     let rest = blocks.into_remainder();
@@ -967,27 +988,55 @@ fn hsv_row_n<const CH: usize>(row: &mut [u8], vector_end: usize, shift: [i32; 3]
         let mut tmp = [0u8; LANES * 4];
         let tmp = &mut tmp[..LANES * CH];
         tmp[..rest.len()].copy_from_slice(rest);
-        let planes = hsv_planes(&split_block::<CH>(tmp, false), false, shift, t);
-        merge_block::<CH>(&planes, tmp, false);
+        let planes = hsv_planes(&split_block::<CH>(tmp, BlockMoves::Samples), false, shift);
+        merge_block::<CH>(&planes, tmp, BlockMoves::Samples);
         rest.copy_from_slice(&tmp[..rest.len()]);
+    }
+}
+
+/// How [`split_block`] and [`merge_block`] move a block's samples.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BlockMoves {
+    /// One sample at a time (any CPU).
+    Samples,
+    /// AVX2 byte shuffles within 16-byte lanes and dword unpacks.
+    Avx2,
+    /// AVX-512 VBMI byte permutes across whole registers.
+    Vbmi,
+}
+
+impl BlockMoves {
+    /// The fastest the CPU has.
+    fn best() -> Self {
+        if par::has_vbmi() {
+            return Self::Vbmi;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            return Self::Avx2;
+        }
+        Self::Samples
     }
 }
 
 /// The red, green and blue samples of a block of [`LANES`] pixels, one array each.
 type Planes = [[u8; LANES]; 3];
 
-/// The colour planes of `block` (`LANES` pixels of `CH` bytes, 3 or 4), by byte
-/// permutes where `vbmi` ([`par::has_vbmi`]), else sample by sample.
+/// The colour planes of `block` (`LANES` pixels of `CH` bytes, 3 or 4), by the
+/// `moves` the CPU has (the caller's [`BlockMoves::best`], or `Samples`).
 #[inline(always)]
-fn split_block<const CH: usize>(block: &[u8], vbmi: bool) -> Planes {
+fn split_block<const CH: usize>(block: &[u8], moves: BlockMoves) -> Planes {
     let block = &block[..LANES * CH];
     #[cfg(target_arch = "x86_64")]
-    if vbmi {
-        // SAFETY: the CPU has AVX-512BW and VBMI (the caller's `vbmi`); the block is
-        // `LANES * CH` bytes long (sliced above).
-        return unsafe { split_vbmi::<CH>(block) };
+    match moves {
+        // SAFETY: the CPU has AVX-512BW and VBMI (`moves` came from `best`); the
+        // block is `LANES * CH` bytes long (sliced above).
+        BlockMoves::Vbmi => return unsafe { split_vbmi::<CH>(block) },
+        // SAFETY: the CPU has AVX2; the block's length as above.
+        BlockMoves::Avx2 => return unsafe { split_avx2::<CH>(block) },
+        BlockMoves::Samples => {}
     }
-    let _ = vbmi;
+    let _ = moves;
     let mut p = [[0u8; LANES]; 3];
     for (i, px) in block.chunks_exact(CH).enumerate() {
         for c in 0..3 {
@@ -1000,20 +1049,182 @@ fn split_block<const CH: usize>(block: &[u8], vbmi: bool) -> Planes {
 /// Writes `planes` back into the colour samples of `block`; a fourth (alpha) byte is
 /// left as it is.
 #[inline(always)]
-fn merge_block<const CH: usize>(planes: &Planes, block: &mut [u8], vbmi: bool) {
+fn merge_block<const CH: usize>(planes: &Planes, block: &mut [u8], moves: BlockMoves) {
     let block = &mut block[..LANES * CH];
     #[cfg(target_arch = "x86_64")]
-    if vbmi {
+    match moves {
         // SAFETY: as in `split_block`.
-        return unsafe { merge_vbmi::<CH>(planes, block) };
+        BlockMoves::Vbmi => return unsafe { merge_vbmi::<CH>(planes, block) },
+        // SAFETY: as in `split_block`.
+        BlockMoves::Avx2 => return unsafe { merge_avx2::<CH>(planes, block) },
+        BlockMoves::Samples => {}
     }
-    let _ = vbmi;
+    let _ = moves;
     for (i, px) in block.chunks_exact_mut(CH).enumerate() {
         for c in 0..3 {
             px[c] = planes[c][i];
         }
     }
 }
+
+/// [`split_block`] by AVX2: a 16-byte lane takes a group of four pixels and one byte
+/// shuffle gathers each colour's four samples into a dword; two rounds of unpacks then
+/// gather each plane's dwords. Register `j` holds group `j` in its low lane and group
+/// `j + 4` in its high lane, so that the unpacks leave each plane in pixel order.
+///
+/// # Safety
+/// The CPU has AVX2; `block` is `LANES * CH` bytes (`CH` of 3 or 4).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn split_avx2<const CH: usize>(block: &[u8]) -> Planes {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(block.len(), LANES * CH);
+    let p = block.as_ptr();
+    let group = 4 * CH;
+    let lane = |mask: &[u8; 16]| unsafe { _mm_loadu_si128(mask.as_ptr().cast()) };
+    let y: [__m256i; 4] = std::array::from_fn(|j| {
+        // The last RGB group ends the block 4 bytes short of a 16-byte load: it is
+        // loaded from 4 bytes earlier, with a mask shifted to match.
+        let (hi_at, hi_mask) = if CH == 3 && j == 3 {
+            (group * 7 - 4, &SPLIT_LANE_RGB_LAST)
+        } else {
+            (group * (j + 4), &SPLIT_LANE[CH - 3])
+        };
+        // SAFETY: both loads lie within the block (`group * 7 + 12 <= LANES * CH`
+        // for RGB, `group * 7 + 16 == LANES * CH` for RGBA).
+        unsafe {
+            let v = _mm256_set_m128i(
+                _mm_loadu_si128(p.add(hi_at).cast()),
+                _mm_loadu_si128(p.add(group * j).cast()),
+            );
+            _mm256_shuffle_epi8(
+                v,
+                _mm256_set_m128i(lane(hi_mask), lane(&SPLIT_LANE[CH - 3])),
+            )
+        }
+    });
+    let lo = (
+        _mm256_unpacklo_epi32(y[0], y[1]),
+        _mm256_unpacklo_epi32(y[2], y[3]),
+    );
+    let hi = (
+        _mm256_unpackhi_epi32(y[0], y[1]),
+        _mm256_unpackhi_epi32(y[2], y[3]),
+    );
+    let planes = [
+        _mm256_unpacklo_epi64(lo.0, lo.1),
+        _mm256_unpackhi_epi64(lo.0, lo.1),
+        _mm256_unpacklo_epi64(hi.0, hi.1),
+    ];
+    let mut out = [[0u8; LANES]; 3];
+    for (o, v) in out.iter_mut().zip(planes) {
+        // SAFETY: each plane is 32 bytes.
+        unsafe { _mm256_storeu_si256(o.as_mut_ptr().cast(), v) };
+    }
+    out
+}
+
+/// [`merge_block`] by AVX2: [`split_avx2`] backwards. The unpacks build each group's
+/// dwords (red, green, blue, zero), one byte shuffle per lane interleaves them, and
+/// the groups are stored in order. RGB stores are 16 bytes wide and overlap, each
+/// rewritten by the next, and the last group is stored as 8 and 4 bytes; RGBA takes its
+/// alpha bytes back from the block.
+///
+/// # Safety
+/// As for [`split_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn merge_avx2<const CH: usize>(planes: &Planes, block: &mut [u8]) {
+    use std::arch::x86_64::*;
+    debug_assert_eq!(block.len(), LANES * CH);
+    // SAFETY: each plane is 32 bytes.
+    let [r, g, b] = planes.map(|c| unsafe { _mm256_loadu_si256(c.as_ptr().cast()) });
+    let zero = _mm256_setzero_si256();
+    let rg = (_mm256_unpacklo_epi32(r, g), _mm256_unpackhi_epi32(r, g));
+    let bz = (
+        _mm256_unpacklo_epi32(b, zero),
+        _mm256_unpackhi_epi32(b, zero),
+    );
+    // SAFETY: the mask is 16 bytes.
+    let mask =
+        unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(MERGE_LANE[CH - 3].as_ptr().cast())) };
+    let y = [
+        _mm256_unpacklo_epi64(rg.0, bz.0),
+        _mm256_unpackhi_epi64(rg.0, bz.0),
+        _mm256_unpacklo_epi64(rg.1, bz.1),
+        _mm256_unpackhi_epi64(rg.1, bz.1),
+    ]
+    .map(|v| _mm256_shuffle_epi8(v, mask));
+    let group = 4 * CH;
+    let p = block.as_mut_ptr();
+    let alpha = _mm_set1_epi32(0xff00_0000_u32 as i32);
+    for g in 0..8 {
+        let v = if g < 4 {
+            _mm256_castsi256_si128(y[g])
+        } else {
+            _mm256_extracti128_si256::<1>(y[g - 4])
+        };
+        // SAFETY: every store lies within the block: RGBA groups are 16 bytes; the
+        // 16-byte RGB stores end at `group * 6 + 16 <= LANES * CH`, and the last
+        // group's 8 + 4 bytes end the block.
+        unsafe {
+            let at = p.add(group * g);
+            if CH == 4 {
+                let old = _mm_loadu_si128(at.cast());
+                // The shuffle left the alpha bytes zero.
+                _mm_storeu_si128(at.cast(), _mm_or_si128(v, _mm_and_si128(old, alpha)));
+            } else if g < 7 {
+                _mm_storeu_si128(at.cast(), v);
+            } else {
+                _mm_storel_epi64(at.cast(), v);
+                std::ptr::write_unaligned(at.add(8).cast::<i32>(), _mm_extract_epi32::<2>(v));
+            }
+        }
+    }
+}
+
+/// [`split_avx2`]'s shuffle of a group of four pixels (3 or 4 channels): byte `4c + i`
+/// is channel `c` of pixel `i` (0x80: none, for RGB's missing fourth channel).
+const SPLIT_LANE: [[u8; 16]; 2] = {
+    let mut t = [[0x80u8; 16]; 2];
+    let mut ch = 3;
+    while ch <= 4 {
+        let mut k = 0;
+        while k < 4 * ch {
+            t[ch - 3][4 * (k / 4) + k % 4] = ((k % 4) * ch + k / 4) as u8;
+            k += 1;
+        }
+        ch += 1;
+    }
+    t
+};
+
+/// [`SPLIT_LANE`] for RGB loaded 4 bytes before the group.
+const SPLIT_LANE_RGB_LAST: [u8; 16] = {
+    let mut t = SPLIT_LANE[0];
+    let mut k = 0;
+    while k < 12 {
+        t[k] += 4;
+        k += 1;
+    }
+    t
+};
+
+/// [`merge_avx2`]'s shuffle of a group's dwords (red, green, blue, zero) into four
+/// interleaved pixels of 3 or 4 channels (RGB's last four bytes: zero, overwritten).
+const MERGE_LANE: [[u8; 16]; 2] = {
+    let mut t = [[0x80u8; 16]; 2];
+    let mut ch = 3;
+    while ch <= 4 {
+        let mut k = 0;
+        while k < 4 * ch {
+            t[ch - 3][k] = (4 * (k % ch) + k / ch) as u8;
+            k += 1;
+        }
+        ch += 1;
+    }
+    t
+};
 
 /// [`split_block`] by permutes: the block (96 or 128 bytes) in two registers, one
 /// permute per plane.
@@ -1125,7 +1336,7 @@ const MERGE_INDEX: [[[u8; 64]; 2]; 2] = {
 /// [`LANES`] pixels of [`hsv_shift`] as colour planes, branch-free so that the compiler
 /// vectorises it: the same arithmetic as [`rgb_to_hsv`] and [`hsv_to_rgb`].
 #[inline(always)]
-fn hsv_planes(p: &Planes, vector: bool, shift: [i32; 3], t: &HsvTables) -> Planes {
+fn hsv_planes(p: &Planes, vector: bool, shift: [i32; 3]) -> Planes {
     let round = 1 << (HSV_SHIFT - 1);
     let (mut r, mut g, mut b) = ([0i32; LANES], [0i32; LANES], [0i32; LANES]);
     for i in 0..LANES {
@@ -1138,7 +1349,7 @@ fn hsv_planes(p: &Planes, vector: bool, shift: [i32; 3], t: &HsvTables) -> Plane
         let (r, g, b) = (r[i], g[i], b[i]);
         let v = r.max(g).max(b);
         let diff = v - r.min(g).min(b);
-        let s = (diff * t.sdiv[(v & 255) as usize] + round) >> HSV_SHIFT;
+        let s = (diff * hsv_div(HSV_SDIV, v) + round) >> HSV_SHIFT;
         let hr = if v == r {
             g - b
         } else if v == g {
@@ -1146,7 +1357,7 @@ fn hsv_planes(p: &Planes, vector: bool, shift: [i32; 3], t: &HsvTables) -> Plane
         } else {
             r - g + 4 * diff
         };
-        let h = (hr * t.hdiv[(diff & 255) as usize] + round) >> HSV_SHIFT;
+        let h = (hr * hsv_div(HSV_HDIV, diff) + round) >> HSV_SHIFT;
         let h = if h < 0 { h + 180 } else { h } + shift[0];
         let h = if h < 0 {
             h + 180
@@ -1423,24 +1634,36 @@ mod tests {
     }
 
     #[test]
-    fn block_split_and_merge_by_permutes_equal_the_sample_loops() {
-        fn check<const CH: usize>() {
+    fn block_split_and_merge_by_shuffles_equal_the_sample_loops() {
+        fn check<const CH: usize>(moves: BlockMoves) {
             let block: Vec<u8> = (0..LANES * CH).map(|i| (i * 37 % 251) as u8).collect();
-            let want = split_block::<CH>(&block, false);
+            let want = split_block::<CH>(&block, BlockMoves::Samples);
             for (i, px) in block.chunks_exact(CH).enumerate() {
                 assert_eq!([want[0][i], want[1][i], want[2][i]], px[..3]);
             }
-            // Planes that differ from the block, merged over it: alpha stays.
+            assert_eq!(
+                split_block::<CH>(&block, moves),
+                want,
+                "{moves:?}, {CH} channels"
+            );
+            // Planes that differ from the block, merged over it: alpha stays. The block
+            // sits inside a larger buffer whose bytes around it must not change.
             let planes: Planes =
-                std::array::from_fn(|c| std::array::from_fn(|i| (c * 91 + i * 3) as u8));
+                std::array::from_fn(|c| std::array::from_fn(|i| (c * 91 + i * 3 + 1) as u8));
             let mut merged = block.clone();
-            merge_block::<CH>(&planes, &mut merged, false);
-            if par::has_vbmi() {
-                assert_eq!(split_block::<CH>(&block, true), want);
-                let mut fast = block.clone();
-                merge_block::<CH>(&planes, &mut fast, true);
-                assert_eq!(fast, merged);
-            }
+            merge_block::<CH>(&planes, &mut merged, BlockMoves::Samples);
+            let mut wide = vec![0xa5u8; LANES * CH + 64];
+            wide[32..32 + LANES * CH].copy_from_slice(&block);
+            merge_block::<CH>(&planes, &mut wide[32..32 + LANES * CH], moves);
+            assert_eq!(
+                wide[32..32 + LANES * CH],
+                merged,
+                "{moves:?}, {CH} channels"
+            );
+            assert!(wide[..32]
+                .iter()
+                .chain(&wide[32 + LANES * CH..])
+                .all(|&b| b == 0xa5));
             for (i, (m, b)) in merged
                 .chunks_exact(CH)
                 .zip(block.chunks_exact(CH))
@@ -1450,8 +1673,30 @@ mod tests {
                 assert_eq!(m[3..], b[3..]);
             }
         }
-        check::<3>();
-        check::<4>();
+        // Every kind of moves the CPU has, up to the best.
+        let best = BlockMoves::best();
+        let mut kinds = vec![BlockMoves::Samples];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            kinds.push(BlockMoves::Avx2);
+        }
+        if best == BlockMoves::Vbmi {
+            kinds.push(BlockMoves::Vbmi);
+        }
+        assert_eq!(kinds.last(), Some(&best));
+        for moves in kinds {
+            check::<3>(moves);
+            check::<4>(moves);
+        }
+    }
+
+    #[test]
+    fn hsv_divisions_equal_opencvs_tables() {
+        let t = hsv_tables();
+        for d in 1..256 {
+            assert_eq!(hsv_div(HSV_SDIV, d as i32), t.sdiv[d], "sdiv[{d}]");
+            assert_eq!(hsv_div(HSV_HDIV, d as i32), t.hdiv[d], "hdiv[{d}]");
+        }
     }
 
     #[test]
