@@ -3024,16 +3024,44 @@ fn area_float_n<const CN: usize>(
     scale_x: f64,
     scale_y: f64,
 ) -> Vec<u8> {
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = std::arch::is_x86_feature_detected!("avx2");
+    #[cfg(not(target_arch = "x86_64"))]
+    let avx2 = false;
+    area_float_by::<CN>(src, sw, sh, dw, dh, scale_x, scale_y, avx2)
+}
+
+/// [`area_float_n`], the horizontal sums by [`AreaTaps`] where `avx2` (the CPU has it)
+/// and the row's samples can be indexed by `i32`, else entry by entry.
+#[allow(clippy::too_many_arguments)]
+fn area_float_by<const CN: usize>(
+    src: &[u8],
+    sw: usize,
+    sh: usize,
+    dw: usize,
+    dh: usize,
+    scale_x: f64,
+    scale_y: f64,
+    avx2: bool,
+) -> Vec<u8> {
     let xt = area_tab(sw, dw, scale_x);
     let yt = area_tab(sh, dh, scale_y);
     let xs = tab_starts(&xt, dw);
     let ys = tab_starts(&yt, dh);
+    let taps = if avx2 {
+        AreaTaps::new(&xt, &xs, dw, sw, CN)
+    } else {
+        None
+    };
     let sstride = sw * CN;
     let dstride = dw * CN;
     let fill = |out: &mut [u8]| {
         par::bands(out, dstride, |y0, band| {
             let mut sum = vec![0f32; dstride];
-            let mut buf = vec![0f32; dstride];
+            // Rounded up to whole vectors for the taps, which also sum padding lanes.
+            let mut buf = vec![0f32; taps.as_ref().map_or(dstride, |t| t.lanes())];
+            // The source row as floats, with the padding the taps read past its end.
+            let mut row = vec![0f32; taps.as_ref().map_or(0, |t| t.row_len())];
             // The source row whose horizontal sums `buf` holds: a row on the boundary
             // of two output rows adds to both, and is summed once.
             let mut held = None;
@@ -3043,14 +3071,26 @@ fn area_float_n<const CN: usize>(
                 for &(_, sy, beta) in &yt[ys[dy]..ys[dy + 1]] {
                     if held != Some(sy) {
                         let s = &src[sy * sstride..(sy + 1) * sstride];
-                        for (dx, b) in buf.chunks_exact_mut(CN).enumerate() {
-                            let mut acc = [0f32; CN];
-                            for &(_, sx, a) in &xt[xs[dx]..xs[dx + 1]] {
-                                for c in 0..CN {
-                                    acc[c] += s[sx * CN + c] as f32 * a;
-                                }
+                        if let Some(taps) = &taps {
+                            for (f, &v) in row.iter_mut().zip(s) {
+                                *f = v as f32;
                             }
-                            b.copy_from_slice(&acc);
+                            // SAFETY: `taps` exists only where the CPU has AVX2; `row`
+                            // and `buf` have the lengths it asks for.
+                            #[cfg(target_arch = "x86_64")]
+                            unsafe {
+                                taps.sums_avx2(&row, &mut buf)
+                            };
+                        } else {
+                            for (dx, b) in buf.chunks_exact_mut(CN).enumerate() {
+                                let mut acc = [0f32; CN];
+                                for &(_, sx, a) in &xt[xs[dx]..xs[dx + 1]] {
+                                    for c in 0..CN {
+                                        acc[c] += s[sx * CN + c] as f32 * a;
+                                    }
+                                }
+                                b.copy_from_slice(&acc);
+                            }
                         }
                         held = Some(sy);
                     }
@@ -3066,6 +3106,109 @@ fn area_float_n<const CN: usize>(
     };
     // SAFETY: every output row is written whole (its sums, rounded).
     unsafe { par::uninit(dstride * dh, fill) }
+}
+
+/// The horizontal taps of a fractional area resize, for vectors: every output sample
+/// (lane) takes `k` samples of one channel from consecutive source pixels, with zero
+/// weights after its own taps. An [`area_tab`]'s taps of one output are consecutive
+/// source pixels in order, and adding a zero product leaves a sum as it is, so each
+/// lane's sum is the table's, to the bit. Walking the table entry by entry, one output
+/// pixel at a time, made fractional area on gray slower than OpenCV.
+struct AreaTaps {
+    k: usize,
+    cn: usize,
+    sw: usize,
+    /// Per lane: the row index of its first sample (`cn * first pixel + channel`);
+    /// padding lanes after the last output read sample 0 with zero weights.
+    index: Vec<i32>,
+    /// Per block of 8 lanes, per tap, per lane: the weight.
+    weights: Vec<f32>,
+}
+
+impl AreaTaps {
+    /// The taps of `tab` (with its [`tab_starts`]) for `dlen` outputs of `cn` channels
+    /// from `slen` pixels, or `None` where a row's sample index would not fit an `i32`.
+    fn new(
+        tab: &[(usize, usize, f32)],
+        starts: &[usize],
+        dlen: usize,
+        slen: usize,
+        cn: usize,
+    ) -> Option<Self> {
+        let k = (0..dlen)
+            .map(|d| starts[d + 1] - starts[d])
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        i32::try_from((slen + k) * cn).ok()?;
+        let lanes = (dlen * cn).div_ceil(8) * 8;
+        let mut index = vec![0i32; lanes];
+        let mut weights = vec![0f32; lanes * k];
+        for d in 0..dlen {
+            let entries = &tab[starts[d]..starts[d + 1]];
+            let first = entries.first().map_or(0, |e| e.1);
+            for c in 0..cn {
+                let l = d * cn + c;
+                index[l] = (first * cn + c) as i32;
+                for (j, &(_, sx, a)) in entries.iter().enumerate() {
+                    debug_assert_eq!(sx, first + j, "area taps are consecutive");
+                    weights[(l / 8) * 8 * k + j * 8 + l % 8] = a;
+                }
+            }
+        }
+        Some(Self {
+            k,
+            cn,
+            sw: slen,
+            index,
+            weights,
+        })
+    }
+
+    /// Lanes summed per row: the outputs' samples rounded up to whole vectors.
+    fn lanes(&self) -> usize {
+        self.index.len()
+    }
+
+    /// The length of the float source row the sums read: its samples, then zeros for
+    /// the taps past its end.
+    fn row_len(&self) -> usize {
+        (self.sw + self.k) * self.cn
+    }
+
+    /// The horizontal sums of `row` ([`Self::row_len`] floats) into `out`
+    /// ([`Self::lanes`]): per block of 8 lanes, one gather and one multiply and add
+    /// per tap, in the table's order (no fused multiply-add, as OpenCV's sums).
+    ///
+    /// # Safety
+    /// The CPU has AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn sums_avx2(&self, row: &[f32], out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        assert!(row.len() >= self.row_len() && out.len() >= self.lanes());
+        let step = _mm256_set1_epi32(self.cn as i32);
+        for (b, (o, w)) in out
+            .chunks_exact_mut(8)
+            .zip(self.weights.chunks_exact(8 * self.k))
+            .enumerate()
+        {
+            // SAFETY: the index block is 8 lanes; every gathered index is below
+            // `row_len` (a lane's first sample plus `cn` per tap, `k` taps); the
+            // weights are `8 * k`, the output 8.
+            unsafe {
+                let mut idx = _mm256_loadu_si256(self.index.as_ptr().add(8 * b).cast());
+                let mut acc = _mm256_setzero_ps();
+                for j in 0..self.k {
+                    let v = _mm256_i32gather_ps::<4>(row.as_ptr(), idx);
+                    let wj = _mm256_loadu_ps(w.as_ptr().add(8 * j));
+                    acc = _mm256_add_ps(acc, _mm256_mul_ps(v, wj));
+                    idx = _mm256_add_epi32(idx, step);
+                }
+                _mm256_storeu_ps(o.as_mut_ptr(), acc);
+            }
+        }
+    }
 }
 
 const LANCZOS_BITS: u32 = 22;
@@ -3899,11 +4042,27 @@ mod tests {
                     })
                     .collect();
                 let (sx, sy) = (sw as f64 / dw as f64, sh as f64 / dh as f64);
+                let want = area_float_reference(&src, sw, sh, cn, dw, dh, sx, sy);
                 assert_eq!(
                     area_float(&src, sw, sh, cn, dw, dh, sx, sy),
-                    area_float_reference(&src, sw, sh, cn, dw, dh, sx, sy),
+                    want,
                     "{cn} channels, {sw}x{sh} -> {dw}x{dh}"
                 );
+                // The entry-by-entry sums, and the taps where the CPU has AVX2.
+                let by = match cn {
+                    1 => area_float_by::<1>,
+                    2 => area_float_by::<2>,
+                    3 => area_float_by::<3>,
+                    _ => area_float_by::<4>,
+                };
+                #[cfg(target_arch = "x86_64")]
+                let avx2 = std::arch::is_x86_feature_detected!("avx2");
+                #[cfg(not(target_arch = "x86_64"))]
+                let avx2 = false;
+                for vector in [false, avx2] {
+                    let got = by(&src, sw, sh, dw, dh, sx, sy, vector);
+                    assert_eq!(got, want, "{cn} channels, {sw}x{sh} -> {dw}x{dh}, {vector}");
+                }
             }
         }
     }
