@@ -1171,7 +1171,8 @@ unsafe fn merge_avx2<const CH: usize>(planes: &Planes, block: &mut [u8]) {
             let at = p.add(group * g);
             if CH == 4 {
                 let old = _mm_loadu_si128(at.cast());
-                // The shuffle left the alpha bytes zero.
+                // The shuffle left the alpha bytes zero. (Not `blendv`: LLVM failed to
+                // compile it inlined into the AVX-512 build of the row.)
                 _mm_storeu_si128(at.cast(), _mm_or_si128(v, _mm_and_si128(old, alpha)));
             } else if g < 7 {
                 _mm_storeu_si128(at.cast(), v);
