@@ -2993,9 +2993,9 @@ fn tab_starts(tab: &[(usize, usize, f32)], dlen: usize) -> Vec<usize> {
 }
 
 /// Fractional area averaging (cv2.INTER_AREA shrinking by a non-integer factor): per
-/// output row, the weighted horizontal sums of its source rows, weighted again. The
-/// sums are taken in the table's order, one output pixel at a time, so every result is
-/// the same single-precision value as OpenCV's.
+/// output row, the weighted horizontal sums of its source rows, weighted again. Each
+/// sum is taken in the table's order (also by [`AreaTaps`]), so every result is the
+/// same single-precision value as OpenCV's.
 #[allow(clippy::too_many_arguments)]
 fn area_float(
     src: &[u8],
@@ -3007,32 +3007,20 @@ fn area_float(
     scale_x: f64,
     scale_y: f64,
 ) -> Vec<u8> {
-    match cn {
-        1 => area_float_n::<1>(src, sw, sh, dw, dh, scale_x, scale_y),
-        2 => area_float_n::<2>(src, sw, sh, dw, dh, scale_x, scale_y),
-        3 => area_float_n::<3>(src, sw, sh, dw, dh, scale_x, scale_y),
-        _ => area_float_n::<4>(src, sw, sh, dw, dh, scale_x, scale_y),
-    }
-}
-
-fn area_float_n<const CN: usize>(
-    src: &[u8],
-    sw: usize,
-    sh: usize,
-    dw: usize,
-    dh: usize,
-    scale_x: f64,
-    scale_y: f64,
-) -> Vec<u8> {
     #[cfg(target_arch = "x86_64")]
     let avx2 = std::arch::is_x86_feature_detected!("avx2");
     #[cfg(not(target_arch = "x86_64"))]
     let avx2 = false;
-    area_float_by::<CN>(src, sw, sh, dw, dh, scale_x, scale_y, avx2)
+    match cn {
+        1 => area_float_by::<1>(src, sw, sh, dw, dh, scale_x, scale_y, avx2),
+        2 => area_float_by::<2>(src, sw, sh, dw, dh, scale_x, scale_y, avx2),
+        3 => area_float_by::<3>(src, sw, sh, dw, dh, scale_x, scale_y, avx2),
+        _ => area_float_by::<4>(src, sw, sh, dw, dh, scale_x, scale_y, avx2),
+    }
 }
 
-/// [`area_float_n`], the horizontal sums by [`AreaTaps`] where `avx2` (the CPU has it)
-/// and the row's samples can be indexed by `i32`, else entry by entry.
+/// [`area_float`] for `CN` channels, the horizontal sums by [`AreaTaps`] where `avx2`
+/// (the CPU has it) and the row's samples can be indexed by `i32`, else entry by entry.
 #[allow(clippy::too_many_arguments)]
 fn area_float_by<const CN: usize>(
     src: &[u8],

@@ -1192,7 +1192,7 @@ const SPLIT_LANE: [[u8; 16]; 2] = {
     while ch <= 4 {
         let mut k = 0;
         while k < 4 * ch {
-            t[ch - 3][4 * (k / 4) + k % 4] = ((k % 4) * ch + k / 4) as u8;
+            t[ch - 3][k] = ((k % 4) * ch + k / 4) as u8;
             k += 1;
         }
         ch += 1;
