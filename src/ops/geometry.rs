@@ -3007,10 +3007,7 @@ fn area_float(
     scale_x: f64,
     scale_y: f64,
 ) -> Vec<u8> {
-    #[cfg(target_arch = "x86_64")]
-    let avx2 = std::arch::is_x86_feature_detected!("avx2");
-    #[cfg(not(target_arch = "x86_64"))]
-    let avx2 = false;
+    let avx2 = par::has_avx2();
     match cn {
         1 => area_float_by::<1>(src, sw, sh, dw, dh, scale_x, scale_y, avx2),
         2 => area_float_by::<2>(src, sw, sh, dw, dh, scale_x, scale_y, avx2),
@@ -4043,11 +4040,7 @@ mod tests {
                     3 => area_float_by::<3>,
                     _ => area_float_by::<4>,
                 };
-                #[cfg(target_arch = "x86_64")]
-                let avx2 = std::arch::is_x86_feature_detected!("avx2");
-                #[cfg(not(target_arch = "x86_64"))]
-                let avx2 = false;
-                for vector in [false, avx2] {
+                for vector in [false, par::has_avx2()] {
                     let got = by(&src, sw, sh, dw, dh, sx, sy, vector);
                     assert_eq!(got, want, "{cn} channels, {sw}x{sh} -> {dw}x{dh}, {vector}");
                 }

@@ -107,6 +107,17 @@ pub fn has_vbmi() -> bool {
     false
 }
 
+/// Whether the CPU has AVX2 (false off x86_64), for the paths that pick their kernel
+/// once per call rather than through [`dispatch`].
+pub fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 /// A mask of the low `n` bits, all 64 from 64 on: the lanes of a masked AVX-512 load
 /// or store of 64 bytes that lie inside a buffer with `n` bytes left.
 #[cfg(target_arch = "x86_64")]

@@ -1011,8 +1011,7 @@ impl BlockMoves {
         if par::has_vbmi() {
             return Self::Vbmi;
         }
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if par::has_avx2() {
             return Self::Avx2;
         }
         Self::Samples
@@ -1677,8 +1676,7 @@ mod tests {
         // Every kind of moves the CPU has, up to the best.
         let best = BlockMoves::best();
         let mut kinds = vec![BlockMoves::Samples];
-        #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if par::has_avx2() {
             kinds.push(BlockMoves::Avx2);
         }
         if best == BlockMoves::Vbmi {
