@@ -3056,25 +3056,20 @@ fn area_float_by<const CN: usize>(
                 for &(_, sy, beta) in &yt[ys[dy]..ys[dy + 1]] {
                     if held != Some(sy) {
                         let s = &src[sy * sstride..(sy + 1) * sstride];
-                        if let Some(taps) = &taps {
-                            for (f, &v) in row.iter_mut().zip(s) {
-                                *f = v as f32;
-                            }
-                            // SAFETY: `taps` exists only where the CPU has AVX2; `row`
-                            // and `buf` have the lengths it asks for.
+                        match &taps {
+                            // SAFETY: `taps` exists only where the CPU has AVX2.
                             #[cfg(target_arch = "x86_64")]
-                            unsafe {
-                                taps.sums_avx2(&row, &mut buf)
-                            };
-                        } else {
-                            for (dx, b) in buf.chunks_exact_mut(CN).enumerate() {
-                                let mut acc = [0f32; CN];
-                                for &(_, sx, a) in &xt[xs[dx]..xs[dx + 1]] {
-                                    for c in 0..CN {
-                                        acc[c] += s[sx * CN + c] as f32 * a;
+                            Some(taps) => unsafe { taps.sums_avx2(s, &mut row, &mut buf) },
+                            _ => {
+                                for (dx, b) in buf.chunks_exact_mut(CN).enumerate() {
+                                    let mut acc = [0f32; CN];
+                                    for &(_, sx, a) in &xt[xs[dx]..xs[dx + 1]] {
+                                        for c in 0..CN {
+                                            acc[c] += s[sx * CN + c] as f32 * a;
+                                        }
                                     }
+                                    b.copy_from_slice(&acc);
                                 }
-                                b.copy_from_slice(&acc);
                             }
                         }
                         held = Some(sy);
@@ -3161,17 +3156,22 @@ impl AreaTaps {
         (self.sw + self.k) * self.cn
     }
 
-    /// The horizontal sums of `row` ([`Self::row_len`] floats) into `out`
-    /// ([`Self::lanes`]): per block of 8 lanes, one gather and one multiply and add
-    /// per tap, in the table's order (no fused multiply-add, as OpenCV's sums).
+    /// The horizontal sums of the source row `s` into `out` ([`Self::lanes`]), by way
+    /// of `row` ([`Self::row_len`] floats; past the samples, zeros that stay): `s` as
+    /// floats, then per block of 8 lanes one gather and one multiply and add per tap,
+    /// in the table's order (no fused multiply-add, as OpenCV's sums).
     ///
     /// # Safety
     /// The CPU has AVX2.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn sums_avx2(&self, row: &[f32], out: &mut [f32]) {
+    unsafe fn sums_avx2(&self, s: &[u8], row: &mut [f32], out: &mut [f32]) {
         use std::arch::x86_64::*;
         assert!(row.len() >= self.row_len() && out.len() >= self.lanes());
+        assert!(s.len() <= self.sw * self.cn);
+        for (f, &v) in row.iter_mut().zip(s) {
+            *f = v as f32;
+        }
         let step = _mm256_set1_epi32(self.cn as i32);
         for (b, (o, w)) in out
             .chunks_exact_mut(8)
