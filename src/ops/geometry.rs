@@ -3253,10 +3253,18 @@ struct LanczosTaps {
     k: usize,
     starts: Vec<usize>,
     weights: Vec<i32>,
+    /// The end of the furthest window (the source positions read).
+    reach: usize,
 }
 
 impl LanczosTaps {
     fn new(slen: usize, dlen: usize) -> Self {
+        Self::padded(slen, dlen, 1)
+    }
+
+    /// [`LanczosTaps::new`] with `k` rounded up to a multiple of `m` (more zero
+    /// weights) where the source is that long.
+    fn padded(slen: usize, dlen: usize, m: usize) -> Self {
         let coeffs = lanczos_coeffs(slen, dlen);
         let k = coeffs
             .iter()
@@ -3264,6 +3272,9 @@ impl LanczosTaps {
             .max()
             .unwrap_or(0)
             .max(1);
+        let k = Some(k.next_multiple_of(m.max(1)))
+            .filter(|&p| p <= slen)
+            .unwrap_or(k);
         let mut starts = Vec::with_capacity(dlen);
         let mut weights = vec![0i32; dlen * k];
         for ((xmin, w), row) in coeffs.iter().zip(weights.chunks_exact_mut(k)) {
@@ -3272,7 +3283,13 @@ impl LanczosTaps {
             row[xmin - start..xmin - start + w.len()].copy_from_slice(w);
             starts.push(start);
         }
-        LanczosTaps { k, starts, weights }
+        let reach = starts.iter().max().map_or(0, |&x| x + k);
+        LanczosTaps {
+            k,
+            starts,
+            weights,
+            reach,
+        }
     }
 
     /// Whether every sum of 8-bit samples with these weights (and the rounding term)
@@ -3329,6 +3346,91 @@ par::avx512_dispatch! {
     fn lanczos_row4(s: &[u8], t: &LanczosTaps, out: &mut [u8]) { lanczos_row::<4>(s, t, out) }
 }
 
+/// Lanczos along a gray row: [`lanczos_row1`], or with AVX2 where `t.k` is a multiple
+/// of 8 ([`LanczosTaps::padded`]), [`lanczos_row1_dot8`].
+fn lanczos_row_gray(s: &[u8], t: &LanczosTaps, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if t.k.is_multiple_of(8) && par::has_avx2() {
+        assert!(s.len() >= t.reach && out.len() <= t.starts.len());
+        // SAFETY: the CPU has AVX2, `t.k` is a multiple of 8 and `s` holds every
+        // window, checked just above.
+        unsafe {
+            return match t.k / 8 {
+                1 => lanczos_row1_dot8::<1>(s, t, out),
+                2 => lanczos_row1_dot8::<2>(s, t, out),
+                3 => lanczos_row1_dot8::<3>(s, t, out),
+                4 => lanczos_row1_dot8::<4>(s, t, out),
+                _ => lanczos_row1_dot8::<0>(s, t, out),
+            };
+        }
+    }
+    lanczos_row1(s, t, out)
+}
+
+/// [`lanczos_row`] on one channel, 8 output pixels at a time: each pixel's window 8
+/// samples at a time (`STEPS` steps, or `t.k / 8` where 0), widened to 32 bits,
+/// multiplied by its weights and added into one register per pixel; then the 8
+/// registers summed across by a tree of horizontal adds into one register of 8 sums.
+/// The same integers as [`lanczos_row`] (the zero weights of the padding change no
+/// sum). The per-pixel loop of `lanczos_row` reduces one short dot product at a time
+/// (at 0.37, 18 taps: four 4-sample steps, a two-sample tail and a horizontal sum).
+///
+/// # Safety
+/// The CPU has AVX2, `t.k` is a multiple of 8 (`8 * STEPS` unless 0), `s` is at least
+/// `t.reach` long and `out` at most `t.starts.len()`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn lanczos_row1_dot8<const STEPS: usize>(s: &[u8], t: &LanczosTaps, out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let k = t.k;
+    let steps = if STEPS == 0 { k / 8 } else { STEPS };
+    let (sp, wp) = (s.as_ptr(), t.weights.as_ptr());
+    let blocks = out.len() / 8;
+    for (b, ob) in out.chunks_exact_mut(8).enumerate() {
+        let acc: [__m256i; 8] = std::array::from_fn(|p| {
+            let x = 8 * b + p;
+            let mut a = _mm256_setzero_si256();
+            for j in 0..steps {
+                // SAFETY: the window of `x` (`k` samples from its start) lies inside
+                // `s` (`t.reach`), and its `k` weights inside `t.weights`.
+                unsafe {
+                    let v =
+                        _mm256_cvtepu8_epi32(_mm_loadl_epi64(sp.add(t.starts[x] + 8 * j).cast()));
+                    let w = _mm256_loadu_si256(wp.add(x * k + 8 * j).cast());
+                    a = _mm256_add_epi32(a, _mm256_mullo_epi32(v, w));
+                }
+            }
+            a
+        });
+        // Per 128-bit half, [a0+a1, a2+a3, b0+b1, b2+b3]: after two rounds, pixel p's
+        // sum over its low and its high 4 lanes, pixels 0-3 (`q0`) and 4-7 (`q1`).
+        let h = |a, b| _mm256_hadd_epi32(a, b);
+        let q0 = h(h(acc[0], acc[1]), h(acc[2], acc[3]));
+        let q1 = h(h(acc[4], acc[5]), h(acc[6], acc[7]));
+        let sums = _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(q0, q1),
+            _mm256_permute2x128_si256::<0x31>(q0, q1),
+        );
+        // Pillow's clip: the rounded sum shifted down, then 0 to 255 (saturating packs).
+        let v = _mm256_srai_epi32::<{ LANCZOS_BITS as i32 }>(_mm256_add_epi32(
+            sums,
+            _mm256_set1_epi32(LANCZOS_HALF),
+        ));
+        let words = _mm_packs_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        // SAFETY: writes the 8 bytes of `ob`.
+        unsafe { _mm_storel_epi64(ob.as_mut_ptr().cast(), _mm_packus_epi16(words, words)) };
+    }
+    for (x, o) in out.iter_mut().enumerate().skip(8 * blocks) {
+        let win = &s[t.starts[x]..t.starts[x] + k];
+        let w = &t.weights[x * k..(x + 1) * k];
+        let acc = win
+            .iter()
+            .zip(w)
+            .fold(LANCZOS_HALF, |a, (&v, &wk)| a + v as i32 * wk);
+        *o = lanczos_clip(acc);
+    }
+}
+
 /// Samples of an output row the vertical pass sums at a time (its sums stay in L1).
 const LANCZOS_SPAN: usize = 2048;
 
@@ -3351,23 +3453,233 @@ par::avx512_dispatch! {
     }
 }
 
+/// The `cn`-channel pixels of `px` as `cn` planes, one after the other, in `planes`
+/// (at least as long as `px`); 2 to 4 channels. With AVX2 by byte shuffles, a few
+/// instructions per 8 pixels: sample by sample, splitting took as long as the lanczos
+/// pass it fed.
+fn to_planes(px: &[u8], cn: usize, planes: &mut [u8]) {
+    let n = px.len() / cn;
+    let planes = &mut planes[..n * cn];
+    #[cfg(target_arch = "x86_64")]
+    let done = if par::has_avx2() {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { to_planes_avx2(px, cn, planes) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for i in done..n {
+        for c in 0..cn {
+            planes[c * n + i] = px[i * cn + c];
+        }
+    }
+}
+
+/// The planes of `planes` (`cn` of them, one after the other) as `cn`-channel pixels
+/// in `px`: the inverse of [`to_planes`].
+fn from_planes(planes: &[u8], cn: usize, px: &mut [u8]) {
+    let n = px.len() / cn;
+    let planes = &planes[..n * cn];
+    #[cfg(target_arch = "x86_64")]
+    let done = if par::has_avx2() {
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { from_planes_avx2(planes, cn, px) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
+    for i in done..n {
+        for c in 0..cn {
+            px[i * cn + c] = planes[c * n + i];
+        }
+    }
+}
+
+/// Within each 16-byte lane, the samples of 4 pixels of 4 channels (or 8 of 2, or the
+/// first 4 of 3) grouped by channel; index 0x80 gives 0. The 4-channel one is its own
+/// inverse (a 4x4 transpose).
+#[cfg(target_arch = "x86_64")]
+const PLANE_LANE: [[u8; 16]; 3] = [
+    [0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15],
+    [0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11, 0x80, 0x80, 0x80, 0x80],
+    [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15],
+];
+
+/// The inverse of `PLANE_LANE`'s 2- and 3-channel shuffles: pixels from channel groups.
+#[cfg(target_arch = "x86_64")]
+const PIXEL_LANE: [[u8; 16]; 2] = [
+    [0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15],
+    [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11, 0x80, 0x80, 0x80, 0x80],
+];
+
+/// [`to_planes`] of the whole blocks (16 pixels of 2 channels, 8 of 4, 4 of 3 while a
+/// 16-byte load stays inside `px`); returns the pixels done.
+///
+/// # Safety
+/// The CPU has AVX2; `planes` is `cn` planes of `px.len() / cn` samples.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn to_planes_avx2(px: &[u8], cn: usize, planes: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let n = px.len() / cn;
+    let (src, dst) = (px.as_ptr(), planes.as_mut_ptr());
+    // SAFETY (all blocks): each load reads bytes of `px` only, and each store writes
+    // plane c's samples i.. of the block's pixels, inside `planes`.
+    unsafe {
+        let mask = |m: &[u8; 16]| _mm256_broadcastsi128_si256(_mm_loadu_si128(m.as_ptr().cast()));
+        match cn {
+            2 => {
+                let m = mask(&PLANE_LANE[0]);
+                let mut i = 0;
+                while i + 16 <= n {
+                    let v = _mm256_shuffle_epi8(_mm256_loadu_si256(src.add(2 * i).cast()), m);
+                    // [c0 of 0-7, c1 of 0-7 | c0 of 8-15, c1 of 8-15] -> c0 of 0-15, c1.
+                    let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
+                    _mm_storeu_si128(dst.add(i).cast(), _mm256_castsi256_si128(v));
+                    _mm_storeu_si128(dst.add(n + i).cast(), _mm256_extracti128_si256::<1>(v));
+                    i += 16;
+                }
+                i
+            }
+            3 => {
+                let m = _mm_loadu_si128(PLANE_LANE[1].as_ptr().cast());
+                let mut i = 0;
+                while 3 * i + 16 <= px.len() {
+                    let v = _mm_shuffle_epi8(_mm_loadu_si128(src.add(3 * i).cast()), m);
+                    let words = [v, _mm_srli_si128::<4>(v), _mm_srli_si128::<8>(v)];
+                    for (c, w) in words.into_iter().enumerate() {
+                        let w = _mm_cvtsi128_si32(w);
+                        std::ptr::write_unaligned(dst.add(c * n + i).cast::<i32>(), w);
+                    }
+                    i += 4;
+                }
+                i
+            }
+            4 => {
+                let m = mask(&PLANE_LANE[2]);
+                let order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+                let mut i = 0;
+                while i + 8 <= n {
+                    let v = _mm256_shuffle_epi8(_mm256_loadu_si256(src.add(4 * i).cast()), m);
+                    let v = _mm256_permutevar8x32_epi32(v, order);
+                    let (lo, hi) = (_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+                    _mm_storel_epi64(dst.add(i).cast(), lo);
+                    _mm_storel_epi64(dst.add(n + i).cast(), _mm_unpackhi_epi64(lo, lo));
+                    _mm_storel_epi64(dst.add(2 * n + i).cast(), hi);
+                    _mm_storel_epi64(dst.add(3 * n + i).cast(), _mm_unpackhi_epi64(hi, hi));
+                    i += 8;
+                }
+                i
+            }
+            _ => 0,
+        }
+    }
+}
+
+/// [`from_planes`] of the whole blocks (as [`to_planes_avx2`]); returns the pixels done.
+///
+/// # Safety
+/// The CPU has AVX2; `planes` is `cn` planes of `px.len() / cn` samples.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn from_planes_avx2(planes: &[u8], cn: usize, px: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let n = px.len() / cn;
+    let (src, dst) = (planes.as_ptr(), px.as_mut_ptr());
+    // SAFETY (all blocks): each load reads plane c's samples i.. of the block's pixels,
+    // inside `planes`, and each store writes the block's bytes of `px`.
+    unsafe {
+        let mask = |m: &[u8; 16]| _mm256_broadcastsi128_si256(_mm_loadu_si128(m.as_ptr().cast()));
+        match cn {
+            2 => {
+                let m = mask(&PIXEL_LANE[0]);
+                let mut i = 0;
+                while i + 16 <= n {
+                    let v = _mm256_setr_m128i(
+                        _mm_loadu_si128(src.add(i).cast()),
+                        _mm_loadu_si128(src.add(n + i).cast()),
+                    );
+                    // c0 of 0-15, c1 of 0-15 -> [c0 of 0-7, c1 of 0-7 | c0, c1 of 8-15].
+                    let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(v);
+                    _mm256_storeu_si256(dst.add(2 * i).cast(), _mm256_shuffle_epi8(v, m));
+                    i += 16;
+                }
+                i
+            }
+            3 => {
+                let m = _mm_loadu_si128(PIXEL_LANE[1].as_ptr().cast());
+                let mut i = 0;
+                while i + 4 <= n {
+                    let word =
+                        |c: usize| std::ptr::read_unaligned(src.add(c * n + i).cast::<i32>());
+                    let v = _mm_shuffle_epi8(_mm_setr_epi32(word(0), word(1), word(2), 0), m);
+                    _mm_storel_epi64(dst.add(3 * i).cast(), v);
+                    std::ptr::write_unaligned(
+                        dst.add(3 * i + 8).cast::<i32>(),
+                        _mm_cvtsi128_si32(_mm_srli_si128::<8>(v)),
+                    );
+                    i += 4;
+                }
+                i
+            }
+            4 => {
+                let m = mask(&PLANE_LANE[2]);
+                let order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+                let mut i = 0;
+                while i + 8 <= n {
+                    let q = |c: usize| _mm_loadl_epi64(src.add(c * n + i).cast());
+                    let v = _mm256_setr_m128i(
+                        _mm_unpacklo_epi64(q(0), q(1)),
+                        _mm_unpacklo_epi64(q(2), q(3)),
+                    );
+                    let v = _mm256_permutevar8x32_epi32(v, order);
+                    _mm256_storeu_si256(dst.add(4 * i).cast(), _mm256_shuffle_epi8(v, m));
+                    i += 8;
+                }
+                i
+            }
+            _ => 0,
+        }
+    }
+}
+
 /// Lanczos3 with Pillow's antialiasing (the support widens with the reduction) and its
 /// integers: rows first, then columns, each pass in parallel bands of output rows.
 fn lanczos3(src: &[u8], sw: usize, sh: usize, cn: usize, dw: usize, dh: usize) -> Vec<u8> {
     let horizontal = if dw != sw {
-        let t = LanczosTaps::new(sw, dw);
+        // With AVX2 the windows take whole 8-sample steps ([`lanczos_row_gray`]), and
+        // rows of several channels are split into planes for it and merged back
+        // after: at 0.37 on 12 MP, 1.7x faster than their own per-pixel loops with 2
+        // and 3 channels, 1.2x with 4 (whose loop the compiler vectorises across the
+        // pixel's samples).
+        let planar = par::has_avx2();
+        let t = LanczosTaps::padded(sw, dw, if planar { 8 } else { 1 });
         debug_assert!(t.fits_i32());
         let row = match cn {
-            1 => lanczos_row1,
+            1 => lanczos_row_gray,
             2 => lanczos_row2,
             3 => lanczos_row3,
             _ => lanczos_row4,
         };
         let fill = |out: &mut [u8]| {
             par::bands(out, dw * cn, |y0, band| {
+                // A source row's planes, and the output row's.
+                let mut planes =
+                    (planar && cn > 1).then(|| (vec![0u8; sw * cn], vec![0u8; dw * cn]));
                 for (r, orow) in band.chunks_exact_mut(dw * cn).enumerate() {
                     let y = y0 + r;
-                    row(&src[y * sw * cn..(y + 1) * sw * cn], &t, orow);
+                    let s = &src[y * sw * cn..(y + 1) * sw * cn];
+                    let Some((splanes, oplanes)) = &mut planes else {
+                        row(s, &t, orow);
+                        continue;
+                    };
+                    to_planes(s, cn, splanes);
+                    for (sp, op) in splanes.chunks_exact(sw).zip(oplanes.chunks_exact_mut(dw)) {
+                        lanczos_row_gray(sp, &t, op);
+                    }
+                    from_planes(oplanes, cn, orow);
                 }
             })
         };
@@ -4148,6 +4460,39 @@ mod tests {
                 // identity on Pillow's weights too, which this checks).
                 let want = lanczos_reference(&src, sw, sh, cn, dw, dh);
                 assert_eq!(ours, want, "{sw}x{sh} -> {dw}x{dh}, {cn} channels");
+            }
+        }
+    }
+
+    #[test]
+    fn rows_split_into_planes_and_back_sample_by_sample() {
+        // Lengths around the blocks (16 pixels of 2 channels, 8 of 4, 4 of 3 with a
+        // 16-byte load) and inside a larger buffer, so that a store past the row shows.
+        for cn in 2..=4 {
+            for n in [0, 1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 100] {
+                let px: Vec<u8> = (0..n * cn).map(|i| (i * 7 + 3) as u8).collect();
+                let mut planes = vec![0xEE; n * cn + 40];
+                to_planes(&px, cn, &mut planes);
+                for i in 0..n {
+                    for c in 0..cn {
+                        assert_eq!(
+                            planes[c * n + i],
+                            px[i * cn + c],
+                            "{cn} ch, {n} px: {i}.{c}"
+                        );
+                    }
+                }
+                assert!(
+                    planes[n * cn..].iter().all(|&v| v == 0xEE),
+                    "{cn} ch, {n} px: past the planes"
+                );
+                let mut back = vec![0xEE; n * cn + 40];
+                from_planes(&planes, cn, &mut back[..n * cn]);
+                assert_eq!(back[..n * cn], px[..], "{cn} ch, {n} px: back");
+                assert!(
+                    back[n * cn..].iter().all(|&v| v == 0xEE),
+                    "{cn} ch, {n} px: past the row"
+                );
             }
         }
     }
