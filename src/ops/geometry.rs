@@ -1388,12 +1388,32 @@ fn floor_f64(x: f64) -> isize {
 }
 
 fn axis(slen: usize, dlen: usize, scale: f64, inv_scale: f64, cubic: bool, area: bool) -> Axis {
-    let ksize = if cubic { 4 } else { 2 };
-    let k2 = (ksize / 2) as isize;
-    let mut max = dlen;
-    let mut ofs = Vec::with_capacity(dlen);
-    let mut alpha = Vec::with_capacity(dlen * ksize);
-    for d in 0..dlen {
+    if cubic {
+        axis_k::<4>(slen, dlen, scale, inv_scale, area)
+    } else {
+        axis_k::<2>(slen, dlen, scale, inv_scale, area)
+    }
+}
+
+/// [`axis`] with `K` taps per coordinate (4: bicubic, 2: bilinear), a constant so that
+/// each coordinate's weights are a fixed-size store. Every coordinate is computed on
+/// its own, into slices rather than by pushes, and `max` is found afterwards, so that
+/// the loop has no state to carry: this table is made before the bands start, and
+/// while it is made the pool's other threads wait (a 12 MP gray 0.37 bilinear spent a
+/// third of its planning here).
+fn axis_k<const K: usize>(
+    slen: usize,
+    dlen: usize,
+    scale: f64,
+    inv_scale: f64,
+    area: bool,
+) -> Axis {
+    let cubic = K == 4;
+    let k2 = (K / 2) as isize;
+    let last = slen as isize - 1;
+    let mut ofs = vec![0isize; dlen];
+    let mut alpha = vec![0i32; dlen * K];
+    for (d, (o, w)) in ofs.iter_mut().zip(alpha.chunks_exact_mut(K)).enumerate() {
         let (mut sx, mut fx);
         if !area {
             fx = ((d as f64 + 0.5) * scale - 0.5) as f32;
@@ -1404,40 +1424,45 @@ fn axis(slen: usize, dlen: usize, scale: f64, inv_scale: f64, cubic: bool, area:
             fx = ((d + 1) as f64 - (sx + 1) as f64 * inv_scale) as f32;
             fx = if fx <= 0.0 { 0.0 } else { fx - fx.floor() };
         }
-        if sx < 0 && !cubic {
-            fx = 0.0;
-            sx = 0;
-        }
-        if sx + k2 >= slen as isize {
-            max = max.min(d);
-            if sx >= slen as isize - 1 && !cubic {
+        if !cubic {
+            // The edges take one whole weight on the edge pixel.
+            if sx < 0 {
                 fx = 0.0;
-                sx = slen as isize - 1;
+                sx = 0;
+            }
+            if sx >= last {
+                fx = 0.0;
+                sx = last;
             }
         }
-        ofs.push(sx);
-        // No allocation and no libm call per coordinate: this table is made before the
-        // bands start (a 0.37 gray bilinear spent 5% of its one-thread time here).
+        *o = sx;
+        // No libm call per coordinate.
         let c = if cubic {
             cubic_coeffs(fx)
         } else {
             [1.0 - fx, fx, 0.0, 0.0]
         };
-        let mut a = c.map(|v| par::round_ties_even_small(v * COEF_SCALE) as i32);
-        let a = &mut a[..ksize];
+        let mut a: [i32; K] =
+            std::array::from_fn(|i| par::round_ties_even_small(c[i] * COEF_SCALE) as i32);
         if cubic {
             // OpenCV 5 makes the fixed-point weights sum to exactly 1: the rounding
             // residual goes to the largest weight (measured against cv2.resize).
             let residual = COEF_SCALE as i32 - a.iter().sum::<i32>();
-            let largest = (0..a.len()).fold(0, |m, i| if a[i] > a[m] { i } else { m });
+            let largest = (0..K).fold(0, |m, i| if a[i] > a[m] { i } else { m });
             a[largest] += residual;
         }
-        alpha.extend_from_slice(a);
+        w.copy_from_slice(&a);
     }
+    // The first coordinate whose taps reach past the last source pixel (bilinear's
+    // are moved onto it above, which keeps them there); `sx` never falls as `d` grows.
+    let max = ofs
+        .iter()
+        .position(|&sx| sx + k2 >= slen as isize)
+        .unwrap_or(dlen);
     Axis {
         ofs,
         alpha,
-        ksize,
+        ksize: K,
         max,
     }
 }
@@ -1447,21 +1472,28 @@ fn axis(slen: usize, dlen: usize, scale: f64, inv_scale: f64, cubic: bool, area:
 /// products. Bilinear's columns past the last pair (`ax.max`) and before the first
 /// take one whole weight on the edge pixel (and a zero one), as OpenCV does.
 fn column_taps(ax: &Axis, slen: usize, cubic: bool) -> (Vec<usize>, Vec<i32>) {
-    let k = ax.ksize;
+    match ax.ksize {
+        2 => column_taps_k::<2>(ax, slen, cubic),
+        _ => column_taps_k::<4>(ax, slen, cubic),
+    }
+}
+
+/// [`column_taps`] with `K` (the axis's `ksize`) a constant, for fixed-size stores.
+fn column_taps_k<const K: usize>(ax: &Axis, slen: usize, cubic: bool) -> (Vec<usize>, Vec<i32>) {
     let dlen = ax.ofs.len();
-    let mut taps = Vec::with_capacity(dlen * k);
-    let mut alpha = Vec::with_capacity(dlen * k);
-    for (d, &sx) in ax.ofs.iter().enumerate() {
-        let a = &ax.alpha[d * k..d * k + k];
+    let mut taps = Vec::with_capacity(dlen * K);
+    let mut alpha = Vec::with_capacity(dlen * K);
+    for (d, (&sx, a)) in ax.ofs.iter().zip(ax.alpha.chunks_exact(K)).enumerate() {
         if !cubic && d >= ax.max {
-            taps.extend([sx as usize, sx as usize]);
-            alpha.extend([COEF_SCALE as i32, 0]);
+            let mut edge = [0; K];
+            edge[0] = COEF_SCALE as i32;
+            taps.extend_from_slice(&[sx as usize; K]);
+            alpha.extend_from_slice(&edge);
         } else {
             let first = if cubic { sx - 1 } else { sx };
-            for (j, &w) in a.iter().enumerate() {
-                taps.push(par::replicate(first + j as isize, slen));
-                alpha.push(w);
-            }
+            let t: [usize; K] = std::array::from_fn(|j| par::replicate(first + j as isize, slen));
+            taps.extend_from_slice(&t);
+            alpha.extend_from_slice(a);
         }
     }
     (taps, alpha)
@@ -2044,6 +2076,60 @@ unsafe fn window_columns_avx2<const CN: usize, const K: usize>(
     }
 }
 
+/// The taps of `N` neighbouring output samples of a row, for the block paths' tables:
+/// per lane, its `k` taps (2 or 4) as sample offsets in the source row, and their
+/// weights. Output sample `j` is pixel `j / cn`, channel `j % cn`; lanes past the row's
+/// last sample repeat it. The pixel and channel are stepped along the lanes, one
+/// division per block rather than one per tap.
+struct LaneTaps<const N: usize> {
+    taps: [[usize; 4]; N],
+    weights: [[i32; 4]; N],
+    k: usize,
+}
+
+impl<const N: usize> LaneTaps<N> {
+    /// The lanes of samples `first..first + N` of a row of `samples` output samples
+    /// (at least one), from per-pixel `taps` and `alpha` (`k` each).
+    fn new(
+        taps: &[usize],
+        alpha: &[i32],
+        cn: usize,
+        k: usize,
+        first: usize,
+        samples: usize,
+    ) -> Self {
+        let mut lanes = LaneTaps {
+            taps: [[0; 4]; N],
+            weights: [[0; 4]; N],
+            k,
+        };
+        let (mut px, mut ch) = (first / cn, first % cn);
+        let last = samples - 1;
+        for l in 0..N {
+            let (p, c) = if first + l <= last {
+                (px, ch)
+            } else {
+                (last / cn, last % cn)
+            };
+            for i in 0..k {
+                lanes.taps[l][i] = taps[p * k + i] * cn + c;
+                lanes.weights[l][i] = alpha[p * k + i];
+            }
+            ch += 1;
+            if ch == cn {
+                (px, ch) = (px + 1, 0);
+            }
+        }
+        lanes
+    }
+
+    /// The lowest and the highest tap of lanes `range`.
+    fn span(&self, range: std::ops::Range<usize>) -> (usize, usize) {
+        let all = self.taps[range].iter().flat_map(|t| &t[..self.k]);
+        all.fold((usize::MAX, 0), |(lo, hi), &t| (lo.min(t), hi.max(t)))
+    }
+}
+
 /// The horizontal pass of bilinear and bicubic by blocks of output samples whose taps
 /// are gathered from a window of the source row by one byte shuffle: AVX-512 VBMI
 /// permutes where the CPU has them, else AVX2 shuffles. Both give [`hpass`]'s integers
@@ -2169,9 +2255,6 @@ impl ShuffleColumns {
         {
             let samples = taps.len() / k * cn;
             let row_len = sw * cn;
-            // Output sample j: pixel j / cn, channel j % cn.
-            let tap = |j: usize, i: usize| taps[(j / cn) * k + i] * cn + j % cn;
-            let weight = |j: usize, i: usize| alpha[(j / cn) * k + i];
             let steps = samples.div_ceil(Self::STEP);
             let mut p = ShuffleColumns {
                 windows: Vec::with_capacity(steps),
@@ -2182,13 +2265,10 @@ impl ShuffleColumns {
             };
             for step in 0..steps {
                 // The last step repeats its last sample; those lanes are not stored.
-                let js: [usize; 8] =
-                    std::array::from_fn(|l| (step * Self::STEP + l).min(samples - 1));
+                let lanes = LaneTaps::<8>::new(taps, alpha, cn, k, step * Self::STEP, samples);
                 let mut bases = [0usize; 2];
                 for (half, base) in bases.iter_mut().enumerate() {
-                    let block = &js[4 * half..4 * half + 4];
-                    let all = || block.iter().flat_map(|&j| (0..k).map(move |i| tap(j, i)));
-                    let (low, high) = (all().min()?, all().max()?);
+                    let (low, high) = lanes.span(4 * half..4 * half + 4);
                     // A window starting at the lowest tap, moved left to end inside the
                     // row.
                     *base = low.min(row_len - Self::WINDOW);
@@ -2202,13 +2282,13 @@ impl ShuffleColumns {
                         index: [0x80; 32],
                         weights: [0; 8],
                     };
-                    for (l, &j) in js.iter().enumerate() {
+                    for l in 0..8 {
+                        let (t, a) = (&lanes.taps[l], &lanes.weights[l]);
                         let base = bases[l / 4];
                         // Lane-relative: the shuffle indexes each 16-byte lane alone.
-                        sp.index[4 * l] = (tap(j, 2 * pair) - base) as u8;
-                        sp.index[4 * l + 2] = (tap(j, 2 * pair + 1) - base) as u8;
-                        sp.weights[l] =
-                            (weight(j, 2 * pair) & 0xFFFF) | (weight(j, 2 * pair + 1) << 16);
+                        sp.index[4 * l] = (t[2 * pair] - base) as u8;
+                        sp.index[4 * l + 2] = (t[2 * pair + 1] - base) as u8;
+                        sp.weights[l] = (a[2 * pair] & 0xFFFF) | (a[2 * pair + 1] << 16);
                     }
                     p.pairs.push(sp);
                 }
@@ -2320,9 +2400,6 @@ impl PermuteColumns {
         if (k == 2 || k == 4) && par::has_vbmi() {
             let samples = taps.len() / k * cn;
             let row_len = sw * cn;
-            // Output sample j: pixel j / cn, channel j % cn.
-            let tap = |j: usize, i: usize| taps[(j / cn) * k + i] * cn + j % cn;
-            let weight = |j: usize, i: usize| alpha[(j / cn) * k + i];
             let blocks = samples.div_ceil(Self::BLOCK);
             let mut p = PermuteColumns {
                 windows: Vec::with_capacity(blocks),
@@ -2334,16 +2411,8 @@ impl PermuteColumns {
             };
             for b in 0..blocks {
                 // The last block repeats its last sample; those lanes are not stored.
-                let js: [usize; 32] =
-                    std::array::from_fn(|l| (b * Self::BLOCK + l).min(samples - 1));
-                let base = js
-                    .iter()
-                    .flat_map(|&j| (0..k).map(move |i| tap(j, i)))
-                    .min()?;
-                let reach = js
-                    .iter()
-                    .flat_map(|&j| (0..k).map(move |i| tap(j, i)))
-                    .max()?;
+                let lanes = LaneTaps::<32>::new(taps, alpha, cn, k, b * Self::BLOCK, samples);
+                let (base, reach) = lanes.span(0..32);
                 if reach - base >= 128 {
                     return None;
                 }
@@ -2352,10 +2421,11 @@ impl PermuteColumns {
                 for pair in 0..k / 2 {
                     let mut idx = [0u8; 64];
                     let mut w = [0i32; 32];
-                    for (l, &j) in js.iter().enumerate() {
-                        idx[2 * l] = (tap(j, 2 * pair) - base) as u8;
-                        idx[2 * l + 1] = (tap(j, 2 * pair + 1) - base) as u8;
-                        w[l] = (weight(j, 2 * pair) & 0xFFFF) | (weight(j, 2 * pair + 1) << 16);
+                    for l in 0..32 {
+                        let (t, a) = (&lanes.taps[l], &lanes.weights[l]);
+                        idx[2 * l] = (t[2 * pair] - base) as u8;
+                        idx[2 * l + 1] = (t[2 * pair + 1] - base) as u8;
+                        w[l] = (a[2 * pair] & 0xFFFF) | (a[2 * pair + 1] << 16);
                     }
                     p.index.push(idx);
                     p.weights.push(w);
