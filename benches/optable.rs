@@ -244,7 +244,7 @@ fn main() {
         let device = arg(&args, "--device")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        imgproc::ops::opencl::Gpu::open(device).expect("an OpenCL device")
+        imgproc::ops::opencl::shared(device).expect("an OpenCL device")
     });
     let bytes = std::fs::read(&image).expect("read --image");
     let mut img = codec::decode(&bytes, &DecodeOptions::default())

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=target/no-default
 cargo build --locked --no-default-features --target-dir "$dir"
-cargo clippy --locked --no-default-features --lib --bins --target-dir "$dir" -- -D warnings
+cargo clippy --locked --no-default-features --all-targets --target-dir "$dir" -- -D warnings
 cargo build --locked
 lean="$dir/debug/imgproc" full=target/debug/imgproc
 if ldd "$lean" | grep -Ei 'libmpi|libOpenCL'; then

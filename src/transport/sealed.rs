@@ -652,6 +652,22 @@ mod tests {
     }
 
     #[test]
+    fn a_worker_says_what_to_do_when_rank_0_does_not_seal() {
+        // Rank 0 started without --secret: its first frame is work, not a key check.
+        let (mut master, mut workers) = links(1);
+        let w = workers.pop().unwrap();
+        let h = std::thread::spawn(move || SealedWorker::establish(w, Ok(&key(1)), "h"));
+        master.send(1, b"an unsealed frame".to_vec()).unwrap();
+        match h.join().unwrap() {
+            Err(WorkerRefusal::Failed(e)) => {
+                assert!(e.to_string().contains("without --secret"), "{e}")
+            }
+            Err(WorkerRefusal::Refused) => panic!("refused, not failed"),
+            Ok(_) => panic!("established with a rank 0 that does not seal"),
+        }
+    }
+
+    #[test]
     fn an_altered_or_replayed_frame_breaks_only_its_link() {
         let (mut m, _, handles) = start(3, vec![Ok(3), Ok(3), Ok(3)]);
         for w in 1..=3 {

@@ -7,6 +7,8 @@ mod golden;
 mod jpeg;
 mod memory;
 mod mpi;
+// Calls the OpenCL module's API, which a build without the feature does not have.
+#[cfg(feature = "opencl")]
 mod opencl;
 mod report;
 mod secret;
