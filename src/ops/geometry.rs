@@ -1463,7 +1463,7 @@ fn axis_k<const K: usize>(
         }
     });
     // The first coordinate whose taps reach past the last source pixel (bilinear's
-    // are moved onto it above, which keeps them there); `sx` never falls as `d` grows.
+    // were moved onto it above, which keeps them there).
     let max = ofs
         .iter()
         .position(|&sx| sx + k2 >= slen as isize)
