@@ -2697,24 +2697,18 @@ fn area_int_n<const CN: usize>(
     let scale = 1.0f32 / (fx * fy) as f32;
     let halving = fx == 2 && fy == 2;
     if halving {
-        #[cfg(target_arch = "x86_64")]
-        let vbmi = par::has_vbmi() && std::arch::is_x86_feature_detected!("avx512vl");
+        // AVX2 only: on an Intel Xeon (model 167) it ran 1.3-1.5x faster than a path
+        // by AVX-512 VBMI permutes (removed) on 2 to 4 channels, one and two threads
+        // (12 MP, median of 7-9 alternating rounds), with or without that path's
+        // software prefetches.
         #[cfg(target_arch = "x86_64")]
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
-        #[cfg(target_arch = "x86_64")]
-        let prefetch = src.len() >= HALVE_PREFETCH_MIN_BYTES;
         let fill = |out: &mut [u8]| {
             par::bands(out, dw * CN, |y0, band| {
                 for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
                     let y = (y0 + r) * 2;
                     let r0 = &src[y * sstride..y * sstride + used];
                     let r1 = &src[(y + 1) * sstride..(y + 1) * sstride + used];
-                    #[cfg(target_arch = "x86_64")]
-                    if CN > 1 && vbmi {
-                        // SAFETY: the CPU has AVX-512BW, VL and VBMI (checked above).
-                        unsafe { halve_row_vbmi(r0, r1, row, CN, prefetch) };
-                        continue;
-                    }
                     // Output samples made by AVX2 (2 to 4 channels); the rest below.
                     #[cfg(target_arch = "x86_64")]
                     let done = if (CN == 2 || CN == 4) && avx2 {
@@ -2738,8 +2732,8 @@ fn area_int_n<const CN: usize>(
                 }
             })
         };
-        // SAFETY: every output row is written whole, by `halve_row_vbmi`, or by
-        // `halve_row_avx2` and then `halve_row` or its kin.
+        // SAFETY: every output row is written whole, by `halve_row_avx2` (or its RGB
+        // kin) and then `halve_row` or its kin.
         return unsafe { par::uninit(dw * dh * CN, fill) };
     }
     let fill = |out: &mut [u8]| {
@@ -2959,99 +2953,6 @@ unsafe fn halve_row_avx2_rgb(r0: &[u8], r1: &[u8], out: &mut [u8]) -> usize {
     }
     24 * steps
 }
-
-/// [`halve_row`] for 2, 3 and 4 channels by AVX-512 VBMI byte permutes: 32 output
-/// samples at a time, each row's pairs of horizontal neighbours gathered from a
-/// 128-byte window by one permute and summed by a multiply-add with ones. The same
-/// integers as [`halve_row`]; every output sample is written (the last block masked).
-/// With `prefetch`, each line of both rows is asked for [`HALVE_PREFETCH_AHEAD`] bytes
-/// before it is read.
-///
-/// # Safety
-/// The CPU has AVX-512BW, VL and VBMI.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512bw,avx512vbmi,avx512vl")]
-unsafe fn halve_row_vbmi(r0: &[u8], r1: &[u8], out: &mut [u8], cn: usize, prefetch: bool) {
-    use std::arch::x86_64::*;
-    let n = out.len();
-    let len = r0.len().min(r1.len()).min(2 * n);
-    // Source sample of output sample j (its left neighbour; the right one is `cn` on).
-    let first = |j: usize| (j / cn) * 2 * cn + j % cn;
-    // The window offsets repeat every `cn` blocks (32 * cn samples is whole pixels).
-    let index: Vec<__m512i> = (0..cn)
-        .map(|b| {
-            let base = first(32 * b);
-            let idx: [u8; 64] =
-                std::array::from_fn(|i| (first(32 * b + i / 2) + (i % 2) * cn - base) as u8);
-            _mm512_loadu_si512(idx.as_ptr().cast())
-        })
-        .collect();
-    let ones = _mm512_set1_epi8(1);
-    let two = _mm512_set1_epi16(2);
-    let (p0, p1, op) = (r0.as_ptr(), r1.as_ptr(), out.as_mut_ptr());
-    let inside = |from: usize| par::mask_low(len.saturating_sub(from));
-    // Only 3 channels have blocks reaching past their first 64 bytes (32 output samples
-    // of 1, 2 or 4 channels come from exactly 64).
-    let wide = cn == 3;
-    let mut j = 0;
-    let mut b = 0;
-    // The next line to ask for.
-    let mut ask = HALVE_PREFETCH_AHEAD;
-    while j < n {
-        let base = first(j);
-        if prefetch {
-            // Up to the lines this block reads, that far ahead, within the rows.
-            let until = (base + if wide { 128 } else { 64 } + HALVE_PREFETCH_AHEAD).min(len);
-            while ask < until {
-                // SAFETY: a prefetch is a hint, and `ask` is below `len`, in both rows.
-                _mm_prefetch::<_MM_HINT_T0>(p0.add(ask).cast());
-                _mm_prefetch::<_MM_HINT_T0>(p1.add(ask).cast());
-                ask += 64;
-            }
-        }
-        let (m0, m1) = (inside(base), if wide { inside(base + 64) } else { 0 });
-        let idx = index[b];
-        // One row's pair sums: its window (the masks cover only bytes of the rows,
-        // `len`, and the second load is made only when it has some), permuted, summed.
-        macro_rules! pairs {
-            ($p:expr) => {{
-                let lo = _mm512_maskz_loadu_epi8(m0, $p.add(base).cast());
-                let hi = if m1 != 0 {
-                    _mm512_maskz_loadu_epi8(m1, $p.add(base + 64).cast())
-                } else {
-                    _mm512_setzero_si512()
-                };
-                _mm512_maddubs_epi16(_mm512_permutex2var_epi8(lo, idx, hi), ones)
-            }};
-        }
-        let sums = _mm512_add_epi16(_mm512_add_epi16(pairs!(p0), pairs!(p1)), two);
-        let bytes = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<2>(sums));
-        if n - j >= 32 {
-            // SAFETY: output samples j..j + 32 are inside `out`.
-            _mm256_storeu_si256(op.add(j).cast(), bytes);
-        } else {
-            let keep = (1u32 << (n - j)) - 1;
-            // SAFETY: only the lanes of output samples j.. inside `out` are written.
-            _mm256_mask_storeu_epi8(op.add(j).cast(), keep, bytes);
-        }
-        j += 32;
-        b = (b + 1) % cn;
-    }
-}
-
-/// Sources from this size on (bytes) are prefetched by [`halve_row_vbmi`]. With the
-/// hardware prefetcher alone, the halving of a 12 MP RGBA image (48 MB) ran at 0.91x
-/// OpenCV's (one thread). Asking for the lines ahead, per block or per line, gave
-/// 1.03-1.26x over that in six runs of 5-7 alternating rounds with three processes a
-/// side (run to run, the old code's speed moved from 2,670 to 3,560 MP/s); two threads
-/// 0.99-1.04x. On smaller sources, more of which this VM's cache holds, the requests
-/// cost: 12 MP RGB (36 MB) 0.93-1.02x, gray+alpha (24 MB) 0.91-0.96x.
-#[cfg(target_arch = "x86_64")]
-const HALVE_PREFETCH_MIN_BYTES: usize = 40 << 20;
-
-/// How far ahead [`halve_row_vbmi`] asks for lines: 1,024 and 2,048 bytes ran alike.
-#[cfg(target_arch = "x86_64")]
-const HALVE_PREFETCH_AHEAD: usize = 2048;
 
 /// OpenCV's computeResizeAreaTab: (dst index, src index, weight) triples.
 fn area_tab(slen: usize, dlen: usize, scale: f64) -> Vec<(usize, usize, f32)> {
