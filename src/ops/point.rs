@@ -965,7 +965,14 @@ par::avx512_dispatch! {
     }
 }
 
-par::avx512_dispatch! {
+// With VBMI in the widest build, so that `split_vbmi` and `merge_vbmi` inline into it.
+// Called, they left two threads at 1.6x one thread on RGBA and gray+alpha in some
+// builds and 2.0x in others, by code layout alone (same source; no PMU here to say
+// why); inlined, 1.95-2.05x in two layouts, one thread unchanged (Intel Xeon model
+// 167, 12 MP, median of 5 alternating rounds). A CPU with AVX-512BW but not VBMI takes
+// the AVX2 build.
+par::dispatch! {
+    ["avx512bw", "avx512vbmi"] else ["avx2"]
     fn hsv_row4(row: &mut [u8], vector_end: usize, shift: [i32; 3]) {
         hsv_row_n::<4>(row, vector_end, shift)
     }
@@ -1009,6 +1016,7 @@ impl BlockMoves {
     /// The fastest the CPU has for `ch` channels (3 or 4). VBMI only for 4: with 3,
     /// the AVX2 moves ran custom_processing 1.34-1.37x faster on an Intel Xeon (model
     /// 167; 12 MP RGB and gray, one and two threads, median of 7 alternating rounds),
+    /// and still 1.27-1.28x with the permutes inlined into a VBMI build of `hsv_row3`,
     /// while with 4 the permutes were 1.02-1.03x faster.
     fn best(ch: usize) -> Self {
         if ch == 4 && par::has_vbmi() {
@@ -1236,6 +1244,7 @@ const MERGE_LANE: [[u8; 16]; 2] = {
 /// The CPU has AVX-512BW and VBMI; `block` is `LANES * CH` bytes (`CH` of 3 or 4).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw,avx512vbmi")]
+#[inline]
 unsafe fn split_vbmi<const CH: usize>(block: &[u8]) -> Planes {
     use std::arch::x86_64::*;
     debug_assert_eq!(block.len(), LANES * CH);
@@ -1266,6 +1275,7 @@ unsafe fn split_vbmi<const CH: usize>(block: &[u8]) -> Planes {
 /// As for [`split_vbmi`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw,avx512vbmi")]
+#[inline]
 unsafe fn merge_vbmi<const CH: usize>(planes: &Planes, block: &mut [u8]) {
     use std::arch::x86_64::*;
     debug_assert_eq!(block.len(), LANES * CH);
