@@ -2193,34 +2193,24 @@ impl BlockColumns {
     /// `s` holds at least a source row and `out` is valid for a row of output samples
     /// (`i32`, or `i16` where `NARROW`); `ahead` is empty or at most a row.
     unsafe fn kernel<const NARROW: bool>(&self, s: &[u8], out: *mut u8, ahead: &[u8]) {
+        // Each kernel for its taps (2 or 4) and whether it asks for a row.
+        #[cfg(target_arch = "x86_64")]
+        macro_rules! instance {
+            ($kernel:ident, $p:expr) => {
+                match ($p.k == 2, ahead.is_empty()) {
+                    (true, true) => $kernel::<2, false, NARROW>($p, s, out, ahead),
+                    (true, false) => $kernel::<2, true, NARROW>($p, s, out, ahead),
+                    (false, true) => $kernel::<4, false, NARROW>($p, s, out, ahead),
+                    (false, false) => $kernel::<4, true, NARROW>($p, s, out, ahead),
+                }
+            };
+        }
         // SAFETY (all calls): each path exists only where the CPU has its features
         // (checked in its `new`); the lengths are the caller's.
         #[cfg(target_arch = "x86_64")]
-        match (self, ahead.is_empty()) {
-            (BlockColumns::Permute(p), true) if p.k == 2 => {
-                permute_columns::<1, false, NARROW>(p, s, out, ahead)
-            }
-            (BlockColumns::Permute(p), false) if p.k == 2 => {
-                permute_columns::<1, true, NARROW>(p, s, out, ahead)
-            }
-            (BlockColumns::Permute(p), true) => {
-                permute_columns::<2, false, NARROW>(p, s, out, ahead)
-            }
-            (BlockColumns::Permute(p), false) => {
-                permute_columns::<2, true, NARROW>(p, s, out, ahead)
-            }
-            (BlockColumns::Shuffle(p), true) if p.k == 2 => {
-                shuffle_columns::<2, false, NARROW>(p, s, out, ahead)
-            }
-            (BlockColumns::Shuffle(p), false) if p.k == 2 => {
-                shuffle_columns::<2, true, NARROW>(p, s, out, ahead)
-            }
-            (BlockColumns::Shuffle(p), true) => {
-                shuffle_columns::<4, false, NARROW>(p, s, out, ahead)
-            }
-            (BlockColumns::Shuffle(p), false) => {
-                shuffle_columns::<4, true, NARROW>(p, s, out, ahead)
-            }
+        match self {
+            BlockColumns::Permute(p) => instance!(permute_columns, p),
+            BlockColumns::Shuffle(p) => instance!(shuffle_columns, p),
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = (s, out, ahead);
@@ -2468,7 +2458,7 @@ impl PermuteColumns {
 }
 
 /// [`BlockColumns::run`] by permutes (`NARROW`: [`BlockColumns::run_narrow`]), for
-/// `PAIRS` pairs of taps per sample (`p.k / 2`): a constant, so that the pairs' loop
+/// `K` taps per sample (`p.k`): a constant, so that the loop over pairs of taps
 /// unrolls and the tables are walked without bounds checks (1.1x faster on every
 /// channel count than the loop over `p.k / 2`). Reads only the window bytes inside the
 /// row (masked loads do not touch the others) and stores only the row's samples; asks
@@ -2479,21 +2469,21 @@ impl PermuteColumns {
 /// valid for `p.samples` samples (`i32`, or `i16` where `NARROW`).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512bw,avx512vbmi")]
-unsafe fn permute_columns<const PAIRS: usize, const AHEAD: bool, const NARROW: bool>(
+unsafe fn permute_columns<const K: usize, const AHEAD: bool, const NARROW: bool>(
     p: &PermuteColumns,
     s: &[u8],
     out: *mut u8,
     ahead: &[u8],
 ) {
     use std::arch::x86_64::*;
-    debug_assert_eq!(p.k, 2 * PAIRS);
+    debug_assert_eq!(p.k, K);
     let (sp, op) = (s.as_ptr(), out.cast::<i32>());
     // `packs` interleaves its two sources' 4-sample quarters; this puts them back.
     let unpack = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
     // The next line of `ahead` to ask for.
     let mut next = 0;
-    let blocks = p.windows.iter().zip(p.index.chunks_exact(PAIRS));
-    let blocks = blocks.zip(p.weights.chunks_exact(PAIRS)).enumerate();
+    let blocks = p.windows.iter().zip(p.index.chunks_exact(K / 2));
+    let blocks = blocks.zip(p.weights.chunks_exact(K / 2)).enumerate();
     for (b, ((&(base, inside), index), weights)) in blocks {
         let upto = ahead.len().min(base + 128);
         while AHEAD && next < upto {
