@@ -1092,6 +1092,17 @@ fn crop_t<T: Copy + Send + Sync>(
     let forward = par::is_amd() && (cw != w || bytes((y * w + x) * cn) % 32 != 0);
     let fill = |out: &mut [T]| {
         par::bands(out, row, |r0, band| {
+            // Whole rows: the band's source is one run of samples, copied by one call
+            // rather than a call per row.
+            if cw == w {
+                let s = (y + r0) * w * cn;
+                let src = &d[s..s + band.len()];
+                return if forward {
+                    par::copy_forward(band, src)
+                } else {
+                    band.copy_from_slice(src)
+                };
+            }
             for (r, o) in band.chunks_exact_mut(row).enumerate() {
                 let s = ((y + r0 + r) * w + x) * cn;
                 if forward {
@@ -4500,28 +4511,35 @@ mod tests {
 
     #[test]
     fn crop_copies_the_rectangle_across_bands() {
-        // 3,000 samples a row, 400 rows: several parallel bands; 8 and 16 bits.
+        // 3,000 samples a row, 400 rows: several parallel bands; 8 and 16 bits; a
+        // rectangle inside the rows, and whole rows (one copy a band), on one thread
+        // and on two.
         let img = ramp(1500, 450, 2);
-        let (x, y, cw, ch) = (7usize, 11usize, 1000usize, 400usize);
-        let got = crop(&img, x as u32, y as u32, cw as u32, ch as u32).expect("inside");
         let d = img.u8_data();
-        for r in 0..ch {
-            let s = ((y + r) * 1500 + x) * 2;
-            assert_eq!(
-                got.u8_data()[r * cw * 2..(r + 1) * cw * 2],
-                d[s..s + cw * 2],
-                "row {r}"
-            );
-        }
         let deep = Image::from_u16(1500, 450, 2, d.iter().map(|&v| v as u16 * 5).collect());
-        let got = crop(&deep, x as u32, y as u32, cw as u32, ch as u32).expect("inside");
-        let Samples::U16(g) = &got.samples else {
-            panic!("16-bit stays 16-bit")
-        };
-        for r in 0..ch {
-            let s = ((y + r) * 1500 + x) * 2;
-            let want: Vec<u16> = d[s..s + cw * 2].iter().map(|&v| v as u16 * 5).collect();
-            assert_eq!(g[r * cw * 2..(r + 1) * cw * 2], want[..], "16-bit row {r}");
+        for (x, cw) in [(7usize, 1000usize), (0, 1500)] {
+            for threads in [1, 2] {
+                let (y, ch) = (11usize, 400usize);
+                let at = |r: usize| ((y + r) * 1500 + x) * 2;
+                let (got, got16) = par::test_pool(threads).install(|| {
+                    let rect = |i: &Image| crop(i, x as u32, y as u32, cw as u32, ch as u32);
+                    (rect(&img).expect("inside"), rect(&deep).expect("inside"))
+                });
+                for r in 0..ch {
+                    let row = r * cw * 2..(r + 1) * cw * 2;
+                    assert_eq!(got.u8_data()[row], d[at(r)..at(r) + cw * 2], "row {r}");
+                }
+                let Samples::U16(g) = &got16.samples else {
+                    panic!("16-bit stays 16-bit")
+                };
+                for r in 0..ch {
+                    let want: Vec<u16> = d[at(r)..at(r) + cw * 2]
+                        .iter()
+                        .map(|&v| v as u16 * 5)
+                        .collect();
+                    assert_eq!(g[r * cw * 2..(r + 1) * cw * 2], want[..], "16-bit row {r}");
+                }
+            }
         }
     }
 }
