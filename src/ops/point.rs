@@ -604,7 +604,8 @@ unsafe fn gray_rgb8_avx2(src: &[u8], out: &mut [u8]) -> usize {
     n
 }
 
-/// 8-bit RGBA to gray+alpha, 8 pixels at a time with AVX2 where the CPU has it;
+/// 8-bit RGBA to gray+alpha, 32 pixels at a time with AVX-512BW or 16 with AVX2 where
+/// the CPU has them;
 /// bit-identical to the scalar formula.
 fn gray_rgba8(src: &[u8], out: &mut [u8]) {
     use rayon::prelude::*;
@@ -614,8 +615,12 @@ fn gray_rgba8(src: &[u8], out: &mut [u8]) {
         .for_each(|(o, s)| {
             let mut done = 0;
             #[cfg(target_arch = "x86_64")]
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: AVX2 is present; the kernel reads 32 bytes and writes 16 per
+            if std::arch::is_x86_feature_detected!("avx512bw") {
+                // SAFETY: AVX-512BW is present; the kernel reads 128 bytes and writes 64
+                // per step and stops before the last partial step.
+                done = unsafe { gray_rgba8_avx512(s, o) };
+            } else if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: AVX2 is present; the kernel reads 64 bytes and writes 32 per
                 // step and stops before the last partial step.
                 done = unsafe { gray_rgba8_avx2(s, o) };
             }
@@ -629,37 +634,79 @@ fn gray_rgba8(src: &[u8], out: &mut [u8]) {
         });
 }
 
-/// RGBA to gray+alpha, 8 pixels a step: (R, G) and (B, A) pairs multiply-added with
-/// (GRAY_R, GRAY_G) and (GRAY_B, 0), the pairs' sums added, alpha put back beside.
-/// Returns how many pixels it converted (a multiple of 8).
+/// RGBA to gray+alpha, 16 pixels a step, each pixel a 32-bit lane (R lowest): R and B
+/// masked out as its two 16-bit halves and multiply-added with (GRAY_R, GRAY_B), G and A
+/// (the lane shifted by 8) with (GRAY_G, 0), the two sums added; gray and alpha then
+/// packed to 16 bits a pixel: two shuffles and one 32-byte store per 16 pixels, where
+/// the 8-pixel version it replaced (horizontal adds of widened pixels) took eight
+/// shuffles and a 16-byte store per 8. On a 12 MP RGBA image, one thread, 1.39-1.44x
+/// faster than that one (medians of 9 alternating rounds); on a 1000x750 one, which
+/// stays in the cache, even: the gain is in how the stream to memory goes, not in the
+/// arithmetic. Returns how many pixels it converted (a multiple of 16).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn gray_rgba8_avx2(src: &[u8], out: &mut [u8]) -> usize {
     use std::arch::x86_64::*;
-    let n = (out.len() / 2).min(src.len() / 4) / 8 * 8;
-    let coef =
-        _mm256_set1_epi64x(((GRAY_B as i64) << 32) | ((GRAY_G as i64) << 16) | GRAY_R as i64);
+    let n = (out.len() / 2).min(src.len() / 4) / 16 * 16;
+    let rb = _mm256_set1_epi32(((GRAY_B as i32) << 16) | GRAY_R as i32);
+    let g = _mm256_set1_epi32(GRAY_G as i32);
+    let low_bytes = _mm256_set1_epi32(0x00ff_00ff);
+    let alpha = _mm256_set1_epi32(0xff00);
     let round = _mm256_set1_epi32(1 << 14);
+    // Eight pixels to eight 32-bit (gray | alpha << 8).
+    let gray_alpha = |v: __m256i| {
+        let sum = _mm256_add_epi32(
+            _mm256_madd_epi16(_mm256_and_si256(v, low_bytes), rb),
+            _mm256_madd_epi16(_mm256_and_si256(_mm256_srli_epi32(v, 8), low_bytes), g),
+        );
+        let gray = _mm256_srli_epi32(_mm256_add_epi32(sum, round), 15);
+        _mm256_or_si256(gray, _mm256_and_si256(_mm256_srli_epi32(v, 16), alpha))
+    };
     let mut i = 0;
     while i < n {
-        let v = _mm256_loadu_si256(src.as_ptr().add(i * 4) as *const __m256i);
-        // Pixels 0-3 and 4-7 widened to 16 bits; each lane of a product holds 2 pixels'
-        // (R*cR + G*cG, B*cB) pairs.
-        let lo = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_castsi256_si128(v)), coef);
-        let hi = _mm256_madd_epi16(_mm256_cvtepu8_epi16(_mm256_extracti128_si256(v, 1)), coef);
-        // Sums of pairs: pixels (0, 1, 4, 5 | 2, 3, 6, 7), put back in order.
-        let g = _mm256_srli_epi32(_mm256_add_epi32(_mm256_hadd_epi32(lo, hi), round), 15);
-        let g = _mm256_permute4x64_epi64(g, 0b11_01_10_00);
-        let a = _mm256_slli_epi32(_mm256_srli_epi32(v, 24), 8);
-        let ga = _mm256_or_si256(g, a);
-        // Eight 32-bit (gray | alpha << 8) to 16 bits, lanes joined.
-        let packed = _mm256_packus_epi32(ga, ga);
-        let packed = _mm256_permute4x64_epi64(packed, 0b00_00_10_00);
-        _mm_storeu_si128(
-            out.as_mut_ptr().add(i * 2) as *mut __m128i,
-            _mm256_castsi256_si128(packed),
+        let s = src.as_ptr().add(i * 4);
+        let a = gray_alpha(_mm256_loadu_si256(s as *const __m256i));
+        let b = gray_alpha(_mm256_loadu_si256(s.add(32) as *const __m256i));
+        // Packed per 128-bit lane (a 0-3, b 0-3 | a 4-7, b 4-7), then put in order.
+        let packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(a, b), 0b11_01_10_00);
+        _mm256_storeu_si256(out.as_mut_ptr().add(i * 2) as *mut __m256i, packed);
+        i += 16;
+    }
+    n
+}
+
+/// [`gray_rgba8_avx2`] with AVX-512BW: 32 pixels a step, packed the same way and put
+/// in order by one permute of 64-bit quarters. 12 MP RGBA against the AVX2 kernel:
+/// 1.02-1.16x on one thread, 1.04-1.09x on two; on 1000x750, even. Returns how many
+/// pixels it converted (a multiple of 32).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn gray_rgba8_avx512(src: &[u8], out: &mut [u8]) -> usize {
+    use std::arch::x86_64::*;
+    let n = (out.len() / 2).min(src.len() / 4) / 32 * 32;
+    let rb = _mm512_set1_epi32(((GRAY_B as i32) << 16) | GRAY_R as i32);
+    let g = _mm512_set1_epi32(GRAY_G as i32);
+    let low_bytes = _mm512_set1_epi32(0x00ff_00ff);
+    let alpha = _mm512_set1_epi32(0xff00);
+    let round = _mm512_set1_epi32(1 << 14);
+    // The quarters of the packed (a 0-3, b 0-3 | a 4-7, b 4-7 | ...) in order.
+    let order = _mm512_set_epi64(7, 5, 3, 1, 6, 4, 2, 0);
+    let gray_alpha = |v: __m512i| {
+        let sum = _mm512_add_epi32(
+            _mm512_madd_epi16(_mm512_and_si512(v, low_bytes), rb),
+            _mm512_madd_epi16(_mm512_and_si512(_mm512_srli_epi32(v, 8), low_bytes), g),
         );
-        i += 8;
+        let gray = _mm512_srli_epi32(_mm512_add_epi32(sum, round), 15);
+        _mm512_or_si512(gray, _mm512_and_si512(_mm512_srli_epi32(v, 16), alpha))
+    };
+    let mut i = 0;
+    while i < n {
+        let s = src.as_ptr().add(i * 4);
+        let a = gray_alpha(_mm512_loadu_si512(s as *const __m512i));
+        let b = gray_alpha(_mm512_loadu_si512(s.add(64) as *const __m512i));
+        let packed = _mm512_permutexvar_epi64(order, _mm512_packus_epi32(a, b));
+        _mm512_storeu_si512(out.as_mut_ptr().add(i * 2) as *mut __m512i, packed);
+        i += 32;
     }
     n
 }
@@ -1870,7 +1917,7 @@ mod tests {
     #[test]
     fn the_rgba_to_gray_kernel_equals_the_scalar_formula_on_awkward_widths() {
         let mut seed = 5u32;
-        for n in [1usize, 7, 8, 9, 15, 16, 17, 63, 1000] {
+        for n in [1usize, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 1000] {
             let src: Vec<u8> = (0..n * 4)
                 .map(|_| {
                     seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -1891,6 +1938,31 @@ mod tests {
             let mut out = vec![0u8; n * 2];
             super::gray_rgba8(&src, &mut out);
             assert_eq!(out, want, "{n} pixels");
+            // Each vector kernel the CPU has, on its own (the pixels it converts).
+            #[cfg(target_arch = "x86_64")]
+            {
+                type Kernel = unsafe fn(&[u8], &mut [u8]) -> usize;
+                let kernels: [(&str, bool, Kernel); 2] = [
+                    (
+                        "avx2",
+                        std::arch::is_x86_feature_detected!("avx2"),
+                        super::gray_rgba8_avx2,
+                    ),
+                    (
+                        "avx512",
+                        std::arch::is_x86_feature_detected!("avx512bw"),
+                        super::gray_rgba8_avx512,
+                    ),
+                ];
+                for (name, present, kernel) in kernels {
+                    if present {
+                        let mut out = vec![0u8; n * 2];
+                        // SAFETY: the CPU has the kernel's features, checked just above.
+                        let done = unsafe { kernel(&src, &mut out) };
+                        assert_eq!(out[..done * 2], want[..done * 2], "{name}, {n} pixels");
+                    }
+                }
+            }
         }
     }
 
