@@ -2705,7 +2705,8 @@ fn area_int_n<const CN: usize>(
         #[cfg(target_arch = "x86_64")]
         let avx2 = std::arch::is_x86_feature_detected!("avx2");
         let fill = |out: &mut [u8]| {
-            par::bands(out, dw * CN, |y0, band| {
+            // Four source samples per output sample.
+            par::bands_costed(out, dw * CN, 4, |y0, band| {
                 for (r, row) in band.chunks_exact_mut(dw * CN).enumerate() {
                     let y = (y0 + r) * 2;
                     let r0 = &src[y * sstride..y * sstride + used];
