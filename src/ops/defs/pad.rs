@@ -137,7 +137,7 @@ impl Pad {
         // The row copies: see `par::copy_forward` for which is faster where.
         let forward = par::is_amd();
         let fill_rows = |out: &mut [T]| {
-            par::bands(out, out_row, |y0, band| {
+            par::move_bands(out, out_row, false, |y0, band| {
                 for (r, orow) in band.chunks_exact_mut(out_row).enumerate() {
                     let y = y0 + r;
                     match y.checked_sub(top).filter(|&sy| sy < h) {
