@@ -43,9 +43,9 @@ fn map_samples(
 ///
 /// Where `row` reads its source back to front (`mirror`), the rows are walked so that
 /// the source is read as one falling stream: a left-right mirror makes its last row
-/// first ([`par::move_bands`] with `last_first`). Walked top-down, each row's read ran against the one
-/// before it, and a 12 MP gray mirror ran 1.2x to 1.25x slower (a C loop of both,
-/// median of 15, on the Zen 3 EPYC). A copy walks top-down whichever way it goes:
+/// first ([`par::move_bands`] with `last_first`). Walked top-down, each row's read ran
+/// against the one before it, and a 12 MP gray mirror ran 1.2x to 1.25x slower (a C
+/// loop of both, median of 15, on the Zen 3 EPYC). A copy walks top-down whichever way it goes:
 /// there the order made no difference.
 ///
 /// # Safety

@@ -43,7 +43,7 @@ pub fn bands_costed<T: Send>(
 }
 
 /// Samples per band of [`move_bands`].
-pub(crate) const MOVE_SAMPLES: usize = TASK_SAMPLES / 4;
+const MOVE_SAMPLES: usize = TASK_SAMPLES / 4;
 
 /// [`bands`] of [`MOVE_SAMPLES`], for an op that only moves samples (copy, crop, pad,
 /// flip).
